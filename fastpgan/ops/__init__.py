@@ -1,0 +1,9 @@
+"""Fused ops. Each has a plain-PyTorch ``*_reference`` (the ground truth) and a fused path.
+
+Every op takes ``backend="auto" | "fused" | "reference"`` (see :mod:`fastpgan.backend`).
+"""
+
+from fastpgan.ops.epilogue import bias_act, bias_act_reference
+from fastpgan.ops.normalization import pixel_norm, pixel_norm_reference
+
+__all__ = ["bias_act", "bias_act_reference", "pixel_norm", "pixel_norm_reference"]

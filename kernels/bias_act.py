@@ -1,0 +1,321 @@
+"""Bias + activation + gain + clamp (+ pixel norm) over channels: forward and backward.
+
+Every tensor is addressed as a (N, C, P) view with strides (stride_n, stride_c,
+stride_p), where P is the flattened spatial size. That one description covers NCHW
+(stride_p == 1), channels_last (stride_c == 1) and (N, C) matrices; when a batch is laid
+out pixel-major, the batch is folded into P so that a program sees long pixel runs.
+
+A program owns a BLOCK_C x BLOCK_P tile. With pixel norm every program spans all
+channels of its pixels (in one tile when C <= BLOCK_C, else in two passes over C),
+so the statistic never leaves registers. Arithmetic is in float32 (float64 for
+float64 tensors), whatever the storage type.
+
+The backward works from the saved output y (and, with pixel norm, the saved inverse
+norm r), not from the input: for leaky ReLU with a positive slope and a positive gain,
+the sign of y is the sign of the pre-activation, so nothing beyond what the next layer
+already keeps has to be stored. It also reduces the bias gradient: each program sums
+its tile over pixels into a row of a float32 partial buffer, which the caller sums.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+ACT_LINEAR = 0
+ACT_LRELU = 1
+
+MAX_TILE = 4096
+"""Elements per float32 program tile (half that for float64)."""
+MAX_BLOCK_C_PIXEL_NORM = 1024
+"""Channels held at once by a pixel-norm program; more channels take two passes."""
+MAX_BLOCK_C_ELEMENTWISE = 64
+
+
+@triton.jit
+def _load_tile(ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE: tl.constexpr):
+    """Loads channels c x local pixels pl of the tile at ptr (pl < p_left are valid).
+
+    ptr already points at the tile's first pixel (a 64-bit scalar offset), so element
+    offsets within the tile stay small 32-bit integers.
+    """
+    mask = (c[:, None] < C) & (pl[None, :] < p_left)
+    offsets = c[:, None] * stride_c + pl[None, :] * stride_p
+    return tl.load(ptr + offsets, mask=mask, other=0).to(COMPUTE), offsets, mask
+
+
+@triton.jit
+def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, clamp,
+              ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
+              COMPUTE: tl.constexpr):
+    """Loads an x tile and returns clamp(act(x + b) * gain), its offsets and mask."""
+    h, offsets, mask = _load_tile(x_ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
+    if HAS_BIAS:
+        h += tl.load(b_ptr + c, mask=c < C, other=0).to(COMPUTE)[:, None]
+    if ACT == 1:
+        h = tl.where(h > 0, h, h * slope)
+    a = h * gain
+    if HAS_CLAMP:
+        a = tl.minimum(tl.maximum(a, -clamp), clamp)
+    # Padding lanes must not enter the pixel-norm sum.
+    return tl.where(mask, a, 0), offsets, mask
+
+
+@triton.jit
+def _act_derivative(y, r, slope, gain, clamp, ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
+                    PIXEL_NORM: tl.constexpr, COMPUTE: tl.constexpr):
+    """d clamp(act(h) * gain) / dh, read off the (normalized) output y."""
+    if ACT == 1:
+        d = tl.where(y > 0, gain, gain * slope)
+    else:
+        d = tl.zeros(y.shape, COMPUTE) + gain
+    if HAS_CLAMP:
+        if PIXEL_NORM:
+            d = tl.where(tl.abs(y) < clamp * r[None, :], d, 0)
+        else:
+            d = tl.where(tl.abs(y) < clamp, d, 0)
+    return d
+
+
+@triton.jit
+def bias_act_fwd_kernel(
+    x_ptr, b_ptr, y_ptr, r_ptr,
+    C, P, stride_n, stride_c, stride_p,
+    slope, gain, clamp, eps,
+    ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    PIXEL_NORM: tl.constexpr, NUM_C_BLOCKS: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """y = clamp(act(x + b) * gain) [* rsqrt(mean_c(.^2) + eps)], r = that rsqrt."""
+    n = tl.program_id(2).to(tl.int64)
+    p0 = tl.program_id(0).to(tl.int64) * BLOCK_P
+    p_left = P - p0
+    base = n * stride_n + p0 * stride_p
+    x_ptr += base
+    y_ptr += base
+    pl = tl.arange(0, BLOCK_P)
+    if PIXEL_NORM:
+        c = tl.arange(0, BLOCK_C)
+        if NUM_C_BLOCKS == 1:
+            a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
+                                         slope, gain, clamp, ACT, HAS_BIAS, HAS_CLAMP, COMPUTE)
+            r = 1.0 / tl.sqrt(tl.sum(a * a, axis=0) / C + eps)
+            tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
+        else:
+            sum_sq = tl.zeros([BLOCK_P], COMPUTE)
+            for c0 in range(0, C, BLOCK_C):
+                a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
+                                             stride_p, slope, gain, clamp, ACT, HAS_BIAS,
+                                             HAS_CLAMP, COMPUTE)
+                sum_sq += tl.sum(a * a, axis=0)
+            r = 1.0 / tl.sqrt(sum_sq / C + eps)
+            for c0 in range(0, C, BLOCK_C):
+                a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
+                                             stride_p, slope, gain, clamp, ACT, HAS_BIAS,
+                                             HAS_CLAMP, COMPUTE)
+                tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
+        # r is a contiguous (N, P) array; n * P + p is also right for a folded batch (N == 1).
+        tl.store(r_ptr + n * P + p0 + pl, r, mask=pl < p_left)
+    else:
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
+                                     slope, gain, clamp, ACT, HAS_BIAS, HAS_CLAMP, COMPUTE)
+        tl.store(y_ptr + offsets, a.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp,
+                   ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, COMPUTE: tl.constexpr):
+    """dh = act'(h) * r * (dy - y * dot), dot = mean_c(dy * y) (+ r * g_r / C)."""
+    d = _act_derivative(y, r, slope, gain, clamp, ACT, HAS_CLAMP, True, COMPUTE)
+    return d * r[None, :] * (dy - y * dot[None, :])
+
+
+@triton.jit
+def bias_act_bwd_kernel(
+    dy_ptr, y_ptr, r_ptr, gr_ptr, dx_ptr, db_ptr,
+    C, P, stride_n, stride_c, stride_p, num_p_programs, iters,
+    slope, gain, clamp,
+    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, PIXEL_NORM: tl.constexpr,
+    HAS_GR: tl.constexpr, HAS_DB: tl.constexpr, NUM_C_BLOCKS: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """dx from dy and the saved y (and r); per-program bias-gradient partial sums in db.
+
+    Programs stride over pixel blocks (grid-stride loop) so the partial buffer has
+    N * num_p_programs rows, not one per pixel block. g_r (HAS_GR) is the gradient
+    reaching the saved r, which only a double backward produces.
+    """
+    pid_p = tl.program_id(0)
+    n = tl.program_id(2).to(tl.int64)
+    db_row = db_ptr + (n * num_p_programs + pid_p) * C
+    if PIXEL_NORM:
+        c = tl.arange(0, BLOCK_C)
+    else:
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    pl = tl.arange(0, BLOCK_P)
+    db_acc = tl.zeros([BLOCK_C], COMPUTE)
+    for it in range(iters):
+        p0 = (pid_p + it * num_p_programs).to(tl.int64) * BLOCK_P
+        p_left = P - p0
+        base = n * stride_n + p0 * stride_p
+        dy_tile = dy_ptr + base
+        y_tile = y_ptr + base
+        dx_tile = dx_ptr + base
+        if PIXEL_NORM:
+            r = tl.load(r_ptr + n * P + p0 + pl, mask=pl < p_left, other=1).to(COMPUTE)
+            if NUM_C_BLOCKS == 1:
+                dy, offsets, mask = _load_tile(dy_tile, c, pl, C, p_left, stride_c, stride_p,
+                                               COMPUTE)
+                y, offsets, mask = _load_tile(y_tile, c, pl, C, p_left, stride_c, stride_p,
+                                              COMPUTE)
+                dot = tl.sum(dy * y, axis=0) / C
+            else:
+                dot = tl.zeros([BLOCK_P], COMPUTE)
+                for c0 in range(0, C, BLOCK_C):
+                    dy, offsets, mask = _load_tile(dy_tile, c0 + c, pl, C, p_left, stride_c,
+                                                   stride_p, COMPUTE)
+                    y, offsets, mask = _load_tile(y_tile, c0 + c, pl, C, p_left, stride_c,
+                                                  stride_p, COMPUTE)
+                    dot += tl.sum(dy * y, axis=0)
+                dot = dot / C
+            if HAS_GR:
+                gr = tl.load(gr_ptr + n * P + p0 + pl, mask=pl < p_left, other=0).to(COMPUTE)
+                dot += r * gr / C
+            if NUM_C_BLOCKS == 1:
+                dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, ACT, HAS_CLAMP, COMPUTE)
+                tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
+                db_acc += tl.sum(dh, axis=1)
+            else:
+                for c0 in range(0, C, BLOCK_C):
+                    dy, offsets, mask = _load_tile(dy_tile, c0 + c, pl, C, p_left, stride_c,
+                                                   stride_p, COMPUTE)
+                    y, offsets, mask = _load_tile(y_tile, c0 + c, pl, C, p_left, stride_c,
+                                                  stride_p, COMPUTE)
+                    dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, ACT, HAS_CLAMP,
+                                        COMPUTE)
+                    tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
+                    if HAS_DB:
+                        # More channels than one tile: accumulate in this program's own
+                        # (zero-initialized) row instead of in registers.
+                        cm = (c0 + c) < C
+                        old = tl.load(db_row + c0 + c, mask=cm, other=0)
+                        tl.store(db_row + c0 + c, old + tl.sum(dh, axis=1).to(old.dtype),
+                                 mask=cm)
+        else:
+            dy, offsets, mask = _load_tile(dy_tile, c, pl, C, p_left, stride_c, stride_p,
+                                           COMPUTE)
+            y, offsets, mask = _load_tile(y_tile, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
+            dh = _act_derivative(y, y, slope, gain, clamp, ACT, HAS_CLAMP, False, COMPUTE) * dy
+            tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
+            db_acc += tl.sum(dh, axis=1)
+    if HAS_DB and (NUM_C_BLOCKS == 1 or not PIXEL_NORM):
+        tl.store(db_row + c, db_acc.to(db_ptr.dtype.element_ty), mask=c < C)
+
+
+# ----------------------------------------------------------------------------- host side
+
+
+def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+    """(N, C, P, stride_n, stride_c, stride_p) of a tensor of shape (N, C, *spatial).
+
+    The tensor must be contiguous, or channels_last-contiguous if 4-D. Strides are
+    derived from the shape (a size-1 dimension may carry any stride). A pixel-major
+    batch (channels_last, or P == 1) is folded into P, leaving N == 1.
+    """
+    n, c = t.shape[0], t.shape[1]
+    p = math.prod(t.shape[2:])
+    if c * p >= 2**31:
+        raise ValueError(f"fastpgan kernels take at most 2^31 - 1 elements per sample, got "
+                         f"shape {tuple(t.shape)}")
+    if t.is_contiguous():
+        if p == 1 or c == 1:
+            return 1, c, n * p, 0, 1 if p == 1 else p, c if p == 1 else 1
+        return n, c, p, c * p, p, 1
+    if not (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("fastpgan kernels take contiguous or channels_last tensors")
+    return 1, c, n * p, 0, 1, c
+
+
+def _compute_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _blocks(c: int, p: int, pixel_norm: bool, wide: bool = False) -> tuple[int, int, int, int]:
+    """BLOCK_C, BLOCK_P, number of channel blocks, num_warps; wide: 8-byte elements."""
+    max_c = MAX_BLOCK_C_PIXEL_NORM if pixel_norm else MAX_BLOCK_C_ELEMENTWISE
+    max_tile = MAX_TILE // 2 if wide else MAX_TILE
+    block_c = min(triton.next_power_of_2(c), max_c, max_tile)
+    block_p = max(1, min(triton.next_power_of_2(p), max_tile // block_c))
+    # About 8 elements per thread: more holds too many 64-bit addresses in registers.
+    num_warps = min(16, max(4, block_c * block_p // 256))
+    return block_c, block_p, triton.cdiv(c, block_c), num_warps
+
+
+def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
+                     r: torch.Tensor | None, *, act: int, slope: float, gain: float,
+                     clamp: float | None, eps: float) -> None:
+    """Launches the forward kernel; y (like x) and r ((N, 1, *spatial), float32) are written.
+
+    r is None unless pixel norm is applied.
+    """
+    n, c, p, stride_n, stride_c, stride_p = channel_view(x)
+    pixel_norm = r is not None
+    block_c, block_p, num_c_blocks, num_warps = _blocks(c, p, pixel_norm,
+                                                        x.dtype == torch.float64)
+    grid = (triton.cdiv(p, block_p), 1 if pixel_norm else num_c_blocks, n)
+    bias_act_fwd_kernel[grid](
+        x, bias if bias is not None else x, y, r if pixel_norm else x,
+        c, p, stride_n, stride_c, stride_p,
+        float(slope), float(gain), float(clamp or 0.0), float(eps),
+        ACT=act, HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None,
+        PIXEL_NORM=pixel_norm, NUM_C_BLOCKS=num_c_blocks,
+        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=_compute_dtype(x.dtype),
+        num_warps=num_warps,
+    )
+
+
+def _programs_per_row(device: torch.device, rows: int, p_blocks: int) -> int:
+    """Pixel-block programs per (sample, channel block): about 8 waves of the GPU in all."""
+    if device.type == "cuda":
+        target = 8 * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 4
+    return max(1, min(p_blocks, target // max(rows, 1)))
+
+
+def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
+                      grad_r: torch.Tensor | None, dx: torch.Tensor, *, with_bias_grad: bool,
+                      act: int, slope: float, gain: float,
+                      clamp: float | None) -> torch.Tensor | None:
+    """Launches the backward kernel, writing dx; returns the bias gradient or None.
+
+    dy, y and dx share one layout. r and grad_r are (N, 1, *spatial) or None. The bias
+    gradient is float32 (float64 for float64 y).
+    """
+    n, c, p, stride_n, stride_c, stride_p = channel_view(y)
+    pixel_norm = r is not None
+    block_c, block_p, num_c_blocks, num_warps = _blocks(c, p, pixel_norm,
+                                                        y.dtype == torch.float64)
+    c_programs = 1 if pixel_norm else num_c_blocks
+    p_blocks = triton.cdiv(p, block_p)
+    p_programs = _programs_per_row(y.device, n * c_programs, p_blocks)
+    partial = None
+    if with_bias_grad:
+        alloc = torch.zeros if pixel_norm and num_c_blocks > 1 else torch.empty
+        dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
+        partial = alloc((n * p_programs, c), device=y.device, dtype=dtype)
+    bias_act_bwd_kernel[(p_programs, c_programs, n)](
+        dy, y, r if pixel_norm else y, grad_r if grad_r is not None else y, dx,
+        partial if partial is not None else dx,
+        c, p, stride_n, stride_c, stride_p, p_programs, triton.cdiv(p_blocks, p_programs),
+        float(slope), float(gain), float(clamp or 0.0),
+        ACT=act, HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
+        HAS_GR=grad_r is not None, HAS_DB=with_bias_grad, NUM_C_BLOCKS=num_c_blocks,
+        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=_compute_dtype(y.dtype),
+        num_warps=num_warps,
+    )
+    return partial.sum(0) if partial is not None else None
