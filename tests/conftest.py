@@ -1,0 +1,44 @@
+"""Test set-up: fused kernels run on the GPU where there is one, else in Triton's interpreter.
+
+TRITON_INTERPRET must be set before fastpgan.kernels is imported, so it is set here,
+at collection, when no CUDA device is present.
+"""
+
+import os
+import secrets
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def device() -> str:
+    """Where fused kernels run in this session: "cuda", or "cpu" through the interpreter."""
+    return DEVICE
+
+
+@pytest.fixture(autouse=True)
+def fresh_seed() -> int:
+    """A new random seed per test, printed so a failure can be replayed."""
+    seed = secrets.randbits(31)
+    torch.manual_seed(seed)
+    print(f"torch seed {seed}")
+    return seed
+
+
+@pytest.fixture
+def poisoned_outputs(monkeypatch):
+    """Makes every fresh allocation NaN-filled, so an element a kernel forgot stays NaN."""
+    empty, empty_like, new_empty = torch.empty, torch.empty_like, torch.Tensor.new_empty
+
+    def _nan(t):
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: _nan(empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: _nan(empty_like(*a, **k)))
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda *a, **k: _nan(new_empty(*a, **k)))

@@ -1,0 +1,40 @@
+"""Comparison helpers shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+# Relative-error bounds against a float64 reference (ARCHITECTURE.md).
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2,
+             torch.bfloat16: 1e-2}
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64; NaN anywhere gives inf."""
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    if torch.isnan(out).any() or torch.isnan(ref).any():
+        return float("inf")
+    scale = ref.norm().item()
+    diff = (out - ref).norm().item()
+    return diff / scale if scale > 0 else diff
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str) -> None:
+    """Asserts shape equality and a relative error under tol."""
+    assert out.shape == ref.shape, f"{what}: shape {tuple(out.shape)} != {tuple(ref.shape)}"
+    err = rel_err(out, ref)
+    assert err < tol, f"{what}: relative error {err:.3e} >= {tol:.0e}"
+
+
+def random_input(shape: tuple[int, ...], device: str, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False) -> torch.Tensor:
+    """A random leaf tensor (requires grad) in the asked-for memory format."""
+    x = torch.randn(shape, device=device, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x.requires_grad_()
+
+
+def leaf64(t: torch.Tensor) -> torch.Tensor:
+    """A float64 CPU leaf copy of t, for the reference."""
+    return t.detach().double().cpu().requires_grad_()
