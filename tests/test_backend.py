@@ -60,7 +60,7 @@ def test_auto_warns_once_and_falls_back_when_kernels_fail_to_load(monkeypatch):
 
 
 def test_fused_rejects_unsupported_dtype():
-    with pytest.raises(TypeError, match="torch.int32"):
+    with pytest.raises(TypeError, match=r"torch\.int32"):
         backend.use_fused("bias_act", torch.ones(2, dtype=torch.int32), "fused")
 
 

@@ -1,0 +1,87 @@
+"""Shared by the benchmark suites: device, copy bandwidth, GPU figures, and the timer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+INNER_CALLS = 10 if CUDA else 1
+"""Calls per timed round: a round then holds one device synchronization, not one per call."""
+
+
+def measure_copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 20) -> float:
+    """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(repeats):
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    times.sort()
+    return 2 * nbytes / times[len(times) // 2] / 1e9
+
+
+_copy_bandwidth: float | None = None
+
+
+def copy_bandwidth() -> float | None:
+    """The device's measured copy bandwidth (GB/s), measured once; None without CUDA."""
+    global _copy_bandwidth
+    if CUDA and _copy_bandwidth is None:
+        _copy_bandwidth = measure_copy_bandwidth()
+    return _copy_bandwidth
+
+
+def gpu_info() -> dict:
+    """Name, memory, clocks and driver of GPU 0 from NVML, plus torch's view of it."""
+    if not CUDA:
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    info = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+            "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        info.update(
+            driver=pynvml.nvmlSystemGetDriverVersion(),
+            sm_clock_mhz=pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            sm_clock_max_mhz=pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            mem_clock_max_mhz=pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+            power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000,
+        )
+    except Exception as exc:
+        info["nvml"] = f"unavailable: {exc}"
+    return info
+
+
+def time_calls(benchmark, fn: Callable[[], object], bytes_moved: int, **info) -> None:
+    """Times fn with pytest-benchmark and records per-call time, GB/s and % of copy bandwidth."""
+
+    def rounds():
+        for _ in range(INNER_CALLS):
+            fn()
+        if CUDA:
+            torch.cuda.synchronize()
+
+    if CUDA:
+        benchmark.pedantic(rounds, rounds=30, warmup_rounds=5)
+    else:
+        benchmark(rounds)
+    benchmark.extra_info.update(info, bytes=bytes_moved, inner_calls=INNER_CALLS)
+    if benchmark.stats is not None:  # None with --benchmark-disable
+        seconds = benchmark.stats.stats.median / INNER_CALLS
+        gbps = bytes_moved / seconds / 1e9
+        benchmark.extra_info.update(us_per_call=seconds * 1e6, gb_per_s=gbps)
+        if copy_bandwidth():
+            benchmark.extra_info["pct_of_copy_bw"] = 100 * gbps / copy_bandwidth()
