@@ -118,11 +118,19 @@ def kernels_in_package() -> set[str]:
     return names
 
 
+def _ptxas_path(arch: int) -> str:
+    """The ptxas Triton itself uses; get_ptxas changed signature across Triton 3.x."""
+    try:
+        tool = get_ptxas(arch)
+    except TypeError:
+        tool = get_ptxas()
+    return tool.path if hasattr(tool, "path") else tool[0]
+
+
 def _ptxas_report(ptx: str) -> tuple[int, int, int]:
     """(registers, spill store bytes, spill load bytes) from ptxas --verbose."""
     target = re.search(r"^\.target\s+(\S+)", ptx, re.M).group(1).rstrip(",")
-    arch = int(re.match(r"sm_(\d+)", target).group(1))
-    ptxas = get_ptxas(arch).path
+    ptxas = _ptxas_path(int(re.match(r"sm_(\d+)", target).group(1)))
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
