@@ -146,6 +146,8 @@ def _bias_act_fake(x, bias, lrelu, slope, gain, clamp, pixel_norm, eps):
 def _bias_act_setup(ctx, inputs, output) -> None:
     _, bias, lrelu, slope, gain, clamp, pixel_norm, _ = inputs
     y, r = output
+    # Unused outputs (r, outside double backward) get None rather than a zero-filled grad.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(y, r if pixel_norm else None)
     ctx.epilogue = (lrelu, slope, gain, clamp)
     ctx.bias_dtype = None if bias is None else bias.dtype
@@ -196,6 +198,7 @@ def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain,
 
 def _backward_setup(ctx, inputs, output) -> None:
     grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp = inputs
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_y, y, r, grad_r)
     ctx.epilogue = (lrelu, slope, gain, clamp)
     ctx.bias_grad = bias_grad
