@@ -179,15 +179,14 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
 def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
                           bias_grad: bool, lrelu: bool, slope: float, gain: float,
                           clamp: float | None) -> tuple[Tensor, Tensor]:
-    grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad)
+    # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
+    grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad and y.numel() == 0)
     if y.numel() == 0:
         return dx, db.zero_()
-    partial_sum = load_kernels().bias_act.bias_act_backward(
+    bias_grad_sum = load_kernels().bias_act.bias_act_backward(
         grad_y, y, r, None if grad_r is None else grad_r.contiguous(), dx,
         with_bias_grad=bias_grad, act=int(lrelu), slope=slope, gain=gain, clamp=clamp)
-    if partial_sum is not None:
-        db = partial_sum
-    return dx, db
+    return dx, db if bias_grad_sum is None else bias_grad_sum
 
 
 @_bias_act_backward_op.register_fake
