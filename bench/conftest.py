@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import platform
 
-import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from benchutil import DEVICE, copy_bandwidth, gpu_info
+from benchutil import copy_bandwidth, gpu_info
 
 
 def pytest_benchmark_update_machine_info(config, machine_info) -> None:
@@ -25,9 +24,3 @@ def pytest_benchmark_update_machine_info(config, machine_info) -> None:
     machine_info.update(torch=torch.__version__, triton=triton.__version__,
                         python=platform.python_version(), gpu=gpu_info(),
                         copy_gb_per_s=copy_bandwidth())
-
-
-@pytest.fixture
-def device() -> str:
-    """"cuda" where present, else "cpu"."""
-    return DEVICE

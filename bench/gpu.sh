@@ -8,7 +8,7 @@ out="${OUT:-bench/results}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 stamp="$(date -u +%Y-%m-%d)"
-pip install --quiet --no-deps --no-build-isolation -e . || exit 1
+python -m pip install --quiet --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv \
   | tee "$out/nvidia-smi.txt"
 python -m pytest tests -q -ra 2>&1 | tee "$out/tests-cuda.log" | tail -n 25

@@ -3,7 +3,9 @@
     python bench/summarize.py RAW.json --out bench/results/DATE-DEVICE.json
 
 The table lists, per op, shape and layout: the fused time, GB/s and % of the measured
-copy bandwidth, then eager and torch.compile times and the fused speed-up over each.
+copy bandwidth, then eager and torch.compile times and the fused speed-up over each (all
+device times, from CUDA graph replays), and the fused step's wall time when launched
+from Python.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def summarize(raw: dict) -> dict:
             continue
         key = (info["op"], "x".join(map(str, info["shape"])), info["layout"], info["dtype"])
         cases[key][info["impl"]] = {k: info[k] for k in ("us_per_call", "gb_per_s",
-                                                          "pct_of_copy_bw") if k in info}
+                                                          "pct_of_copy_bw",
+                                                          "host_us_per_call") if k in info}
     rows = [{"op": op, "shape": shape, "layout": layout, "dtype": dtype, **impls}
             for (op, shape, layout, dtype), impls in sorted(cases.items())]
     return {
@@ -44,7 +47,8 @@ def table(summary: dict) -> str:
     lines = [f"{summary['device']}  torch {summary['torch']}  triton {summary['triton']}  "
              f"copy {summary['copy_gb_per_s'] or 0:.0f} GB/s",
              f"{'op':<22} {'shape':<15} {'layout':<13} {'fused us':>9} {'GB/s':>6} "
-             f"{'%copy':>6} {'eager us':>9} {'compile us':>10} {'x eager':>8} {'x comp':>7}"]
+             f"{'%copy':>6} {'eager us':>9} {'compile us':>10} {'x eager':>8} {'x comp':>7} "
+             f"{'fused host us':>13}"]
     for row in summary["rows"]:
         fused, eager, comp = (row.get(k, {}) for k in ("fused", "eager", "compiled"))
         f_us = fused.get("us_per_call", float("nan"))
@@ -52,7 +56,8 @@ def table(summary: dict) -> str:
         c_us = comp.get("us_per_call", float("nan"))
         lines.append(f"{row['op']:<22} {row['shape']:<15} {row['layout']:<13} {f_us:9.1f} "
                      f"{fused.get('gb_per_s', 0):6.0f} {fused.get('pct_of_copy_bw', 0):6.1f} "
-                     f"{e_us:9.1f} {c_us:10.1f} {e_us / f_us:8.2f} {c_us / f_us:7.2f}")
+                     f"{e_us:9.1f} {c_us:10.1f} {e_us / f_us:8.2f} {c_us / f_us:7.2f} "
+                     f"{fused.get('host_us_per_call', float('nan')):13.1f}")
     return "\n".join(lines)
 
 

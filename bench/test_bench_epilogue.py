@@ -1,8 +1,7 @@
 """bias_act and pixel_norm, forward + backward: fused vs eager reference vs torch.compile.
 
-Bytes moved once per step: x read and y written forward, dy and y read and dx written
-backward (5 tensors), plus the float32 per-pixel statistic written and read with pixel
-norm. That over the measured copy bandwidth is the floor the fused kernels aim at.
+The bytes each step must move (step_fn) over the measured copy bandwidth are the floor
+the fused kernels aim at.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import functools
 
 import pytest
 import torch
-from benchutil import CUDA, time_calls
+from benchutil import CUDA, DEVICE, time_calls
 
 from fastpgan.ops import bias_act, bias_act_reference
 
@@ -24,14 +23,30 @@ OPS = {
 IMPLS = ("fused", "eager", "compiled")
 
 
-@functools.cache
 def _compiled(op: str):
+    """A fresh torch.compile of the reference for one benchmark case.
+
+    Every case compiles the same code object (bias_act_reference), so dynamo's cache would
+    fill up after a few shapes and silently run the rest eagerly; resetting it first
+    keeps each case compiled, and fullgraph=True makes a graph break an error.
+    """
+    torch._dynamo.reset()
     kwargs, _ = OPS[op]
-    return torch.compile(functools.partial(bias_act_reference, **kwargs))
+    return torch.compile(functools.partial(bias_act_reference, **kwargs), fullgraph=True)
 
 
-def _step_fn(op: str, impl: str, x: torch.Tensor, b: torch.Tensor | None, dy: torch.Tensor):
-    kwargs, _ = OPS[op]
+def step_fn(op: str, impl: str, shape: tuple[int, ...], layout: str):
+    """(step, bytes): one forward + backward of op on fresh inputs, and the bytes it must move.
+
+    Bytes: x read and y written forward, dy and y read and dx written backward, plus the
+    float32 per-pixel statistic written and read with pixel norm.
+    """
+    kwargs, with_bias = OPS[op]
+    dtype = torch.bfloat16 if CUDA else torch.float32
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(shape, device=DEVICE, dtype=dtype).to(memory_format=fmt).requires_grad_()
+    b = torch.randn(shape[1], device=DEVICE, dtype=dtype, requires_grad=True) if with_bias else None
+    dy = torch.randn_like(x)
     if impl == "compiled":
         forward = _compiled(op)
     else:
@@ -42,24 +57,19 @@ def _step_fn(op: str, impl: str, x: torch.Tensor, b: torch.Tensor | None, dy: to
     def step():
         return torch.autograd.grad(forward(x, b), leaves, dy)
 
-    return step
+    pixels = shape[0] * shape[2] * shape[3]
+    stat_bytes = 2 * 4 * pixels if kwargs.get("pixel_norm") else 0
+    return step, 5 * x.numel() * x.element_size() + stat_bytes
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("op", list(OPS))
-def test_forward_backward(benchmark, device, op, shape, layout, impl):
-    dtype = torch.bfloat16 if CUDA else torch.float32
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(shape, device=device, dtype=dtype).to(memory_format=fmt).requires_grad_()
-    with_bias = OPS[op][1]
-    b = torch.randn(shape[1], device=device, dtype=dtype, requires_grad=True) if with_bias else None
-    dy = torch.randn_like(x)
-    step = _step_fn(op, impl, x, b, dy)
+def test_forward_backward(benchmark, op, shape, layout, impl):
+    step, nbytes = step_fn(op, impl, shape, layout)
     step()  # compile / warm up outside the timing
-    pixels = shape[0] * shape[2] * shape[3]
-    stat_bytes = 2 * 4 * pixels if OPS[op][0].get("pixel_norm") else 0
-    benchmark.group = f"{op} {'x'.join(map(str, shape))} {layout} {str(dtype)[6:]}"
-    time_calls(benchmark, step, 5 * x.numel() * x.element_size() + stat_bytes,
-               op=op, shape=list(shape), layout=layout, dtype=str(dtype), impl=impl)
+    dtype = "bfloat16" if CUDA else "float32"
+    benchmark.group = f"{op} {'x'.join(map(str, shape))} {layout} {dtype}"
+    time_calls(benchmark, step, nbytes, op=op, shape=list(shape), layout=layout,
+               dtype=f"torch.{dtype}", impl=impl)

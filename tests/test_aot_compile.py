@@ -1,4 +1,4 @@
-"""Every Triton kernel compiles for sm_80 and sm_90 in every dtype, without register spills."""
+"""Every Triton kernel compiles for sm_80 and sm_90 in every dtype, within the spill budget."""
 
 import json
 import os
@@ -31,7 +31,7 @@ def test_all_archs_and_dtypes_covered(report):
         assert seen == {(a, d) for a in (80, 90) for d in ("fp32", "fp16", "bf16", "fp64")}
 
 
-def test_compiles_without_errors_or_spills(report):
+def test_compiles_without_errors_or_heavy_spills(report):
     failures = [f"sm_{r['arch']} {r['kernel']} {r['variant']} {r['dtype']}: {r['error']}"
                 for r in report["results"] if not r["ok"]]
     assert not failures, "\n".join(failures)

@@ -13,7 +13,9 @@ break:
   with pixel norm the second-order terms are plain PyTorch expressions (below).
 
 Gradients are read off y: an element whose value lies within one rounding step of
-``clamp`` counts as clamped, the convention of NVlabs' bias_act.
+``clamp`` counts as clamped (``clamp_threshold``). y is stored rounded to its dtype, so
+a clamped value can read back just below ``clamp``; the price is that an unclamped value
+within that band (relative width 2^-7 in bfloat16, 2^-19 in float32) gets no gradient.
 """
 
 from __future__ import annotations
@@ -185,7 +187,8 @@ def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: T
         return dx, db.zero_()
     bias_grad_sum = load_kernels().bias_act.bias_act_backward(
         grad_y, y, r, None if grad_r is None else grad_r.contiguous(), dx,
-        with_bias_grad=bias_grad, act=int(lrelu), slope=slope, gain=gain, clamp=clamp)
+        with_bias_grad=bias_grad, act=int(lrelu), slope=slope, gain=gain,
+        clamp=None if clamp is None else clamp_threshold(clamp, y.dtype))
     return dx, db if bias_grad_sum is None else bias_grad_sum
 
 
@@ -203,11 +206,26 @@ def _backward_setup(ctx, inputs, output) -> None:
     ctx.bias_grad = bias_grad
 
 
+def clamp_threshold(clamp: float, dtype: torch.dtype) -> float:
+    """The |y| (before pixel norm) from which a stored output of this dtype counts as clamped.
+
+    One rounding step of the storage type below clamp, and never closer than 16 steps
+    of the arithmetic type, which covers the few ulps by which the compiled kernel's
+    recomputed pixel norm may differ from the one that scaled y.
+    """
+    arithmetic = torch.float64 if dtype == torch.float64 else torch.float32
+    return clamp * (1 - max(torch.finfo(dtype).eps, 16 * torch.finfo(arithmetic).eps))
+
+
 def _act_derivative(y: Tensor, r: Tensor | None, lrelu: bool, slope: float, gain: float,
-                    clamp: float | None) -> Tensor:
-    """d clamp(act(h) * gain) / dh as a function of the output y (constant a.e.)."""
+                    clamp: float | None, stored: torch.dtype) -> Tensor:
+    """d clamp(act(h) * gain) / dh as a function of the output y (constant a.e.).
+
+    stored is the dtype y was saved in, which sets how close to clamp counts as clamped.
+    """
     d = torch.where(y > 0, gain, gain * slope) if lrelu else torch.full_like(y, gain)
     if clamp is not None:
+        clamp = clamp_threshold(clamp, stored)
         limit = clamp if r is None else clamp * r
         d = torch.where(y.abs() < limit, d, 0.0)
     return d
@@ -231,7 +249,7 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     dy, yf, gf = grad_y.to(f), y.to(f), g.to(f)
     c = y.shape[1]
     gr = torch.zeros_like(r) if grad_r is None else grad_r
-    u = _act_derivative(yf, r, *ctx.epilogue).detach() * gf
+    u = _act_derivative(yf, r, *ctx.epilogue, stored=y.dtype).detach() * gf
     s = (u * yf).sum(1, keepdim=True)
     t = (u * dy).sum(1, keepdim=True)
     q = (dy * yf).sum(1, keepdim=True) / c
