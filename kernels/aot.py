@@ -103,7 +103,7 @@ def _bias_act_specs() -> list[Spec]:
                            **sizes, "num_p_programs": "i32", "iters": "i32",
                            "slope": "fp32", "gain": "fp32", "clamp": "fp32"}
                     specs.append(Spec("bias_act_bwd_kernel", variant, dtype, bwd,
-                                      dict(common, HAS_GR=True, HAS_DB=True)))
+                                      dict(common, HAS_GR=True, HAS_DB=True, DB_ATOMIC=True)))
     return specs
 
 

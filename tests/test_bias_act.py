@@ -206,3 +206,27 @@ def test_bad_arguments_raise_value_error_naming_the_problem(bad, message):
 def test_integer_input_raises_type_error():
     with pytest.raises(TypeError, match="floating-point"):
         bias_act(torch.ones(2, 3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("shape", [(8, 21, 4, 4), (2, 1100, 1, 3)])
+def test_deterministic_mode_sums_bias_gradient_in_fixed_order(device, shape):
+    """torch.use_deterministic_algorithms swaps the atomic bias-gradient sum for partials."""
+    x, b = _inputs(shape, device)
+    dy = torch.randn(shape, device=device)
+    x64, b64 = leaf64(x), leaf64(b)
+    expected = _grads(bias_act_reference(x64, b64, pixel_norm=True), (x64, b64),
+                      dy.double().cpu())[1]
+
+    def bias_grad():
+        return _grads(bias_act(x, b, pixel_norm=True, backend="fused"), (x, b), dy)[1]
+
+    atomic = bias_grad()
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = bias_grad(), bias_grad()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(first, second)
+    assert_close(first, expected, 1e-5, "deterministic db")
+    assert_close(atomic, expected, 1e-5, "atomic db")
