@@ -66,6 +66,17 @@ def gpu_info() -> dict:
     return info
 
 
+def compile_fresh(fn: Callable) -> Callable:
+    """torch.compile(fn, fullgraph=True) after resetting dynamo.
+
+    Benchmark cases compile the same reference code objects over and over; dynamo's cache
+    would fill after a few shapes and silently run the rest eagerly. fullgraph=True makes
+    a graph break an error.
+    """
+    torch._dynamo.reset()
+    return torch.compile(fn, fullgraph=True)
+
+
 def _graphed(fn: Callable[[], object], calls: int) -> Callable[[], None]:
     """fn called `calls` times, captured in one CUDA graph; returns its replay."""
     stream = torch.cuda.Stream()

@@ -10,7 +10,7 @@ import functools
 
 import pytest
 import torch
-from benchutil import CUDA, DEVICE, time_calls
+from benchutil import CUDA, DEVICE, compile_fresh, time_calls
 
 from fastpgan.ops import bias_act, bias_act_reference
 
@@ -21,18 +21,6 @@ OPS = {
     "bias_lrelu_pixel_norm": (dict(act="lrelu", pixel_norm=True), True),
 }
 IMPLS = ("fused", "eager", "compiled")
-
-
-def _compiled(op: str):
-    """A fresh torch.compile of the reference for one benchmark case.
-
-    Every case compiles the same code object (bias_act_reference), so dynamo's cache would
-    fill up after a few shapes and silently run the rest eagerly; resetting it first
-    keeps each case compiled, and fullgraph=True makes a graph break an error.
-    """
-    torch._dynamo.reset()
-    kwargs, _ = OPS[op]
-    return torch.compile(functools.partial(bias_act_reference, **kwargs), fullgraph=True)
 
 
 def step_fn(op: str, impl: str, shape: tuple[int, ...], layout: str):
@@ -48,7 +36,7 @@ def step_fn(op: str, impl: str, shape: tuple[int, ...], layout: str):
     b = torch.randn(shape[1], device=DEVICE, dtype=dtype, requires_grad=True) if with_bias else None
     dy = torch.randn_like(x)
     if impl == "compiled":
-        forward = _compiled(op)
+        forward = compile_fresh(functools.partial(bias_act_reference, **kwargs))
     else:
         backend = "fused" if impl == "fused" else "reference"
         forward = functools.partial(bias_act, backend=backend, **kwargs)

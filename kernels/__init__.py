@@ -11,6 +11,6 @@ import os
 INTERPRETED: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
 """True when the kernels were created for Triton's interpreter (TRITON_INTERPRET=1)."""
 
-from . import bias_act  # noqa: E402  (INTERPRETED is documented above it)
+from . import bias_act, minibatch_stddev  # noqa: E402  (INTERPRETED is documented above)
 
-__all__ = ["INTERPRETED", "bias_act"]
+__all__ = ["INTERPRETED", "bias_act", "minibatch_stddev"]

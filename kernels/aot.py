@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
-from . import bias_act
+from . import bias_act, minibatch_stddev
 
 ARCHS = (80, 90)
 SPILL_BUDGET_BYTES = 1024
@@ -107,10 +108,56 @@ def _bias_act_specs() -> list[Spec]:
     return specs
 
 
-SPECS = {"bias_act": _bias_act_specs}
+def _stride_args(prefix: str, units: dict[str, int]) -> dict[str, str]:
+    """The (n, c, p, g) stride arguments of one tensor that are not unit constexprs."""
+    return {f"{prefix}_stride_{k}": "i32" for k in "ncpg"
+            if f"{prefix}_stride_{k}" not in units}
+
+
+def _minibatch_stddev_specs() -> list[Spec]:
+    shapes = {"progan4x4": (512, 4 * 4, 4), "c512_32x32": (512, 32 * 32, 16)}  # C, HW, tiles
+    specs = []
+    for dtype, (compute, elem_bytes) in DTYPES.items():
+        stat = "fp64" if dtype == "fp64" else "fp32"
+        for layout, unit in _layouts().items():
+            for shape_name, (c, hw, num_tiles) in shapes.items():
+                block_c, block_p, num_warps = minibatch_stddev._blocks(
+                    c, hw, layout == "nchw", elem_bytes)
+                variant = f"{layout}/{shape_name}"
+                tile = dict(BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute,
+                            num_warps=num_warps)
+                units = {f"{prefix}_{name}": 1 for name in unit
+                         for prefix in ("x", "out", "dout")}
+                strides = functools.partial(_stride_args, units=units)
+                sizes = {name: "i32" for name in ("G", "F", "Cf", "HW", "num_c_tiles")}
+                fwd = {"x_ptr": f"*{dtype}", "out_ptr": f"*{dtype}", "partial_ptr": f"*{stat}",
+                       **sizes, **strides("x"), **strides("out"), "eps": "fp32"}
+                specs.append(Spec("mbstd_fwd_kernel", variant, dtype, fwd,
+                                  dict(tile, **{k: v for k, v in units.items()
+                                                if k[0] in "xo"})))
+                bwd = {"dout_ptr": f"*{dtype}", "x_ptr": f"*{dtype}", "gs_ptr": f"*{stat}",
+                       "dx_ptr": f"*{dtype}", **sizes, "scale": "fp32", **strides("x"),
+                       **strides("dout"), "eps": "fp32"}
+                specs.append(Spec("mbstd_bwd_kernel", variant, dtype, bwd,
+                                  dict(tile, **{k: v for k, v in units.items()
+                                                if k[0] in "xd"})))
+                stat_sig = {"partial_ptr": f"*{stat}", "out_ptr": f"*{dtype}", "M": "i32",
+                            "F": "i32", "C": "i32", "HW": "i32", "num_tiles": "i32",
+                            "inv_count": "fp32", **strides("out")}
+                stat_sig.pop("out_stride_g")
+                specs.append(Spec("mbstd_stat_kernel", variant, dtype, stat_sig,
+                                  dict(BLOCK_T=triton.next_power_of_2(num_tiles),
+                                       BLOCK_P=triton.next_power_of_2(hw), COMPUTE=compute,
+                                       num_warps=4,
+                                       **{k: v for k, v in units.items()
+                                          if k.startswith("out")})))
+    return specs
+
+
+SPECS = {"bias_act": _bias_act_specs, "minibatch_stddev": _minibatch_stddev_specs}
 """Kernel module name -> function listing its compile specs."""
 
-MODULES = {"bias_act": bias_act}
+MODULES = {"bias_act": bias_act, "minibatch_stddev": minibatch_stddev}
 
 
 def kernels_in_package() -> set[str]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.backend import load_kernels, use_fused
+from fastpgan.ops.layout import memory_format, stat_dtype
 
 ACTIVATIONS = ("linear", "relu", "lrelu")
 
@@ -110,22 +111,11 @@ def _validate(x: Tensor, bias: Tensor | None, act: str, negative_slope: float, g
 # ---------------------------------------------------------------- fused path (custom ops)
 
 
-def _memory_format(t: Tensor) -> torch.memory_format:
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
-            memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _stat_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tensor]:
     """x made dense in its own memory format, and the outputs y and r to fill."""
-    x = x.contiguous(memory_format=_memory_format(x))
+    x = x.contiguous(memory_format=memory_format(x))
     stat_shape = (x.shape[0], 1, *x.shape[2:]) if pixel_norm else (0,)
-    return x, torch.empty_like(x), x.new_empty(stat_shape, dtype=_stat_dtype(x))
+    return x, torch.empty_like(x), x.new_empty(stat_shape, dtype=stat_dtype(x))
 
 
 @torch.library.custom_op("fastpgan::bias_act", mutates_args=())
@@ -172,8 +162,8 @@ _bias_act_op.register_autograd(_bias_act_grad, setup_context=_bias_act_setup)
 
 def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
     """grad_y in y's layout, and the outputs dx and db to fill."""
-    grad_y = grad_y.contiguous(memory_format=_memory_format(y))
-    db = y.new_empty((y.shape[1],) if bias_grad else (0,), dtype=_stat_dtype(y))
+    grad_y = grad_y.contiguous(memory_format=memory_format(y))
+    db = y.new_empty((y.shape[1],) if bias_grad else (0,), dtype=stat_dtype(y))
     return grad_y, torch.empty_like(y), db
 
 

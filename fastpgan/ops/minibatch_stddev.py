@@ -1,0 +1,165 @@
+"""minibatch_stddev: ProGAN's minibatch standard deviation layer (Karras et al. 2017, 3).
+
+Official semantics: G = min(group_size, N) must divide N, and sample i belongs to group
+i mod (N / G) (the official code reshapes x to (G, N/G, F, C/F, H, W)). Per group and
+per channel group f, the standard deviation over the G members, sqrt(biased variance +
+eps), is averaged over the C/F channels and H x W pixels, and the result is appended as
+F constant channels.
+
+The fused path is two ``torch.library`` custom ops, ``fastpgan::minibatch_stddev`` and
+``fastpgan::minibatch_stddev_backward`` (kernels: ``fastpgan.kernels.minibatch_stddev``,
+whose docstring says how the statistic is reduced). A plain backward runs the fused
+kernel. A backward that must itself be differentiated (create_graph=True, as in WGAN-GP
+and R1) is computed by :func:`minibatch_stddev_backward_reference` in plain PyTorch,
+which autograd differentiates to any order; the layer sits at the discriminator's 4x4
+block, where that costs microseconds.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fastpgan.backend import load_kernels, use_fused
+from fastpgan.ops.layout import memory_format, stat_dtype
+
+
+def _groups(x: Tensor, group_size: int) -> tuple[int, int]:
+    """(G, M): the group size actually used and the number of groups."""
+    g = min(group_size, x.shape[0])
+    return g, x.shape[0] // g
+
+
+def minibatch_stddev_reference(x: Tensor, group_size: int = 4, num_channels: int = 1,
+                               eps: float = 1e-8) -> Tensor:
+    """The definition of :func:`minibatch_stddev` in plain, differentiable PyTorch."""
+    _validate(x, group_size, num_channels, eps)
+    n, c, h, w = x.shape
+    g, m = _groups(x, group_size)
+    y = x.reshape(g, m, num_channels, c // num_channels, h, w)
+    y = y - y.mean(dim=0)
+    std = (y.square().mean(dim=0) + eps).sqrt()  # (M, F, C/F, H, W)
+    stat = std.mean(dim=(2, 3, 4))  # (M, F)
+    stat = stat.repeat(g, 1).reshape(n, num_channels, 1, 1).expand(n, num_channels, h, w)
+    return torch.cat([x, stat.to(x.dtype)], dim=1)
+
+
+def minibatch_stddev_backward_reference(grad_out: Tensor, x: Tensor, group_size: int,
+                                        num_channels: int, eps: float) -> Tensor:
+    """dL/dx from dL/d(output) in closed form, plain PyTorch (differentiable again).
+
+    With d = x - group mean and std = sqrt(mean_g(d^2) + eps):
+    dx = grad_out[:, :C] + gs / (G * C/F * H * W) * d / std, where gs sums the statistic
+    channel's gradient over the group's members and H x W.
+    """
+    n, c, h, w = x.shape
+    g, m = _groups(x, group_size)
+    cf = c // num_channels
+    y = x.to(stat_dtype(x)).reshape(g, m, num_channels, cf, h * w)
+    d = y - y.mean(dim=0)
+    std = (d.square().mean(dim=0) + eps).sqrt()
+    gs = grad_out[:, c:].to(y.dtype).reshape(g, m, num_channels, 1, h * w).sum(dim=(0, 4),
+                                                                             keepdim=True)
+    dx = gs * d / (std * (g * cf * h * w))
+    return grad_out[:, :c] + dx.reshape(n, c, h, w).to(grad_out.dtype)
+
+
+def minibatch_stddev(x: Tensor, group_size: int = 4, num_channels: int = 1,
+                     eps: float = 1e-8, *, backend: str | None = None) -> Tensor:
+    """x with F = num_channels minibatch standard-deviation channels appended.
+
+    Args:
+        x: (N, C, H, W), NCHW or channels_last; the output (N, C + F, H, W) keeps x's
+            dtype and memory format.
+        group_size: G is min(group_size, N); N must be a multiple of G.
+        num_channels: F, the number of channel groups (and of appended channels); must
+            divide C.
+        eps: added to the variance before the square root.
+        backend: "auto", "fused", "reference" or None for the process default.
+    """
+    _validate(x, group_size, num_channels, eps)
+    if not use_fused("minibatch_stddev", x, backend):
+        return minibatch_stddev_reference(x, group_size, num_channels, eps)
+    return torch.ops.fastpgan.minibatch_stddev(x, int(group_size), int(num_channels),
+                                               float(eps))
+
+
+def _validate(x: Tensor, group_size: int, num_channels: int, eps: float) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"minibatch_stddev: x must be (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"minibatch_stddev: x must be a floating-point tensor, got {x.dtype}")
+    if group_size < 1 or num_channels < 1:
+        raise ValueError(f"minibatch_stddev: group_size and num_channels must be >= 1, got "
+                         f"{group_size} and {num_channels}")
+    n, c = x.shape[:2]
+    if n == 0:
+        raise ValueError("minibatch_stddev: the batch is empty (N = 0)")
+    g = min(group_size, n)
+    if n % g:
+        raise ValueError(f"minibatch_stddev: the batch size N = {n} is not a multiple of the "
+                         f"group size G = min(group_size, N) = {g}")
+    if c % num_channels:
+        raise ValueError(f"minibatch_stddev: C = {c} channels do not split into "
+                         f"num_channels = {num_channels} groups")
+    if eps < 0:
+        raise ValueError(f"minibatch_stddev: eps must be >= 0, got {eps}")
+
+
+# ---------------------------------------------------------------- fused path (custom ops)
+
+
+def _output(x: Tensor, num_channels: int) -> Tensor:
+    n, c, h, w = x.shape
+    return x.new_empty((n, c + num_channels, h, w)).contiguous(memory_format=memory_format(x))
+
+
+@torch.library.custom_op("fastpgan::minibatch_stddev", mutates_args=())
+def _minibatch_stddev_op(x: Tensor, group_size: int, num_channels: int, eps: float) -> Tensor:
+    x = x.contiguous(memory_format=memory_format(x))
+    out = _output(x, num_channels)
+    g, _ = _groups(x, group_size)
+    load_kernels().minibatch_stddev.minibatch_stddev_forward(
+        x, out, group_size=g, num_channels=num_channels, eps=eps)
+    return out
+
+
+@_minibatch_stddev_op.register_fake
+def _minibatch_stddev_fake(x, group_size, num_channels, eps):
+    return _output(x, num_channels)
+
+
+def _setup(ctx, inputs, output) -> None:
+    x, group_size, num_channels, eps = inputs
+    ctx.save_for_backward(x)
+    ctx.config = (group_size, num_channels, eps)
+
+
+def _grad(ctx, grad_out: Tensor):
+    (x,) = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+        dx = minibatch_stddev_backward_reference(grad_out, x, *ctx.config)
+    else:
+        dx = torch.ops.fastpgan.minibatch_stddev_backward(grad_out, x, *ctx.config)
+    return dx, None, None, None
+
+
+_minibatch_stddev_op.register_autograd(_grad, setup_context=_setup)
+
+
+@torch.library.custom_op("fastpgan::minibatch_stddev_backward", mutates_args=())
+def _minibatch_stddev_backward_op(grad_out: Tensor, x: Tensor, group_size: int,
+                                  num_channels: int, eps: float) -> Tensor:
+    x = x.contiguous(memory_format=memory_format(x))
+    grad_out = grad_out.contiguous(memory_format=memory_format(x))
+    dx = torch.empty_like(x)
+    g, _ = _groups(x, group_size)
+    load_kernels().minibatch_stddev.minibatch_stddev_backward(
+        grad_out, x, dx, group_size=g, num_channels=num_channels, eps=eps)
+    return dx
+
+
+@_minibatch_stddev_backward_op.register_fake
+def _minibatch_stddev_backward_fake(grad_out, x, group_size, num_channels, eps):
+    return torch.empty_like(x.contiguous(memory_format=memory_format(x)))
