@@ -126,3 +126,17 @@ def time_calls(benchmark, fn: Callable[[], object], bytes_moved: int, **info) ->
         benchmark.extra_info.update(us_per_call=seconds * 1e6, gb_per_s=gbps)
         if copy_bandwidth():
             benchmark.extra_info["pct_of_copy_bw"] = 100 * gbps / copy_bandwidth()
+
+
+def benchmark_step(benchmark, step_and_bytes: tuple[Callable[[], object], int], *, op: str,
+                   shape: tuple[int, ...], layout: str, impl: str) -> None:
+    """Warms up (and compiles) one forward + backward step, then times it with time_calls.
+
+    The dtype is bfloat16 on CUDA and float32 on the CPU smoke run.
+    """
+    step, nbytes = step_and_bytes
+    step()
+    dtype = "bfloat16" if CUDA else "float32"
+    benchmark.group = f"{op} {'x'.join(map(str, shape))} {layout} {dtype}"
+    time_calls(benchmark, step, nbytes, op=op, shape=list(shape), layout=layout,
+               dtype=f"torch.{dtype}", impl=impl)

@@ -10,7 +10,7 @@ import functools
 
 import pytest
 import torch
-from benchutil import CUDA, DEVICE, compile_fresh, time_calls
+from benchutil import CUDA, DEVICE, benchmark_step, compile_fresh
 
 from fastpgan.ops import bias_act, bias_act_reference
 
@@ -55,9 +55,5 @@ def step_fn(op: str, impl: str, shape: tuple[int, ...], layout: str):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("op", list(OPS))
 def test_forward_backward(benchmark, op, shape, layout, impl):
-    step, nbytes = step_fn(op, impl, shape, layout)
-    step()  # compile / warm up outside the timing
-    dtype = "bfloat16" if CUDA else "float32"
-    benchmark.group = f"{op} {'x'.join(map(str, shape))} {layout} {dtype}"
-    time_calls(benchmark, step, nbytes, op=op, shape=list(shape), layout=layout,
-               dtype=f"torch.{dtype}", impl=impl)
+    benchmark_step(benchmark, step_fn(op, impl, shape, layout), op=op, shape=shape,
+                   layout=layout, impl=impl)

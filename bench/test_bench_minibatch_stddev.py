@@ -10,7 +10,7 @@ import functools
 
 import pytest
 import torch
-from benchutil import CUDA, DEVICE, compile_fresh, time_calls
+from benchutil import CUDA, DEVICE, benchmark_step, compile_fresh
 
 from fastpgan.ops import minibatch_stddev, minibatch_stddev_reference
 
@@ -45,9 +45,5 @@ def step_fn(impl: str, shape: tuple[int, ...], layout: str, group_size: int = 4)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_forward_backward(benchmark, shape, layout, impl):
-    step, nbytes = step_fn(impl, shape, layout)
-    step()  # compile / warm up outside the timing
-    dtype = "bfloat16" if CUDA else "float32"
-    benchmark.group = f"minibatch_stddev {'x'.join(map(str, shape))} {layout} {dtype}"
-    time_calls(benchmark, step, nbytes, op="minibatch_stddev", shape=list(shape),
-               layout=layout, dtype=f"torch.{dtype}", impl=impl)
+    benchmark_step(benchmark, step_fn(impl, shape, layout), op="minibatch_stddev", shape=shape,
+                   layout=layout, impl=impl)

@@ -11,6 +11,6 @@ import os
 INTERPRETED: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
 """True when the kernels were created for Triton's interpreter (TRITON_INTERPRET=1)."""
 
-from . import bias_act, minibatch_stddev  # noqa: E402  (INTERPRETED is documented above)
+from . import adain, bias_act, minibatch_stddev  # noqa: E402  (INTERPRETED is above)
 
-__all__ = ["INTERPRETED", "bias_act", "minibatch_stddev"]
+__all__ = ["INTERPRETED", "adain", "bias_act", "minibatch_stddev"]

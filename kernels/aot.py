@@ -29,7 +29,7 @@ from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
-from . import bias_act, minibatch_stddev
+from . import adain, bias_act, minibatch_stddev
 
 ARCHS = (80, 90)
 SPILL_BUDGET_BYTES = 1024
@@ -154,10 +154,39 @@ def _minibatch_stddev_specs() -> list[Spec]:
     return specs
 
 
-SPECS = {"bias_act": _bias_act_specs, "minibatch_stddev": _minibatch_stddev_specs}
+def _adain_specs() -> list[Spec]:
+    shapes = {"c512_64x64": (512, 64 * 64), "c32_512x512": (32, 512 * 512)}
+    specs = []
+    for dtype, (compute, elem_bytes) in DTYPES.items():
+        stat = "fp64" if dtype == "fp64" else "fp32"
+        for layout, unit in _layouts().items():
+            for shape_name, (c, p) in shapes.items():
+                block_c, block_p, num_warps = adain._blocks(c, p, layout == "nchw", elem_bytes)
+                common = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True,
+                              ONE_TILE=p <= block_p, BLOCK_C=block_c, BLOCK_P=block_p,
+                              COMPUTE=compute, num_warps=num_warps, noise_stride_p=1, **unit)
+                sizes = {name: "i32" for name in ("C", "P", "stride_n", "stride_c", "stride_p",
+                                                  "noise_stride_n") if name not in unit}
+                sizes = {**dict(list(sizes.items())[:2]), "inv_p": "fp32",
+                         **dict(list(sizes.items())[2:])}
+                inputs = {f"{name}_ptr": f"*{dtype}" for name in ("x", "noise", "nw", "b")}
+                fwd = {**inputs, "scale_ptr": f"*{dtype}", "shift_ptr": f"*{dtype}",
+                       "y_ptr": f"*{dtype}", "mean_ptr": f"*{stat}", "rstd_ptr": f"*{stat}",
+                       **sizes, "slope": "fp32", "eps": "fp32"}
+                variant = f"{layout}/{shape_name}"
+                specs.append(Spec("adain_fwd_kernel", variant, dtype, fwd, common))
+                bwd = {"dy_ptr": f"*{dtype}", **inputs, "scale_ptr": f"*{dtype}",
+                       "mean_ptr": f"*{stat}", "rstd_ptr": f"*{stat}", "dx_ptr": f"*{dtype}",
+                       "rows_ptr": f"*{stat}", **sizes, "slope": "fp32"}
+                specs.append(Spec("adain_bwd_kernel", variant, dtype, bwd, common))
+    return specs
+
+
+SPECS = {"adain": _adain_specs, "bias_act": _bias_act_specs,
+         "minibatch_stddev": _minibatch_stddev_specs}
 """Kernel module name -> function listing its compile specs."""
 
-MODULES = {"bias_act": bias_act, "minibatch_stddev": minibatch_stddev}
+MODULES = {"adain": adain, "bias_act": bias_act, "minibatch_stddev": minibatch_stddev}
 
 
 def kernels_in_package() -> set[str]:

@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import compute_dtype
+
 ACT_LINEAR = 0
 ACT_LRELU = 1
 
@@ -253,9 +255,6 @@ def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     return 1, c, n * p, 0, 1, c
 
 
-def _compute_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _blocks(c: int, p: int, stride_p: int, pixel_norm: bool,
             elem_bytes: int) -> tuple[int, int, int, int]:
@@ -302,7 +301,7 @@ def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
         float(slope), float(gain), float(clamp or 0.0), float(eps),
         ACT=act, HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None,
         PIXEL_NORM=pixel_norm, NUM_C_BLOCKS=num_c_blocks,
-        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=_compute_dtype(x.dtype),
+        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(x.dtype),
         num_warps=num_warps,
     )
 
@@ -353,7 +352,7 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
         ACT=act, HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
         HAS_GR=grad_r is not None, HAS_DB=with_bias_grad, DB_ATOMIC=atomic,
         NUM_C_BLOCKS=num_c_blocks,
-        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=_compute_dtype(y.dtype),
+        BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(y.dtype),
         num_warps=num_warps,
     )
     return None if db is None else db[0] if atomic else db.sum(0)

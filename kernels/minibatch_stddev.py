@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .common import compute_dtype
+
 MAX_TILE = 2048
 """Elements of one group member's tile (half that for float64)."""
 
@@ -145,9 +147,6 @@ def member_strides(t: torch.Tensor, group_count: int) -> tuple[int, int, int, in
     return t.stride(0), t.stride(1), t.stride(3), group_count * t.stride(0)
 
 
-def _compute_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _blocks(cf: int, hw: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
     """BLOCK_C, BLOCK_P and num_warps: the contiguous dimension first, up to MAX_TILE."""
@@ -185,7 +184,7 @@ def minibatch_stddev_forward(x: torch.Tensor, out: torch.Tensor, *, group_size: 
     m, num_tiles = geo["group_count"], geo["num_tiles"]
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     partial = torch.empty((m * num_channels, num_tiles), device=x.device, dtype=stat_dtype)
-    compute = _compute_dtype(x.dtype)
+    compute = compute_dtype(x.dtype)
     mbstd_fwd_kernel[(num_tiles, m * num_channels)](
         x, out, partial, group_size, num_channels, geo["cf"], geo["hw"], geo["num_c_tiles"],
         *member_strides(x, m), *member_strides(out, m), float(eps),
@@ -212,6 +211,6 @@ def minibatch_stddev_backward(dout: torch.Tensor, x: torch.Tensor, dx: torch.Ten
         dout, x, gs.contiguous(), dx, group_size, num_channels, geo["cf"], geo["hw"],
         geo["num_c_tiles"], 1.0 / (group_size * geo["cf"] * geo["hw"]),
         *member_strides(x, m), *member_strides(dout, m), float(eps),
-        BLOCK_C=geo["block_c"], BLOCK_P=geo["block_p"], COMPUTE=_compute_dtype(x.dtype),
+        BLOCK_C=geo["block_c"], BLOCK_P=geo["block_p"], COMPUTE=compute_dtype(x.dtype),
         num_warps=geo["num_warps"],
     )

@@ -1,0 +1,108 @@
+"""StyleGAN's per-layer noise injection and AdaIN (Karras et al. 2019, section 2, appendix C)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fastpgan.nn.equalized import EqualizedLinear
+from fastpgan.ops import adain
+
+NOISE_MODES = ("random", "fixed", "none")
+
+
+class NoiseInjection(nn.Module):
+    """x + weight[c] * noise[n, 0, h, w]: single-channel noise scaled per channel.
+
+    ``weight`` is learned and starts at zero. ``mode`` picks the noise: "random" (fresh
+    N(0, 1) for every sample and call, the default), "fixed" (the ``fixed_noise``
+    buffer, one map shared by the batch, saved with the model) or "none"; it can be
+    changed at any time, e.g. to "fixed" for reproducible samples.
+
+    Args:
+        channels: C.
+        resolution: H = W of the fixed map; needed for mode "fixed" (None: no buffer).
+        mode: "random", "fixed" or "none".
+    """
+
+    def __init__(self, channels: int, resolution: int | None = None, *,
+                 mode: str = "random") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels))
+        fixed = None if resolution is None else torch.randn(1, 1, resolution, resolution)
+        self.register_buffer("fixed_noise", fixed)
+        self.mode = mode
+
+    @property
+    def mode(self) -> str:
+        """"random", "fixed" or "none"."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        if mode not in NOISE_MODES:
+            raise ValueError(f"NoiseInjection: mode must be one of {NOISE_MODES}, got {mode!r}")
+        if mode == "fixed" and self.fixed_noise is None:
+            raise ValueError("NoiseInjection: mode 'fixed' needs a resolution for its buffer")
+        self._mode = mode
+
+    def noise_for(self, x: Tensor) -> Tensor | None:
+        """The noise map for input x of shape (N, C, H, W), or None in mode "none"."""
+        if self.mode == "none":
+            return None
+        if self.mode == "fixed":
+            if self.fixed_noise.shape[-2:] != x.shape[-2:]:
+                raise ValueError(f"NoiseInjection: fixed noise is {tuple(self.fixed_noise.shape)}"
+                                 f" but x is {tuple(x.shape)}")
+            return self.fixed_noise.to(x.dtype)
+        return torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x plus this layer's scaled noise (unfused; AdaIN fuses it into its kernel)."""
+        noise = self.noise_for(x)
+        return x if noise is None else x + self.weight.view(1, -1, 1, 1).to(x.dtype) * noise
+
+    def extra_repr(self) -> str:
+        """Channels and mode."""
+        return f"channels={self.weight.numel()}, mode={self.mode}"
+
+
+class AdaIN(nn.Module):
+    """StyleGAN's layer epilogue: noise, bias, leaky ReLU, then AdaIN styled by w, fused.
+
+    y = (1 + s[n, c]) * instance_norm(lrelu(x + noise_weight * noise + bias)) + t[n, c],
+    with (s, t) = EqualizedLinear(w) (gain 1, as in the official code). The style starts
+    as the identity: s and t have zero bias.
+
+    Args:
+        channels: C.
+        w_dim: size of w.
+        resolution: H = W, for the noise layer's fixed map (None: no fixed mode).
+        noise: inject noise (a :class:`NoiseInjection` as ``self.noise``).
+        bias: add a learned per-channel bias before the activation.
+        negative_slope: leaky ReLU slope, or None for no activation.
+        eps: instance norm's epsilon.
+        backend: "auto", "fused", "reference" or None for the process default.
+    """
+
+    def __init__(self, channels: int, w_dim: int, resolution: int | None = None, *,
+                 noise: bool = True, bias: bool = True, negative_slope: float | None = 0.2,
+                 eps: float = 1e-8, backend: str | None = None) -> None:
+        super().__init__()
+        self.style = EqualizedLinear(w_dim, 2 * channels, gain=1.0)
+        self.noise = NoiseInjection(channels, resolution) if noise else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+        self.negative_slope, self.eps, self.backend = negative_slope, eps, backend
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        """x (N, C, H, W) styled by w (N, w_dim)."""
+        scale, shift = self.style(w).chunk(2, dim=1)
+        noise = None if self.noise is None else self.noise.noise_for(x)
+        return adain(x, 1 + scale, shift, noise=noise,
+                     noise_weight=None if noise is None else self.noise.weight,
+                     bias=self.bias, negative_slope=self.negative_slope, eps=self.eps,
+                     backend=self.backend)
+
+    def extra_repr(self) -> str:
+        """Slope and epsilon."""
+        return f"negative_slope={self.negative_slope}, eps={self.eps:g}"

@@ -1,0 +1,235 @@
+"""adain: StyleGAN's layer epilogue, noise + bias + leaky ReLU + AdaIN, in one kernel.
+
+Karras et al. 2019, section 2 and appendix C: h = x + noise_weight * noise + bias,
+a = leaky_relu(h) when a slope is given, instance normalization of a over H x W per
+(n, c) with the biased variance, y = scale[n, c] * a_hat + shift[n, c]. The caller
+computes scale and shift from w (StyleGAN: an equalized dense layer, scale = 1 + style).
+
+The fused path is two ``torch.library`` custom ops, ``fastpgan::adain`` and
+``fastpgan::adain_backward`` (kernels: ``fastpgan.kernels.adain``). A plain backward runs
+the fused kernel; a backward that must itself be differentiated (create_graph=True)
+uses :func:`adain_backward_reference`, the closed form in plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastpgan.backend import load_kernels, use_fused
+from fastpgan.ops.layout import memory_format, stat_dtype
+
+
+def _per_channel(t: Tensor) -> Tensor:
+    return t.view(1, -1, 1, 1)
+
+
+def _activation(x: Tensor, noise: Tensor | None, noise_weight: Tensor | None,
+                bias: Tensor | None, negative_slope: float | None) -> tuple[Tensor, Tensor]:
+    """(h, a): the pre-activation and the activation that is normalized."""
+    h = x
+    if noise is not None:
+        h = h + _per_channel(noise_weight).to(h.dtype) * noise.to(h.dtype)
+    if bias is not None:
+        h = h + _per_channel(bias).to(h.dtype)
+    a = h if negative_slope is None else F.leaky_relu(h, negative_slope)
+    return h, a
+
+
+def adain_reference(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = None,
+                    noise_weight: Tensor | None = None, bias: Tensor | None = None,
+                    negative_slope: float | None = None, eps: float = 1e-8) -> Tensor:
+    """The definition of :func:`adain` in plain, differentiable PyTorch."""
+    _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
+    _, a = _activation(x, noise, noise_weight, bias, negative_slope)
+    mean = a.mean(dim=(2, 3), keepdim=True)
+    var = (a - mean).square().mean(dim=(2, 3), keepdim=True)
+    a_hat = (a - mean) * torch.rsqrt(var + eps)
+    return scale[:, :, None, None].to(x.dtype) * a_hat + shift[:, :, None, None].to(x.dtype)
+
+
+def adain_backward_reference(grad_y: Tensor, x: Tensor, scale: Tensor,
+                             noise: Tensor | None, noise_weight: Tensor | None,
+                             bias: Tensor | None, negative_slope: float | None, eps: float
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None,
+                                        Tensor | None]:
+    """(dx, dscale, dshift, dnoise, dnoise_weight, dbias) in closed form, plain PyTorch.
+
+    With g = scale * dy: da = rstd * (g - mean_p(g) - a_hat * mean_p(g * a_hat)) and
+    dh = da * leaky_relu'(h); differentiable again by autograd.
+    """
+    dtype = stat_dtype(x)
+    h, a = _activation(x.to(dtype), noise, noise_weight, bias, negative_slope)
+    mean = a.mean(dim=(2, 3), keepdim=True)
+    rstd = torch.rsqrt((a - mean).square().mean(dim=(2, 3), keepdim=True) + eps)
+    a_hat = (a - mean) * rstd
+    dy = grad_y.to(dtype)
+    g = scale[:, :, None, None].to(dtype) * dy
+    da = rstd * (g - g.mean(dim=(2, 3), keepdim=True)
+                 - a_hat * (g * a_hat).mean(dim=(2, 3), keepdim=True))
+    dh = da if negative_slope is None else torch.where(h > 0, da, da * negative_slope)
+    dnoise = dnoise_weight = dbias = None
+    if noise is not None:
+        dnoise = (dh * _per_channel(noise_weight).to(dtype)).sum(dim=1, keepdim=True)
+        dnoise = dnoise.sum(dim=0, keepdim=True) if noise.shape[0] == 1 else dnoise
+        dnoise_weight = (dh * noise.to(dtype)).sum(dim=(0, 2, 3))
+    if bias is not None:
+        dbias = dh.sum(dim=(0, 2, 3))
+    return (dh.to(x.dtype), (dy * a_hat).sum(dim=(2, 3)), dy.sum(dim=(2, 3)), dnoise,
+            dnoise_weight, dbias)
+
+
+def adain(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = None,
+          noise_weight: Tensor | None = None, bias: Tensor | None = None,
+          negative_slope: float | None = None, eps: float = 1e-8,
+          backend: str | None = None) -> Tensor:
+    """Noise injection, bias, leaky ReLU and adaptive instance normalization in one pass.
+
+    Args:
+        x: (N, C, H, W), NCHW or channels_last; the output keeps its dtype and layout.
+        scale, shift: (N, C) style coefficients (StyleGAN: scale = 1 + style).
+        noise: (N, 1, H, W) or (1, 1, H, W) (one map for the whole batch), with
+            noise_weight (C,); both or neither.
+        bias: (C,) or None.
+        negative_slope: leaky ReLU slope (StyleGAN: 0.2), or None for no activation.
+        eps: added to the variance.
+        backend: "auto", "fused", "reference" or None for the process default.
+    """
+    _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
+    if not use_fused("adain", x, backend):
+        return adain_reference(x, scale, shift, noise=noise, noise_weight=noise_weight,
+                               bias=bias, negative_slope=negative_slope, eps=eps)
+    y, _, _ = torch.ops.fastpgan.adain(
+        x, scale, shift, noise, noise_weight, bias,
+        None if negative_slope is None else float(negative_slope), float(eps))
+    return y
+
+
+def _validate(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
+              noise_weight: Tensor | None, bias: Tensor | None, negative_slope: float | None,
+              eps: float) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"adain: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"adain: x must be a floating-point tensor, got {x.dtype}")
+    n, c, h, w = x.shape
+    for name, t in (("scale", scale), ("shift", shift)):
+        if tuple(t.shape) != (n, c):
+            raise ValueError(f"adain: {name} must have shape ({n}, {c}) for x of shape "
+                             f"{tuple(x.shape)}, got {tuple(t.shape)}")
+    if (noise is None) != (noise_weight is None):
+        raise ValueError("adain: noise and noise_weight must be given together")
+    if noise is not None and (noise.dim() != 4 or noise.shape[0] not in (1, n)
+                              or tuple(noise.shape[1:]) != (1, h, w)):
+        raise ValueError(f"adain: noise must have shape ({n}, 1, {h}, {w}) or (1, 1, {h}, {w}), "
+                         f"got {tuple(noise.shape)}")
+    for name, t in (("noise_weight", noise_weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"adain: {name} must have shape ({c},), got {tuple(t.shape)}")
+    for name, t in (("scale", scale), ("shift", shift), ("noise", noise),
+                    ("noise_weight", noise_weight), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"adain: {name} is on {t.device}, x on {x.device}")
+    if negative_slope is not None and negative_slope < 0:
+        raise ValueError(f"adain: negative_slope must be >= 0 or None, got {negative_slope}")
+    if eps < 0:
+        raise ValueError(f"adain: eps must be >= 0, got {eps}")
+
+
+# ---------------------------------------------------------------- fused path (custom ops)
+
+
+def _dense(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+@torch.library.custom_op("fastpgan::adain", mutates_args=())
+def _adain_op(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
+              noise_weight: Tensor | None, bias: Tensor | None, slope: float | None,
+              eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.contiguous(memory_format=memory_format(x))
+    y, mean, rstd = _forward_outputs(x)
+    if x.numel():
+        load_kernels().adain.adain_forward(
+            x, scale.contiguous(), shift.contiguous(), _dense(noise), _dense(noise_weight),
+            _dense(bias), y, mean, rstd, slope=slope, eps=eps)
+    else:
+        mean.zero_(), rstd.zero_()
+    return y, mean, rstd
+
+
+def _forward_outputs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """y laid out like x, and the (N, C) row statistics mean and rstd."""
+    y = torch.empty_like(x.contiguous(memory_format=memory_format(x)))
+    stats = x.new_empty(x.shape[:2], dtype=stat_dtype(x))
+    return y, stats, torch.empty_like(stats)
+
+
+@_adain_op.register_fake
+def _adain_fake(x, scale, shift, noise, noise_weight, bias, slope, eps):
+    return _forward_outputs(x)
+
+
+def _adain_setup(ctx, inputs, output) -> None:
+    x, scale, shift, noise, noise_weight, bias, slope, eps = inputs
+    _, mean, rstd = output
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x, scale, noise, noise_weight, bias, mean, rstd)
+    ctx.config = (slope, eps)
+    ctx.dtypes = (scale.dtype, shift.dtype)
+
+
+def _adain_grad(ctx, grad_y: Tensor | None, grad_mean: Tensor | None, grad_rstd: Tensor | None):
+    x, scale, noise, noise_weight, bias, mean, rstd = ctx.saved_tensors
+    slope, eps = ctx.config
+    if grad_y is None:
+        return None, None, None, None, None, None, None, None
+    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
+        dx, dscale, dshift, dnoise, dnoise_weight, dbias = adain_backward_reference(
+            grad_y, x, scale, noise, noise_weight, bias, slope, eps)
+    else:
+        dx, rows = torch.ops.fastpgan.adain_backward(grad_y, x, scale, noise, noise_weight,
+                                                     bias, mean, rstd, slope)
+        dshift, dscale = rows[0], rows[1]
+        dbias = None if bias is None else rows[2].sum(0)
+        dnoise_weight = dnoise = None
+        if noise is not None:
+            dnoise_weight = rows[3].sum(0)
+            if ctx.needs_input_grad[3]:
+                dnoise = (dx * noise_weight.view(1, -1, 1, 1).to(dx.dtype)).sum(1, keepdim=True)
+                dnoise = dnoise.sum(0, keepdim=True) if noise.shape[0] == 1 else dnoise
+    return (dx, dscale.to(ctx.dtypes[0]), dshift.to(ctx.dtypes[1]),
+            None if dnoise is None else dnoise.to(noise.dtype),
+            None if dnoise_weight is None else dnoise_weight.to(noise_weight.dtype),
+            None if dbias is None else dbias.to(bias.dtype), None, None)
+
+
+_adain_op.register_autograd(_adain_grad, setup_context=_adain_setup)
+
+
+@torch.library.custom_op("fastpgan::adain_backward", mutates_args=())
+def _adain_backward_op(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor | None,
+                       noise_weight: Tensor | None, bias: Tensor | None, mean: Tensor,
+                       rstd: Tensor, slope: float | None) -> tuple[Tensor, Tensor]:
+    x = x.contiguous(memory_format=memory_format(x))
+    grad_y = grad_y.contiguous(memory_format=memory_format(x))
+    dx, rows = _backward_outputs(x)
+    if x.numel():
+        load_kernels().adain.adain_backward(
+            grad_y, x, scale.contiguous(), _dense(noise), _dense(noise_weight), _dense(bias),
+            mean, rstd, dx, rows, slope=slope)
+    else:
+        rows.zero_()
+    return dx, rows
+
+
+def _backward_outputs(x: Tensor) -> tuple[Tensor, Tensor]:
+    """dx laid out like x, and the (4, N, C) per-row sums."""
+    dx = torch.empty_like(x.contiguous(memory_format=memory_format(x)))
+    return dx, x.new_empty((4, *x.shape[:2]), dtype=stat_dtype(x))
+
+
+@_adain_backward_op.register_fake
+def _adain_backward_fake(grad_y, x, scale, noise, noise_weight, bias, mean, rstd, slope):
+    return _backward_outputs(x)
