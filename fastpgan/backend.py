@@ -62,13 +62,18 @@ def load_kernels() -> types.ModuleType | None:
     return _kernels
 
 
+def resolve_backend(op: str, backend: str | None) -> str:
+    """``backend`` checked, or the process default when None."""
+    return _default if backend is None else _check(backend, op)
+
+
 def use_fused(op: str, x: torch.Tensor, backend: str | None) -> bool:
     """Resolves ``backend`` for one call of ``op`` on ``x``: True for the fused path.
 
     Raises RuntimeError when ``"fused"`` is asked for and cannot run, naming the fix,
     and TypeError for a dtype the kernels do not take.
     """
-    name = _default if backend is None else _check(backend, op)
+    name = resolve_backend(op, backend)
     if name == "reference":
         return False
     if name == "auto":

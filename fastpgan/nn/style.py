@@ -1,4 +1,4 @@
-"""StyleGAN's per-layer noise injection and AdaIN (Karras et al. 2019, section 2, appendix C)."""
+"""StyleGAN's noise injection and AdaIN (Karras et al. 2019) and StyleGAN2's modulated conv."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from fastpgan.nn.equalized import EqualizedLinear
-from fastpgan.ops import adain
+from fastpgan.ops import adain, modulated_conv2d
 
 NOISE_MODES = ("random", "fixed", "none")
 
@@ -106,3 +106,40 @@ class AdaIN(nn.Module):
     def extra_repr(self) -> str:
         """Slope and epsilon."""
         return f"negative_slope={self.negative_slope}, eps={self.eps:g}"
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2's modulated convolution with its style affine (Karras et al. 2020, 2.2).
+
+    styles = EqualizedLinear(w) (bias initialized to 1, so the layer starts unmodulated),
+    then :func:`fastpgan.ops.modulated_conv2d` with the equalized-LR weight
+    weight / sqrt(in_channels * k * k). The weight is stored N(0, 1) as (O, I, k, k), the
+    shape of an ``nn.Conv2d`` weight.
+
+    Args:
+        in_channels, out_channels, kernel_size: as in ``nn.Conv2d`` (odd, square kernel).
+        w_dim: size of w.
+        demodulate: normalize each output channel (StyleGAN2's replacement for AdaIN).
+        eps: added under the demodulation's square root.
+        backend: "auto", "fused", "reference" or None for the process default.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, *,
+                 demodulate: bool = True, eps: float = 1e-8,
+                 backend: str | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size,
+                                               kernel_size))
+        self.style = EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
+        self.demodulate, self.eps, self.backend = demodulate, eps, backend
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        """x (N, in_channels, H, W) convolved with weights modulated by w (N, w_dim)."""
+        gain = self.weight[0].numel() ** -0.5
+        return modulated_conv2d(x, self.weight * gain, self.style(w),
+                                demodulate=self.demodulate, eps=self.eps, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        """Weight shape and demodulation."""
+        o, i, k, _ = self.weight.shape
+        return f"{i}, {o}, kernel_size={k}, demodulate={self.demodulate}"
