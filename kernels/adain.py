@@ -5,18 +5,22 @@ h = x + noise_weight[c] * noise[n, p] + bias[c], a = leaky_relu(h) (if a slope i
 given), a_hat = (a - mean) * rstd with the biased variance, y = scale[n, c] * a_hat +
 shift[n, c].
 
-A program owns BLOCK_C channels of one sample and every pixel of them, so each row's
-statistics, and in the backward each row's sums for the scale and shift gradients, are
-reduced inside one program in a fixed order, with no atomics. Means multiply by 1 / P
-from the host: the GPU's float32 division is approximate, and with one pixel a - a / 1
-must be exactly zero (rstd is then 1 / sqrt(eps)). When a row fits in one
-BLOCK_P tile (up to 64 x 64 pixels in NCHW) it stays in registers between the
-statistics and the output; longer rows are read twice, the second time mostly from
-cache. Variances come from sums shifted by each row's first value. The forward saves
-the per-row mean and rstd (float32, float64 for float64 input).
+Rows that fit one tile (up to 64 x 64 pixels in NCHW) take one kernel each way
+(``adain_fwd_kernel``, ``adain_bwd_kernel``): a program owns BLOCK_C whole rows, which
+stay in registers between the row statistics and the output. Longer rows are split
+into chunks so that any shape gives the GPU thousands of programs (a 512 x 512 layer
+with 32 channels and a batch of 4 has only 128 rows): a first kernel writes per-chunk
+sums (``adain_stats_kernel``; ``adain_grad_sums_kernel`` backward), and a second
+combines each row's chunk sums in a fixed order and writes the output
+(``adain_norm_kernel``; ``adain_grad_kernel``). Nothing is summed atomically, so
+results do not depend on scheduling. Sums are shifted by each row's first value,
+against cancellation, and means multiply by a host-computed 1 / P (the GPU's float32
+division need not be exact, and with one pixel a - mean must be exactly 0 while rstd
+is 1 / sqrt(eps)). The forward saves each row's mean and rstd (float32, float64 for
+float64 input).
 
 Backward, with g = scale * dy: da = rstd * (g - mean_p(g) - a_hat * mean_p(g * a_hat)),
-dx = dh = da * leaky_relu'(h). Per row it also writes sum_p(dy) (dshift),
+dx = dh = da * leaky_relu'(h). It also yields per row sum_p(dy) (dshift),
 sum_p(dy * a_hat) (dscale), sum_p(dh) and sum_p(dh * noise), which the caller sums over
 the batch into the bias and noise-weight gradients.
 """
@@ -31,6 +35,8 @@ from .common import compute_dtype
 
 MAX_TILE = 4096
 """Elements per program tile (half that for float64)."""
+PROGRAMS_PER_SM = 8
+"""Long rows are split into enough chunks for about this many programs per SM."""
 
 
 @triton.jit
@@ -69,77 +75,142 @@ def _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p, c_mask, mean, rstd, strid
 
 
 @triton.jit
+def _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
+               noise_stride_p, slope, C, P, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
+               HAS_ACT: tl.constexpr, COMPUTE: tl.constexpr):
+    """Each row's first activation (pixel 0): the shift of the row's sums."""
+    first = tl.arange(0, 2)  # one masked lane: aranges need at least two
+    _h0, a0, _offsets0 = _activation(x_ptr, noise_ptr, nw_ptr, b_ptr, c, first,
+                                     c_mask[:, None] & (first[None, :] < 1), stride_c,
+                                     stride_p, noise_stride_p, slope, C, P, HAS_NOISE,
+                                     HAS_BIAS, HAS_ACT, COMPUTE)
+    return tl.sum(a0, axis=1)
+
+
+@triton.jit
+def _chunk_program(C, BLOCK_C: tl.constexpr):
+    """(sample n, chunk, channels c, c < C) of a program of the grid (c blocks, chunks, N)."""
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return tl.program_id(2), tl.program_id(1), c, c < C
+
+
+@triton.jit
+def _combine(partial_ptr, n, c, c_mask, C, COMPUTE: tl.constexpr):
+    """Sums over a row's chunks of the two planes of partial, (2, N, chunks, C)."""
+    num_chunks = tl.num_programs(1)
+    plane = tl.num_programs(2) * num_chunks * C
+    first = tl.zeros(c.shape, COMPUTE)
+    second = tl.zeros(c.shape, COMPUTE)
+    for j in range(num_chunks):
+        slot = (n * num_chunks + j) * C + c
+        first += tl.load(partial_ptr + slot, mask=c_mask, other=0)
+        second += tl.load(partial_ptr + plane + slot, mask=c_mask, other=0)
+    return first, second
+
+
+@triton.jit
+def _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, first, second):
+    """Stores a chunk's two per-lane sums, reduced over pixels, at (·, n, chunk, c)."""
+    num_chunks = tl.num_programs(1)
+    slot = (n * num_chunks + chunk) * C + c
+    tl.store(partial_ptr + slot, tl.sum(first, axis=1), mask=c_mask)
+    tl.store(partial_ptr + tl.num_programs(2) * num_chunks * C + slot, tl.sum(second, axis=1),
+             mask=c_mask)
+
+
+@triton.jit
 def adain_fwd_kernel(
     x_ptr, noise_ptr, nw_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, mean_ptr, rstd_ptr,
     C, P, inv_p, stride_n, stride_c, stride_p, noise_stride_n, noise_stride_p, slope, eps,
     HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
-    ONE_TILE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
-    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    """y = scale * (a - mean) * rstd + shift over each (n, c) row; saves mean and rstd."""
+    """Rows of at most BLOCK_P pixels: statistics (exact two-pass) and y in registers."""
     n = tl.program_id(1)
     c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    pl = tl.arange(0, BLOCK_P)
-    x_ptr += n.to(tl.int64) * stride_n
-    y_ptr += n.to(tl.int64) * stride_n
-    noise_ptr += n.to(tl.int64) * noise_stride_n
+    p = tl.arange(0, BLOCK_P)
     c_mask = c < C
+    mask = c_mask[:, None] & (p[None, :] < P)
+    _h, a, offsets = _activation(x_ptr + n.to(tl.int64) * stride_n,
+                                 noise_ptr + n.to(tl.int64) * noise_stride_n, nw_ptr, b_ptr,
+                                 c, p, mask, stride_c, stride_p, noise_stride_p, slope, C, P,
+                                 HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+    mean = tl.sum(a, axis=1) * inv_p
+    d = tl.where(mask, a - mean[:, None], 0)
+    rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) * inv_p + eps)
     row = n * C + c
-    if ONE_TILE:  # the whole row in registers: an exact two-pass variance
-        mask = c_mask[:, None] & (pl[None, :] < P)
-        _, a, offsets = _activation(x_ptr, noise_ptr, nw_ptr, b_ptr, c, pl, mask, stride_c,
-                                    stride_p, noise_stride_p, slope, C, P, HAS_NOISE,
-                                    HAS_BIAS, HAS_ACT, COMPUTE)
-        mean = tl.sum(a, axis=1) * inv_p
-        d = tl.where(mask, a - mean[:, None], 0)
-        rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) * inv_p + eps)
-    else:  # sums shifted by each row's first value, against cancellation
-        first = tl.arange(0, 2)  # pixel 0, with one masked lane (aranges need 2+ lanes)
-        _h0, a0, _offsets0 = _activation(x_ptr, noise_ptr, nw_ptr, b_ptr, c, first,
-                                       c_mask[:, None] & (first[None, :] < 1), stride_c,
-                                       stride_p, noise_stride_p, slope, C, P, HAS_NOISE,
-                                       HAS_BIAS, HAS_ACT, COMPUTE)
-        shift0 = tl.sum(a0, axis=1)
-        # Per-lane sums, reduced after the loop (fewer reductions, and no loop result with
-        # two uses, which trips Triton 3.6's thread-locality pass).
-        s1 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        s2 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        for p0 in range(0, P, BLOCK_P):
-            mask = c_mask[:, None] & ((p0 + pl)[None, :] < P)
-            _h, a, offsets = _activation(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p0 + pl, mask,
-                                        stride_c, stride_p, noise_stride_p, slope, C, P,
-                                        HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
-            d = tl.where(mask, a - shift0[:, None], 0)
-            s1 += d
-            s2 += d * d
-        mean_d = tl.sum(s1, axis=1) * inv_p
-        mean = shift0 + mean_d
-        rstd = 1.0 / tl.sqrt(tl.maximum(tl.sum(s2, axis=1) * inv_p - mean_d * mean_d, 0) + eps)
     tl.store(mean_ptr + row, mean, mask=c_mask)
     tl.store(rstd_ptr + row, rstd, mask=c_mask)
-    # scale * ((a - mean) * rstd) + shift, not (scale * rstd) * a + (...): with a tiny
-    # variance rstd is huge and the folded form cancels catastrophically.
+    # scale * ((a - mean) * rstd) + shift: folding rstd into the scale would cancel
+    # catastrophically when the variance is tiny and rstd huge.
     s = tl.load(scale_ptr + row, mask=c_mask, other=0).to(COMPUTE)
     t = tl.load(shift_ptr + row, mask=c_mask, other=0).to(COMPUTE)
-    if ONE_TILE:
-        a_hat = (a - mean[:, None]) * rstd[:, None]
-        tl.store(y_ptr + offsets, (s[:, None] * a_hat + t[:, None]).to(y_ptr.dtype.element_ty),
-                 mask=mask)
-    else:
-        for p0 in range(0, P, BLOCK_P):
-            _, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p0 + pl,
-                                                  c_mask, mean, rstd, stride_c, stride_p,
-                                                  noise_stride_p, slope, C, P, HAS_NOISE,
-                                                  HAS_BIAS, HAS_ACT, COMPUTE)
-            tl.store(y_ptr + offsets,
-                     (s[:, None] * a_hat + t[:, None]).to(y_ptr.dtype.element_ty), mask=mask)
+    y = s[:, None] * (d * rstd[:, None]) + t[:, None]
+    tl.store(y_ptr + n.to(tl.int64) * stride_n + offsets, y.to(y_ptr.dtype.element_ty),
+             mask=mask)
 
 
 @triton.jit
-def _row_sums(dy_ptr, a_hat, offsets, mask, COMPUTE: tl.constexpr):
-    """(sum_p dy, sum_p dy * a_hat) of a tile."""
-    dy = tl.load(dy_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-    return tl.sum(dy, axis=1), tl.sum(dy * a_hat, axis=1)
+def adain_stats_kernel(
+    x_ptr, noise_ptr, nw_ptr, b_ptr, partial_ptr,
+    C, P, chunk_size, stride_n, stride_c, stride_p, noise_stride_n, noise_stride_p, slope,
+    HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """Long rows, pass 1: per chunk, sums of (a - a[0]) and its square."""
+    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    x_ptr += n.to(tl.int64) * stride_n
+    noise_ptr += n.to(tl.int64) * noise_stride_n
+    shift0 = _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
+                        noise_stride_p, slope, C, P, HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+    # Per-lane sums, reduced after the loop (fewer reductions, and no loop result with two
+    # uses, which trips Triton 3.6's thread-locality pass).
+    s1 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    s2 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    for p0 in range(chunk * chunk_size, (chunk + 1) * chunk_size, BLOCK_P):
+        p = p0 + tl.arange(0, BLOCK_P)
+        mask = c_mask[:, None] & (p[None, :] < P)
+        _h, a, _offsets = _activation(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p, mask, stride_c,
+                                      stride_p, noise_stride_p, slope, C, P, HAS_NOISE,
+                                      HAS_BIAS, HAS_ACT, COMPUTE)
+        d = tl.where(mask, a - shift0[:, None], 0)
+        s1 += d
+        s2 += d * d
+    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, s1, s2)
+
+
+@triton.jit
+def adain_norm_kernel(
+    x_ptr, noise_ptr, nw_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, mean_ptr, rstd_ptr,
+    partial_ptr, C, P, inv_p, chunk_size, stride_n, stride_c, stride_p, noise_stride_n,
+    noise_stride_p, slope, eps,
+    HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """Long rows, pass 2: row statistics from the chunk sums, then y for this chunk."""
+    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    x_ptr += n.to(tl.int64) * stride_n
+    y_ptr += n.to(tl.int64) * stride_n
+    noise_ptr += n.to(tl.int64) * noise_stride_n
+    shift0 = _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
+                        noise_stride_p, slope, C, P, HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+    s1, s2 = _combine(partial_ptr, n, c, c_mask, C, COMPUTE)
+    mean_d = s1 * inv_p
+    mean = shift0 + mean_d
+    rstd = 1.0 / tl.sqrt(tl.maximum(s2 * inv_p - mean_d * mean_d, 0) + eps)
+    row = n * C + c
+    first_chunk = c_mask & ((c * 0 + chunk) == 0)  # the row's chunk 0 stores its statistics
+    tl.store(mean_ptr + row, mean, mask=first_chunk)
+    tl.store(rstd_ptr + row, rstd, mask=first_chunk)
+    s = tl.load(scale_ptr + row, mask=c_mask, other=0).to(COMPUTE)
+    t = tl.load(shift_ptr + row, mask=c_mask, other=0).to(COMPUTE)
+    for p0 in range(chunk * chunk_size, (chunk + 1) * chunk_size, BLOCK_P):
+        _h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c,
+                                               p0 + tl.arange(0, BLOCK_P), c_mask, mean, rstd,
+                                               stride_c, stride_p, noise_stride_p, slope, C, P,
+                                               HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+        tl.store(y_ptr + offsets, (s[:, None] * a_hat + t[:, None]).to(y_ptr.dtype.element_ty),
+                 mask=mask)
 
 
 @triton.jit
@@ -169,14 +240,13 @@ def adain_bwd_kernel(
     dy_ptr, x_ptr, noise_ptr, nw_ptr, b_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_ptr, rows_ptr,
     C, P, inv_p, stride_n, stride_c, stride_p, noise_stride_n, noise_stride_p, slope,
     HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
-    ONE_TILE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
-    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    """dx (laid out like x), and per row in rows[k, n, c]: k = 0 sum(dy), 1 sum(dy * a_hat),
-    2 sum(dh), 3 sum(dh * noise)."""
+    """Rows of at most BLOCK_P pixels: dx, and per row in rows[k, n, c]: k = 0 sum(dy),
+    1 sum(dy * a_hat), 2 sum(dh), 3 sum(dh * noise)."""
     n = tl.program_id(1)
     c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    pl = tl.arange(0, BLOCK_P)
+    p = tl.arange(0, BLOCK_P)
     x_ptr += n.to(tl.int64) * stride_n
     dy_ptr += n.to(tl.int64) * stride_n
     dx_ptr += n.to(tl.int64) * stride_n
@@ -187,56 +257,90 @@ def adain_bwd_kernel(
     mean = tl.load(mean_ptr + row, mask=c_mask, other=0)
     rstd = tl.load(rstd_ptr + row, mask=c_mask, other=0)
     scale = tl.load(scale_ptr + row, mask=c_mask, other=0).to(COMPUTE)
-    if ONE_TILE:  # the row stays in registers between the two passes
-        h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, pl, c_mask,
+    h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p, c_mask, mean,
+                                          rstd, stride_c, stride_p, noise_stride_p, slope, C, P,
+                                          HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0).to(COMPUTE)
+    sum_dy = tl.sum(dy, axis=1)
+    sum_dy_ah = tl.sum(dy * a_hat, axis=1)
+    dh, dh_noise = _input_grad(dy_ptr, dx_ptr, noise_ptr, h, a_hat, offsets, mask, p, P,
+                               noise_stride_p, rstd, scale, scale * sum_dy * inv_p,
+                               scale * sum_dy_ah * inv_p, slope, HAS_NOISE, HAS_ACT, COMPUTE)
+    tl.store(rows_ptr + row, sum_dy, mask=c_mask)
+    tl.store(rows_ptr + rows_stride + row, sum_dy_ah, mask=c_mask)
+    tl.store(rows_ptr + 2 * rows_stride + row, tl.sum(dh, axis=1), mask=c_mask)
+    tl.store(rows_ptr + 3 * rows_stride + row, tl.sum(dh_noise, axis=1), mask=c_mask)
+
+
+@triton.jit
+def adain_grad_sums_kernel(
+    dy_ptr, x_ptr, noise_ptr, nw_ptr, b_ptr, mean_ptr, rstd_ptr, partial_ptr,
+    C, P, chunk_size, stride_n, stride_c, stride_p, noise_stride_n, noise_stride_p, slope,
+    HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """Long rows, backward pass 1: per chunk, sums of dy and dy * a_hat."""
+    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    x_ptr += n.to(tl.int64) * stride_n
+    dy_ptr += n.to(tl.int64) * stride_n
+    noise_ptr += n.to(tl.int64) * noise_stride_n
+    mean = tl.load(mean_ptr + n * C + c, mask=c_mask, other=0)
+    rstd = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0)
+    acc_dy = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    acc_dy_ah = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    for p0 in range(chunk * chunk_size, (chunk + 1) * chunk_size, BLOCK_P):
+        _h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c,
+                                               p0 + tl.arange(0, BLOCK_P), c_mask, mean, rstd,
+                                               stride_c, stride_p, noise_stride_p, slope, C, P,
+                                               HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
+        dy = tl.load(dy_ptr + offsets, mask=mask, other=0).to(COMPUTE)
+        acc_dy += dy
+        acc_dy_ah += dy * a_hat
+    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dy, acc_dy_ah)
+
+
+@triton.jit
+def adain_grad_kernel(
+    dy_ptr, x_ptr, noise_ptr, nw_ptr, b_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_ptr, rows_ptr,
+    sums_ptr, partial_ptr, C, P, inv_p, chunk_size, stride_n, stride_c, stride_p,
+    noise_stride_n, noise_stride_p, slope,
+    HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """Long rows, backward pass 2: dx for this chunk from the row sums of pass 1 (sums);
+    rows[0:2] = those row sums, partial = this chunk's sums of dh and dh * noise."""
+    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    x_ptr += n.to(tl.int64) * stride_n
+    dy_ptr += n.to(tl.int64) * stride_n
+    dx_ptr += n.to(tl.int64) * stride_n
+    noise_ptr += n.to(tl.int64) * noise_stride_n
+    row = n * C + c
+    mean = tl.load(mean_ptr + row, mask=c_mask, other=0)
+    rstd = tl.load(rstd_ptr + row, mask=c_mask, other=0)
+    scale = tl.load(scale_ptr + row, mask=c_mask, other=0).to(COMPUTE)
+    sum_dy, sum_dy_ah = _combine(sums_ptr, n, c, c_mask, C, COMPUTE)
+    rows_stride = tl.num_programs(2) * C
+    first_chunk = c_mask & ((c * 0 + chunk) == 0)  # the row's chunk 0 stores the row sums
+    tl.store(rows_ptr + row, sum_dy, mask=first_chunk)
+    tl.store(rows_ptr + rows_stride + row, sum_dy_ah, mask=first_chunk)
+    acc_dh = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    acc_dh_noise = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    for p0 in range(chunk * chunk_size, (chunk + 1) * chunk_size, BLOCK_P):
+        p = p0 + tl.arange(0, BLOCK_P)
+        h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p, c_mask,
                                               mean, rstd, stride_c, stride_p, noise_stride_p,
                                               slope, C, P, HAS_NOISE, HAS_BIAS, HAS_ACT,
                                               COMPUTE)
-        sum_dy, sum_dy_ah = _row_sums(dy_ptr, a_hat, offsets, mask, COMPUTE)
-    else:  # per-lane sums reduced after the loop, as in the forward
-        acc_dy = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        acc_dy_ah = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        for p0 in range(0, P, BLOCK_P):
-            h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p0 + pl,
-                                                  c_mask, mean, rstd, stride_c, stride_p,
-                                                  noise_stride_p, slope, C, P, HAS_NOISE,
-                                                  HAS_BIAS, HAS_ACT, COMPUTE)
-            dy = tl.load(dy_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-            acc_dy += dy
-            acc_dy_ah += dy * a_hat
-        sum_dy = tl.sum(acc_dy, axis=1)
-        sum_dy_ah = tl.sum(acc_dy_ah, axis=1)
-    tl.store(rows_ptr + row, sum_dy, mask=c_mask)
-    tl.store(rows_ptr + rows_stride + row, sum_dy_ah, mask=c_mask)
-    mean_g = scale * sum_dy * inv_p
-    mean_g_ah = scale * sum_dy_ah * inv_p
-    if ONE_TILE:
-        dh, dh_noise = _input_grad(dy_ptr, dx_ptr, noise_ptr, h, a_hat, offsets, mask, pl, P,
-                                   noise_stride_p, rstd, scale, mean_g, mean_g_ah, slope,
-                                   HAS_NOISE, HAS_ACT, COMPUTE)
-        sum_dh = tl.sum(dh, axis=1)
-        sum_dh_noise = tl.sum(dh_noise, axis=1)
-    else:
-        acc_dh = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        acc_dh_noise = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-        for p0 in range(0, P, BLOCK_P):
-            h, a_hat, offsets, mask = _normalized(x_ptr, noise_ptr, nw_ptr, b_ptr, c, p0 + pl,
-                                                  c_mask, mean, rstd, stride_c, stride_p,
-                                                  noise_stride_p, slope, C, P, HAS_NOISE,
-                                                  HAS_BIAS, HAS_ACT, COMPUTE)
-            dh, dh_noise = _input_grad(dy_ptr, dx_ptr, noise_ptr, h, a_hat, offsets, mask,
-                                       p0 + pl, P, noise_stride_p, rstd, scale, mean_g,
-                                       mean_g_ah, slope, HAS_NOISE, HAS_ACT, COMPUTE)
-            acc_dh += dh
-            acc_dh_noise += dh_noise
-        sum_dh = tl.sum(acc_dh, axis=1)
-        sum_dh_noise = tl.sum(acc_dh_noise, axis=1)
-    tl.store(rows_ptr + 2 * rows_stride + row, sum_dh, mask=c_mask)
-    tl.store(rows_ptr + 3 * rows_stride + row, sum_dh_noise, mask=c_mask)
+        dh, dh_noise = _input_grad(dy_ptr, dx_ptr, noise_ptr, h, a_hat, offsets, mask, p, P,
+                                   noise_stride_p, rstd, scale, scale * sum_dy * inv_p,
+                                   scale * sum_dy_ah * inv_p, slope, HAS_NOISE, HAS_ACT,
+                                   COMPUTE)
+        acc_dh += dh
+        acc_dh_noise += dh_noise
+    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dh, acc_dh_noise)
 
 
 # ----------------------------------------------------------------------------- host side
-
 
 
 def _blocks(c: int, p: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
@@ -251,16 +355,51 @@ def _blocks(c: int, p: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[i
     return block_c, block_p, max(1, min(8, block_c * block_p // 512))
 
 
-def _layout(x: torch.Tensor, noise: torch.Tensor | None):
-    """(N, C, P, x strides, noise strides) of a 4-D NCHW- or channels_last-dense x."""
-    n, c, h, w = x.shape
-    if n * c * h * w >= 2**31:
-        raise ValueError(f"adain kernels take fewer than 2^31 elements, got shape "
-                         f"{tuple(x.shape)}")
-    noise_strides = (0, 0)
-    if noise is not None:  # one (1, 1, H, W) map may serve the whole batch
-        noise_strides = (noise.stride(0) if noise.shape[0] > 1 else 0, noise.stride(3))
-    return n, c, h * w, (x.stride(0), x.stride(1), x.stride(3)), noise_strides
+def _chunking(device: torch.device, row_programs: int, p: int, block_p: int) -> tuple[int, int]:
+    """(number of chunks per row, chunk size in pixels, a multiple of block_p)."""
+    tiles = triton.cdiv(p, block_p)
+    if device.type == "cuda":
+        target = PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 64  # the interpreter: several chunks a row, so tests cover the combine
+    tiles_per_chunk = triton.cdiv(tiles, min(tiles, max(1, target // row_programs)))
+    return triton.cdiv(tiles, tiles_per_chunk), tiles_per_chunk * block_p
+
+
+class _Launch:
+    """Shapes, strides, tiles and the optional-input arguments of one call."""
+
+    def __init__(self, x: torch.Tensor, noise: torch.Tensor | None,
+                 noise_weight: torch.Tensor | None, bias: torch.Tensor | None,
+                 slope: float | None) -> None:
+        n, c, h, w = x.shape
+        if n * c * h * w >= 2**31:
+            raise ValueError(f"adain kernels take fewer than 2^31 elements, got shape "
+                             f"{tuple(x.shape)}")
+        self.n, self.c, self.p = n, c, h * w
+        self.strides = (x.stride(0), x.stride(1), x.stride(3))
+        noise_strides = (0, 0)
+        if noise is not None:  # one (1, 1, H, W) map may serve the whole batch
+            noise_strides = (noise.stride(0) if noise.shape[0] > 1 else 0, noise.stride(3))
+        self.noise_strides = noise_strides
+        self.block_c, self.block_p, self.num_warps = _blocks(c, self.p, self.strides[2] == 1,
+                                                             x.element_size())
+        self.c_blocks = triton.cdiv(c, self.block_c)
+        self.one_tile = self.p <= self.block_p
+        self.chunks, self.chunk_size = _chunking(x.device, self.c_blocks * n, self.p,
+                                                 self.block_p)
+        self.optional = (x if noise is None else noise, x if noise is None else noise_weight,
+                         x if bias is None else bias)
+        self.meta = dict(HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+                         HAS_ACT=slope is not None, BLOCK_C=self.block_c,
+                         BLOCK_P=self.block_p, COMPUTE=compute_dtype(x.dtype),
+                         num_warps=self.num_warps)
+        self.slope = float(slope or 0.0)
+
+    def partial(self, like: torch.Tensor) -> torch.Tensor:
+        """A (2, N, chunks, C) buffer of per-chunk sums."""
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        return torch.empty((2, self.n, self.chunks, self.c), device=like.device, dtype=dtype)
 
 
 def adain_forward(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
@@ -269,19 +408,22 @@ def adain_forward(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                   rstd: torch.Tensor, *, slope: float | None, eps: float) -> None:
     """Fills y (laid out like x) and the (N, C) row statistics mean and rstd.
 
-    scale and shift are contiguous (N, C); noise (N, 1, H, W) with noise_weight (C,), and
-    bias (C,), are optional.
+    scale and shift are contiguous (N, C); noise (N or 1, 1, H, W) with noise_weight (C,),
+    and bias (C,), are optional.
     """
-    n, c, p, strides, noise_strides = _layout(x, noise)
-    block_c, block_p, num_warps = _blocks(c, p, strides[2] == 1, x.element_size())
-    adain_fwd_kernel[(triton.cdiv(c, block_c), n)](
-        x, noise if noise is not None else x, noise_weight if noise is not None else x,
-        bias if bias is not None else x, scale, shift, y, mean, rstd,
-        c, p, 1.0 / p, *strides, *noise_strides, float(slope or 0.0), float(eps),
-        HAS_NOISE=noise is not None, HAS_BIAS=bias is not None, HAS_ACT=slope is not None,
-        ONE_TILE=p <= block_p, BLOCK_C=block_c, BLOCK_P=block_p,
-        COMPUTE=compute_dtype(x.dtype), num_warps=num_warps,
-    )
+    g = _Launch(x, noise, noise_weight, bias, slope)
+    if g.one_tile:
+        adain_fwd_kernel[(g.c_blocks, g.n)](
+            x, *g.optional, scale, shift, y, mean, rstd, g.c, g.p, 1.0 / g.p, *g.strides,
+            *g.noise_strides, g.slope, float(eps), **g.meta)
+        return
+    partial = g.partial(mean)
+    grid = (g.c_blocks, g.chunks, g.n)
+    adain_stats_kernel[grid](x, *g.optional, partial, g.c, g.p, g.chunk_size, *g.strides,
+                             *g.noise_strides, g.slope, **g.meta)
+    adain_norm_kernel[grid](x, *g.optional, scale, shift, y, mean, rstd, partial, g.c, g.p,
+                            1.0 / g.p, g.chunk_size, *g.strides, *g.noise_strides, g.slope,
+                            float(eps), **g.meta)
 
 
 def adain_backward(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
@@ -290,13 +432,17 @@ def adain_backward(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
                    dx: torch.Tensor, rows: torch.Tensor, *, slope: float | None) -> None:
     """Fills dx (laid out like x; dy too) and rows (4, N, C): per-row sums of dy,
     dy * a_hat, dh and dh * noise."""
-    n, c, p, strides, noise_strides = _layout(x, noise)
-    block_c, block_p, num_warps = _blocks(c, p, strides[2] == 1, x.element_size())
-    adain_bwd_kernel[(triton.cdiv(c, block_c), n)](
-        dy, x, noise if noise is not None else x, noise_weight if noise is not None else x,
-        bias if bias is not None else x, scale, mean, rstd, dx, rows,
-        c, p, 1.0 / p, *strides, *noise_strides, float(slope or 0.0),
-        HAS_NOISE=noise is not None, HAS_BIAS=bias is not None, HAS_ACT=slope is not None,
-        ONE_TILE=p <= block_p, BLOCK_C=block_c, BLOCK_P=block_p,
-        COMPUTE=compute_dtype(x.dtype), num_warps=num_warps,
-    )
+    g = _Launch(x, noise, noise_weight, bias, slope)
+    if g.one_tile:
+        adain_bwd_kernel[(g.c_blocks, g.n)](
+            dy, x, *g.optional, scale, mean, rstd, dx, rows, g.c, g.p, 1.0 / g.p, *g.strides,
+            *g.noise_strides, g.slope, **g.meta)
+        return
+    sums, partial = g.partial(rows), g.partial(rows)
+    grid = (g.c_blocks, g.chunks, g.n)
+    adain_grad_sums_kernel[grid](dy, x, *g.optional, mean, rstd, sums, g.c, g.p, g.chunk_size,
+                                 *g.strides, *g.noise_strides, g.slope, **g.meta)
+    adain_grad_kernel[grid](dy, x, *g.optional, scale, mean, rstd, dx, rows, sums, partial,
+                            g.c, g.p, 1.0 / g.p, g.chunk_size, *g.strides, *g.noise_strides,
+                            g.slope, **g.meta)
+    rows[2:] = partial.sum(dim=2)

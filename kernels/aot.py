@@ -154,31 +154,41 @@ def _minibatch_stddev_specs() -> list[Spec]:
     return specs
 
 
+def _signature(fn: triton.runtime.JITFunction, dtype: str, stat: str,
+               constexprs: dict[str, object]) -> dict[str, str]:
+    """Argument types by naming convention: *_ptr of statistics buffers are `stat`, other
+    pointers `dtype`; inv_p, slope and eps are fp32; other arguments i32."""
+    stat_buffers = ("mean_ptr", "rstd_ptr", "partial_ptr", "sums_ptr", "rows_ptr")
+    signature = {}
+    for name in fn.arg_names:
+        if name in constexprs or fn.params[fn.arg_names.index(name)].is_constexpr:
+            continue
+        if name.endswith("_ptr"):
+            signature[name] = f"*{stat if name in stat_buffers else dtype}"
+        else:
+            signature[name] = "fp32" if name in ("inv_p", "slope", "eps") else "i32"
+    return signature
+
+
 def _adain_specs() -> list[Spec]:
-    shapes = {"c512_64x64": (512, 64 * 64), "c32_512x512": (32, 512 * 512)}
+    shapes = {"c512_32x32": (512, 32 * 32), "c512_64x64": (512, 64 * 64),
+              "c32_512x512": (32, 512 * 512)}
     specs = []
     for dtype, (compute, elem_bytes) in DTYPES.items():
         stat = "fp64" if dtype == "fp64" else "fp32"
         for layout, unit in _layouts().items():
             for shape_name, (c, p) in shapes.items():
                 block_c, block_p, num_warps = adain._blocks(c, p, layout == "nchw", elem_bytes)
-                common = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True,
-                              ONE_TILE=p <= block_p, BLOCK_C=block_c, BLOCK_P=block_p,
-                              COMPUTE=compute, num_warps=num_warps, noise_stride_p=1, **unit)
-                sizes = {name: "i32" for name in ("C", "P", "stride_n", "stride_c", "stride_p",
-                                                  "noise_stride_n") if name not in unit}
-                sizes = {**dict(list(sizes.items())[:2]), "inv_p": "fp32",
-                         **dict(list(sizes.items())[2:])}
-                inputs = {f"{name}_ptr": f"*{dtype}" for name in ("x", "noise", "nw", "b")}
-                fwd = {**inputs, "scale_ptr": f"*{dtype}", "shift_ptr": f"*{dtype}",
-                       "y_ptr": f"*{dtype}", "mean_ptr": f"*{stat}", "rstd_ptr": f"*{stat}",
-                       **sizes, "slope": "fp32", "eps": "fp32"}
-                variant = f"{layout}/{shape_name}"
-                specs.append(Spec("adain_fwd_kernel", variant, dtype, fwd, common))
-                bwd = {"dy_ptr": f"*{dtype}", **inputs, "scale_ptr": f"*{dtype}",
-                       "mean_ptr": f"*{stat}", "rstd_ptr": f"*{stat}", "dx_ptr": f"*{dtype}",
-                       "rows_ptr": f"*{stat}", **sizes, "slope": "fp32"}
-                specs.append(Spec("adain_bwd_kernel", variant, dtype, bwd, common))
+                constexprs = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True, BLOCK_C=block_c,
+                                  BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
+                                  noise_stride_p=1, **unit)
+                kernels = (("adain_fwd_kernel", "adain_bwd_kernel") if p <= block_p else
+                           ("adain_stats_kernel", "adain_norm_kernel", "adain_grad_sums_kernel",
+                            "adain_grad_kernel"))
+                for kernel in kernels:
+                    signature = _signature(getattr(adain, kernel), dtype, stat, constexprs)
+                    specs.append(Spec(kernel, f"{layout}/{shape_name}", dtype, signature,
+                                      constexprs))
     return specs
 
 

@@ -15,7 +15,8 @@ CASES = [  # (shape, channels_last, noise batch (0: no noise), bias, negative_sl
     ((4, 21, 4, 4), True, 4, True, 0.2),
     ((3, 6, 5, 7), True, 1, False, 0.2),  # one noise map for the batch
     ((2, 40, 9, 9), True, 2, True, None),  # several channel blocks
-    ((2, 3, 70, 70), False, 2, True, 0.2),  # rows longer than one tile: two passes
+    ((2, 3, 70, 70), False, 2, True, 0.2),  # rows longer than one tile: split into chunks
+    ((2, 40, 20, 20), True, 1, True, 0.2),  # the same in channels_last
     ((2, 5, 3, 3), False, 0, False, None),  # plain AdaIN
     ((1, 3, 1, 1), False, 1, True, 0.2),  # one pixel: normalizes to zero
 ]
