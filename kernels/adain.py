@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import compute_dtype
+from .common import compute_dtype, multiprocessors
 
 MAX_TILE = 4096
 """Elements per program tile (half that for float64)."""
@@ -359,7 +359,7 @@ def _chunking(device: torch.device, row_programs: int, p: int, block_p: int) -> 
     """(number of chunks per row, chunk size in pixels, a multiple of block_p)."""
     tiles = triton.cdiv(p, block_p)
     if device.type == "cuda":
-        target = PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+        target = PROGRAMS_PER_SM * multiprocessors(device)
     else:
         target = 64  # the interpreter: several chunks a row, so tests cover the combine
     tiles_per_chunk = triton.cdiv(tiles, min(tiles, max(1, target // row_programs)))

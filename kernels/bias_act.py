@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import compute_dtype
+from .common import compute_dtype, multiprocessors
 
 ACT_LINEAR = 0
 ACT_LRELU = 1
@@ -314,7 +314,7 @@ def _programs_per_row(device: torch.device, rows: int, p_blocks: int) -> int:
     NCHW and within 3 % of the fastest in channels_last.
     """
     if device.type == "cuda":
-        target = 16 * torch.cuda.get_device_properties(device).multi_processor_count
+        target = 16 * multiprocessors(device)
     else:
         target = 4
     return max(1, min(p_blocks, target // max(rows, 1)))
