@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.backend import resolve_backend
+from fastpgan.ops.checks import check_conv
 from fastpgan.ops.layout import stat_dtype
 
 
@@ -76,15 +77,7 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: b
 
 
 def _validate(x: Tensor, weight: Tensor, styles: Tensor, eps: float) -> None:
-    if x.dim() != 4 or weight.dim() != 4:
-        raise ValueError(f"modulated_conv2d: x must be (N, I, H, W) and weight (O, I, kh, kw), "
-                         f"got {tuple(x.shape)} and {tuple(weight.shape)}")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"modulated_conv2d: weight takes {weight.shape[1]} input channels, "
-                         f"x has {x.shape[1]}")
-    if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
-        raise ValueError(f"modulated_conv2d: the kernel must be square and odd, got "
-                         f"{tuple(weight.shape[2:])}")
+    check_conv("modulated_conv2d", x, weight)
     if tuple(styles.shape) != (x.shape[0], x.shape[1]):
         raise ValueError(f"modulated_conv2d: styles must have shape ({x.shape[0]}, "
                          f"{x.shape[1]}), got {tuple(styles.shape)}")
