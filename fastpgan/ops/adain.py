@@ -37,15 +37,20 @@ def _activation(x: Tensor, noise: Tensor | None, noise_weight: Tensor | None,
     return h, a
 
 
+def _instance_norm(a: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """(a_hat, rstd): a normalized over H x W per (n, c), biased variance."""
+    centered = a - a.mean(dim=(2, 3), keepdim=True)
+    rstd = torch.rsqrt(centered.square().mean(dim=(2, 3), keepdim=True) + eps)
+    return centered * rstd, rstd
+
+
 def adain_reference(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = None,
                     noise_weight: Tensor | None = None, bias: Tensor | None = None,
                     negative_slope: float | None = None, eps: float = 1e-8) -> Tensor:
     """The definition of :func:`adain` in plain, differentiable PyTorch."""
     _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
     _, a = _activation(x, noise, noise_weight, bias, negative_slope)
-    mean = a.mean(dim=(2, 3), keepdim=True)
-    var = (a - mean).square().mean(dim=(2, 3), keepdim=True)
-    a_hat = (a - mean) * torch.rsqrt(var + eps)
+    a_hat, _ = _instance_norm(a, eps)
     return scale[:, :, None, None].to(x.dtype) * a_hat + shift[:, :, None, None].to(x.dtype)
 
 
@@ -61,9 +66,7 @@ def adain_backward_reference(grad_y: Tensor, x: Tensor, scale: Tensor,
     """
     dtype = stat_dtype(x)
     h, a = _activation(x.to(dtype), noise, noise_weight, bias, negative_slope)
-    mean = a.mean(dim=(2, 3), keepdim=True)
-    rstd = torch.rsqrt((a - mean).square().mean(dim=(2, 3), keepdim=True) + eps)
-    a_hat = (a - mean) * rstd
+    a_hat, rstd = _instance_norm(a, eps)
     dy = grad_y.to(dtype)
     g = scale[:, :, None, None].to(dtype) * dy
     da = rstd * (g - g.mean(dim=(2, 3), keepdim=True)

@@ -30,16 +30,22 @@ def _groups(x: Tensor, group_size: int) -> tuple[int, int]:
     return g, x.shape[0] // g
 
 
+def _group_deviation(x: Tensor, g: int, m: int, num_channels: int,
+                     eps: float) -> tuple[Tensor, Tensor]:
+    """(d, std): x - its group mean, (G, M, F, C/F, H*W), and sqrt(mean_g(d^2) + eps)."""
+    y = x.reshape(g, m, num_channels, x.shape[1] // num_channels, -1)
+    d = y - y.mean(dim=0)
+    return d, (d.square().mean(dim=0) + eps).sqrt()
+
+
 def minibatch_stddev_reference(x: Tensor, group_size: int = 4, num_channels: int = 1,
                                eps: float = 1e-8) -> Tensor:
     """The definition of :func:`minibatch_stddev` in plain, differentiable PyTorch."""
     _validate(x, group_size, num_channels, eps)
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     g, m = _groups(x, group_size)
-    y = x.reshape(g, m, num_channels, c // num_channels, h, w)
-    y = y - y.mean(dim=0)
-    std = (y.square().mean(dim=0) + eps).sqrt()  # (M, F, C/F, H, W)
-    stat = std.mean(dim=(2, 3, 4))  # (M, F)
+    _, std = _group_deviation(x, g, m, num_channels, eps)
+    stat = std.mean(dim=(2, 3))  # (M, F)
     stat = stat.repeat(g, 1).reshape(n, num_channels, 1, 1).expand(n, num_channels, h, w)
     return torch.cat([x, stat.to(x.dtype)], dim=1)
 
@@ -55,10 +61,8 @@ def minibatch_stddev_backward_reference(grad_out: Tensor, x: Tensor, group_size:
     n, c, h, w = x.shape
     g, m = _groups(x, group_size)
     cf = c // num_channels
-    y = x.to(stat_dtype(x)).reshape(g, m, num_channels, cf, h * w)
-    d = y - y.mean(dim=0)
-    std = (d.square().mean(dim=0) + eps).sqrt()
-    gs = grad_out[:, c:].to(y.dtype).reshape(g, m, num_channels, 1, h * w).sum(dim=(0, 4),
+    d, std = _group_deviation(x.to(stat_dtype(x)), g, m, num_channels, eps)
+    gs = grad_out[:, c:].to(d.dtype).reshape(g, m, num_channels, 1, h * w).sum(dim=(0, 4),
                                                                              keepdim=True)
     dx = gs * d / (std * (g * cf * h * w))
     return grad_out[:, :c] + dx.reshape(n, c, h, w).to(grad_out.dtype)
