@@ -1,6 +1,34 @@
-"""Installs fastpgan. The top-level kernels/ folder becomes the subpackage fastpgan.kernels."""
+"""Installs fastpgan. The top-level kernels/ and csrc/ folders become the subpackages
+fastpgan.kernels and fastpgan.csrc.
+
+The C++/CUDA extension is compiled on first use (fastpgan/extension.py). To compile it
+now instead, install with ``FASTPGAN_BUILD_EXT=1 pip install --no-build-isolation .``
+(the build needs the torch it will run with, hence no build isolation); the CUDA sources
+are included when torch has CUDA and nvcc is found.
+"""
+
+import os
 
 from setuptools import setup
+
+CSRC = ["csrc/fastpgan_ext.cpp", "csrc/epilogue_cpu.cpp"]
+
+
+def extension_build() -> dict:
+    """ext_modules and cmdclass for an ahead-of-time build, or nothing."""
+    if os.environ.get("FASTPGAN_BUILD_EXT") != "1":
+        return {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    if torch.version.cuda is not None and CUDA_HOME is not None:
+        ext = CUDAExtension("fastpgan._ext", [*CSRC, "csrc/epilogue_cuda.cu"],
+                            define_macros=[("FASTPGAN_WITH_CUDA", None)],
+                            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})
+    else:
+        ext = CppExtension("fastpgan._ext", CSRC, extra_compile_args=["-O3"])
+    return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="fastpgan",
@@ -10,16 +38,22 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.kernels"],
-    package_dir={"fastpgan.kernels": "kernels"},
+    packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.cli", "fastpgan.kernels",
+              "fastpgan.csrc"],
+    package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
+    package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
     install_requires=[
         "torch>=2.6",
         "triton>=3.2; platform_system == 'Linux'",
         "numpy",
         "pillow",
+        "ninja",
+        "filelock",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-benchmark>=4", "ruff"],
         "gpu": ["nvidia-ml-py"],
     },
+    entry_points={"console_scripts": ["fastpgan=fastpgan.cli.main:main"]},
+    **extension_build(),
 )

@@ -128,15 +128,28 @@ def time_calls(benchmark, fn: Callable[[], object], bytes_moved: int, **info) ->
             benchmark.extra_info["pct_of_copy_bw"] = 100 * gbps / copy_bandwidth()
 
 
+def peak_memory_mib(fn: Callable[[], object]) -> float:
+    """Peak CUDA memory allocated during one call of fn, above what was held before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
 def benchmark_step(benchmark, step_and_bytes: tuple[Callable[[], object], int], *, op: str,
-                   shape: tuple[int, ...], layout: str, impl: str) -> None:
+                   shape: tuple[int, ...], layout: str, impl: str,
+                   dtype: str | None = None) -> None:
     """Warms up (and compiles) one forward + backward step, then times it with time_calls.
 
-    The dtype is bfloat16 on CUDA and float32 on the CPU smoke run.
+    The dtype (recorded, not applied) defaults to bfloat16 on CUDA and float32 on the CPU
+    smoke run. On CUDA the step's peak memory is recorded as peak_mib.
     """
     step, nbytes = step_and_bytes
     step()
-    dtype = "bfloat16" if CUDA else "float32"
+    dtype = dtype or ("bfloat16" if CUDA else "float32")
     benchmark.group = f"{op} {'x'.join(map(str, shape))} {layout} {dtype}"
+    info = {"peak_mib": peak_memory_mib(step)} if CUDA else {}
     time_calls(benchmark, step, nbytes, op=op, shape=list(shape), layout=layout,
-               dtype=f"torch.{dtype}", impl=impl)
+               dtype=f"torch.{dtype}", impl=impl, **info)

@@ -27,7 +27,8 @@ def summarize(raw: dict) -> dict:
         key = (info["op"], "x".join(map(str, info["shape"])), info["layout"], info["dtype"])
         cases[key][info["impl"]] = {k: info[k] for k in ("us_per_call", "gb_per_s",
                                                           "pct_of_copy_bw",
-                                                          "host_us_per_call") if k in info}
+                                                          "host_us_per_call",
+                                                          "peak_mib") if k in info}
     rows = [{"op": op, "shape": shape, "layout": layout, "dtype": dtype, **impls}
             for (op, shape, layout, dtype), impls in sorted(cases.items())]
     return {
@@ -48,7 +49,7 @@ def table(summary: dict) -> str:
              f"copy {summary['copy_gb_per_s'] or 0:.0f} GB/s",
              f"{'op':<22} {'shape':<15} {'layout':<13} {'fused us':>9} {'GB/s':>6} "
              f"{'%copy':>6} {'eager us':>9} {'compile us':>10} {'x eager':>8} {'x comp':>7} "
-             f"{'fused host us':>13}"]
+             f"{'fused host us':>13} {'fused MiB':>9} {'eager MiB':>9}"]
     for row in summary["rows"]:
         fused, eager, comp = (row.get(k, {}) for k in ("fused", "eager", "compiled"))
         f_us = fused.get("us_per_call", float("nan"))
@@ -57,7 +58,9 @@ def table(summary: dict) -> str:
         lines.append(f"{row['op']:<22} {row['shape']:<15} {row['layout']:<13} {f_us:9.1f} "
                      f"{fused.get('gb_per_s', 0):6.0f} {fused.get('pct_of_copy_bw', 0):6.1f} "
                      f"{e_us:9.1f} {c_us:10.1f} {e_us / f_us:8.2f} {c_us / f_us:7.2f} "
-                     f"{fused.get('host_us_per_call', float('nan')):13.1f}")
+                     f"{fused.get('host_us_per_call', float('nan')):13.1f} "
+                     f"{fused.get('peak_mib', float('nan')):9.0f} "
+                     f"{eager.get('peak_mib', float('nan')):9.0f}")
     return "\n".join(lines)
 
 

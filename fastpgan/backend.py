@@ -11,6 +11,10 @@ Every op in :mod:`fastpgan.ops` takes ``backend="auto" | "fused" | "reference"``
   must be switched on with ``TRITON_INTERPRET=1`` before the first fused call; without
   it the call raises and says so.
 - ``reference``: always plain PyTorch.
+
+The resampling convolutions (:mod:`fastpgan.ops.resample_conv`) run on the C++/CUDA
+extension instead of Triton (:func:`use_extension`): ``fused`` works there on CPU
+tensors too, with no interpreter.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import types
 import warnings
 
 import torch
+
+from fastpgan.extension import extension_status
 
 BACKENDS = ("auto", "fused", "reference")
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -37,7 +43,7 @@ def _check(name: str, source: str) -> str:
 _default = _check(os.environ.get(_ENV_VAR, "auto"), f"environment variable {_ENV_VAR}")
 _kernels: types.ModuleType | None = None
 _kernels_error: str | None = None
-_warned = False
+_warned: set[str] = set()
 
 
 def set_backend(name: str) -> None:
@@ -60,6 +66,11 @@ def load_kernels() -> types.ModuleType | None:
         except Exception as exc:
             _kernels_error = f"{type(exc).__name__}: {exc}"
     return _kernels
+
+
+def kernels_error() -> str | None:
+    """Why ``fastpgan.kernels`` failed to import, or None."""
+    return _kernels_error
 
 
 def resolve_backend(op: str, backend: str | None) -> str:
@@ -100,7 +111,34 @@ def use_fused(op: str, x: torch.Tensor, backend: str | None) -> bool:
 
 
 def _warn_once(message: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
+    if message not in _warned:
+        _warned.add(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def use_extension(op: str, x: torch.Tensor, backend: str | None) -> bool:
+    """Like :func:`use_fused`, for the ops whose fused path is the C++/CUDA extension.
+
+    ``auto`` takes the extension for CUDA tensors when it was built with CUDA, and warns
+    once (with the reason and the build log's path) when it was not.
+    """
+    name = resolve_backend(op, backend)
+    if name == "reference" or (name == "auto" and not x.is_cuda):
+        return False
+    if x.dtype not in FUSED_DTYPES:
+        if name == "auto":
+            return False
+        raise TypeError(f"{op}: the fused backend takes float32, float16, bfloat16 or "
+                        f"float64 tensors, got {x.dtype}")
+    status = extension_status()
+    reason = status.error or (None if status.with_cuda or not x.is_cuda else
+                              f"it was built without CUDA: {status.cuda_note}")
+    if reason is None:
+        return True
+    if name == "auto":
+        _warn_once(f"fastpgan: C++ extension unavailable ({reason}); using the PyTorch "
+                   "reference ops")
+        return False
+    raise RuntimeError(f"{op}: backend='fused' but fastpgan's C++ extension is unavailable "
+                       f"({reason}); run `python -m fastpgan.doctor` or use "
+                       "backend='reference'")

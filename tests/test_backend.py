@@ -50,7 +50,7 @@ def test_auto_uses_reference_for_cpu_tensors(monkeypatch):
 def test_auto_warns_once_and_falls_back_when_kernels_fail_to_load(monkeypatch):
     monkeypatch.setattr(backend, "_kernels", None)
     monkeypatch.setattr(backend, "_kernels_error", "ImportError: no triton")
-    monkeypatch.setattr(backend, "_warned", False)
+    monkeypatch.setattr(backend, "_warned", set())
     cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match="no triton"):
         assert backend.use_fused("bias_act", cuda_like, "auto") is False

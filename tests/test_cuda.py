@@ -72,3 +72,30 @@ def test_cuda_graph_replays_forward_and_backward():
     expected = step()
     for name, g, ref in zip(("dx", "db"), static, expected, strict=True):
         assert_close(g, ref, 1e-6, name)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_extension_resampling_at_progan_size_in_bfloat16(channels_last):
+    """The CUDA epilogue kernels and the cuDNN strided convolutions, via backend='auto'."""
+    from fastpgan.extension import extension_status
+    from fastpgan.ops import conv2d_downsample, upsample_conv2d, upsample_conv2d_reference
+
+    assert extension_status().with_cuda, extension_status()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(8, 128, 16, 16, device="cuda", dtype=torch.bfloat16)
+    x = x.to(memory_format=fmt).requires_grad_()
+    w = torch.randn(64, 128, 3, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    b = torch.randn(64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    kw = dict(weight_gain=(2 / (128 * 9)) ** 0.5, act="lrelu", pixel_norm=True)
+    y = upsample_conv2d(x, w, b, **kw)
+    assert y.is_contiguous(memory_format=fmt)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w, b), dy)
+    leaves64 = [leaf64(t) for t in (x, w, b)]
+    y64 = upsample_conv2d_reference(*leaves64, **kw)
+    grads64 = torch.autograd.grad(y64, leaves64, dy.double().cpu())
+    assert_close(y, y64, 1e-2, "value")
+    for name, g, g64 in zip(("dx", "dw", "db"), grads, grads64, strict=True):
+        assert_close(g, g64, 2e-2, name)
+    down = conv2d_downsample(y.detach(), w.detach()[:, :64], None, act="lrelu")
+    assert down.shape == (8, 64, 16, 16)

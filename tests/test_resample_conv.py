@@ -1,7 +1,12 @@
-"""upsample_conv2d and conv2d_downsample: the one-convolution rewrites against their definitions."""
+"""upsample_conv2d and conv2d_downsample on the C++ extension against their definitions.
+
+backend="fused" runs the extension on whatever device the tests use (its CPU path here),
+so CI builds and exercises it.
+"""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import TOLERANCE, assert_close, leaf64, random_input
 
 from fastpgan.ops import (
@@ -13,11 +18,19 @@ from fastpgan.ops import (
 
 OPS = {"upsample": (upsample_conv2d, upsample_conv2d_reference),
        "downsample": (conv2d_downsample, conv2d_downsample_reference)}
+GENERATOR = dict(act="lrelu", pixel_norm=True)  # ProGAN's generator epilogue
+EPILOGUES = {
+    "none": {},
+    "lrelu": dict(act="lrelu", weight_gain=0.37),
+    "lrelu-pixelnorm": dict(GENERATOR, weight_gain=0.37),
+    "relu-gain-clamp": dict(act="relu", gain=1.7, clamp=0.8),
+}
 CASES = [  # (x shape, out channels, kernel, channels_last, bias)
     ((2, 3, 4, 4), 5, 3, False, True),
     ((2, 3, 5, 7), 4, 3, True, True),  # odd sizes: the pool floors
-    ((1, 6, 2, 2), 2, 1, False, False),  # 1x1 kernel (toRGB / fromRGB)
-    ((3, 2, 6, 3), 3, 5, False, True),
+    ((3, 6, 2, 3), 2, 1, False, False),  # 1x1 kernel (toRGB / fromRGB)
+    ((1, 2, 6, 3), 3, 5, True, True),  # batch 1, 5x5 kernel
+    ((2, 7, 1, 1), 9, 3, False, True),  # 1x1 input (upsample only)
 ]
 
 
@@ -35,42 +48,110 @@ def _inputs(case, device, dtype=torch.float32):
     return x, weight, bias
 
 
-@pytest.mark.parametrize("op", list(OPS))
-@pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_values_and_gradients_match_float64(device, op, case):
-    fused, reference = OPS[op]
+def _definition(op, x, weight, bias, weight_gain=1.0, act="linear", negative_slope=0.2,
+                gain=1.0, clamp=None, pixel_norm=False, eps=1e-8):
+    """The ops' definitions written out here, independent of the module under test."""
+    w = weight * weight_gain
+    if op == "upsample":
+        h = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=w.shape[-1] // 2)
+    else:
+        h = F.avg_pool2d(F.conv2d(x, w, padding=w.shape[-1] // 2), 2)
+    if bias is not None:
+        h = h + bias.view(1, -1, 1, 1)
+    if act != "linear":
+        h = F.leaky_relu(h, 0.0 if act == "relu" else negative_slope) * gain
+    else:
+        h = h * gain
+    if clamp is not None:
+        h = h.clamp(-clamp, clamp)
+    if pixel_norm:
+        h = h * torch.rsqrt(h.square().mean(1, keepdim=True) + eps)
+    return h
+
+
+# A 1x1 map cannot be average-pooled: conv2d_downsample rejects it (tested below).
+OP_CASES = [pytest.param(op, case, id=f"{op}-{_ids(case)}") for op in OPS for case in CASES
+            if op == "upsample" or min(case[0][2:]) >= 2]
+
+
+@pytest.mark.parametrize("epilogue", list(EPILOGUES))
+@pytest.mark.parametrize("op,case", OP_CASES)
+def test_values_and_gradients_match_float64(device, poisoned_outputs, op, case, epilogue):
     x, weight, bias = _inputs(case, device)
+    kwargs = EPILOGUES[epilogue]
     leaves = [t for t in (x, weight, bias) if t is not None]
-    y = fused(x, weight, bias, backend="fused")
+    y = OPS[op][0](x, weight, bias, **kwargs, backend="fused")
     grad_y = torch.randn_like(y)
     grads = torch.autograd.grad(y, leaves, grad_y)
-    leaves64 = [leaf64(t) for t in leaves]
-    y64 = reference(*leaves64) if bias is not None else reference(*leaves64, None)
+    x64, w64, b64 = (None if t is None else leaf64(t) for t in (x, weight, bias))
+    y64 = _definition(op, x64, w64, b64, **kwargs)
+    leaves64 = [t for t in (x64, w64, b64) if t is not None]
     grads64 = torch.autograd.grad(y64, leaves64, grad_y.double().cpu())
     assert_close(y, y64, 1e-5, "value")
+    assert y.is_contiguous(memory_format=torch.channels_last if case[3] else
+                           torch.contiguous_format), "the output keeps x's memory format"
     for name, g, g64 in zip(("dx", "dweight", "dbias"), grads, grads64, strict=False):
         assert_close(g, g64, 1e-5, name)
 
 
-def test_downsample_double_backward_in_float64(device):
+@pytest.mark.parametrize("op", list(OPS))
+def test_reference_is_the_definition(op):
+    x, weight, bias = _inputs(CASES[1], "cpu", torch.float64)
+    kwargs = EPILOGUES["lrelu-pixelnorm"]
+    assert_close(OPS[op][1](x, weight, bias, **kwargs), _definition(op, x, weight, bias, **kwargs),
+                 1e-12, "reference")
+
+
+@pytest.mark.parametrize("epilogue", ["none", "lrelu", "lrelu-pixelnorm"])
+def test_downsample_double_backward_in_float64(device, epilogue):
     """conv2d_downsample sits in the discriminator: R1 / WGAN-GP differentiate it twice."""
-    x, weight, bias = _inputs(((2, 2, 4, 4), 2, 3, False, True), device, torch.float64)
+    x, weight, bias = _inputs(((2, 3, 4, 5), 2, 3, True, True), device, torch.float64)
 
     def fn(x, weight, bias):
-        return conv2d_downsample(x, weight, bias, backend="fused")
+        return conv2d_downsample(x, weight, bias, **EPILOGUES[epilogue], backend="fused")
 
     assert torch.autograd.gradcheck(fn, (x, weight, bias))
     assert torch.autograd.gradgradcheck(fn, (x, weight, bias))
 
 
+def test_wgan_gp_penalty_gradient_matches_float64(device):
+    """The WGAN-GP term through a discriminator-like stack, fused against the definition."""
+    x, weight, bias = _inputs(((4, 3, 6, 6), 5, 3, False, True), device)
+    head = torch.randn(5 * 3 * 3, device=device)
+
+    def penalty(downsample, x, weight, bias):
+        h = downsample(x, weight, bias)
+        score = (h.flatten(1) * head.to(h.dtype)).sum(1)
+        (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)
+        return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+    fused = penalty(lambda *a: conv2d_downsample(*a, act="lrelu", backend="fused"),
+                    x, weight, bias)
+    fused_grads = torch.autograd.grad(fused, (weight, bias))
+    x64, w64, b64 = leaf64(x), leaf64(weight), leaf64(bias)
+    head = head.double().cpu()
+    exact = penalty(lambda *a: _definition("downsample", *a, act="lrelu"), x64, w64, b64)
+    exact_grads = torch.autograd.grad(exact, (w64, b64))
+    assert_close(fused, exact, 1e-5, "penalty")
+    for name, g, g64 in zip(("dweight", "dbias"), fused_grads, exact_grads, strict=True):
+        assert_close(g, g64, 1e-5, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("op", list(OPS))
-def test_bfloat16_within_1e_2(device, op):
-    fused, reference = OPS[op]
-    x, weight, bias = _inputs(CASES[1], device, torch.bfloat16)
-    y = fused(x, weight, bias, backend="fused")
-    assert y.dtype == torch.bfloat16
-    assert_close(y, reference(leaf64(x), leaf64(weight), leaf64(bias)),
-                 TOLERANCE[torch.bfloat16], "value")
+def test_half_precision_within_1e_2(device, op, dtype):
+    x, weight, bias = _inputs(CASES[1], device, dtype)
+    y = OPS[op][0](x, weight, bias, **GENERATOR, backend="fused")
+    assert y.dtype == dtype
+    assert_close(y, _definition(op, leaf64(x), leaf64(weight), leaf64(bias), **GENERATOR),
+                 TOLERANCE[dtype], "value")
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_auto_on_cpu_tensors_is_the_reference(monkeypatch, op):
+    monkeypatch.setattr(torch.ops, "fastpgan_ext", None)  # any extension call would fail
+    x, weight, bias = _inputs(CASES[0], "cpu")
+    assert OPS[op][0](x, weight, bias, backend="auto").shape[1] == 5
 
 
 @pytest.mark.parametrize("op", list(OPS))
@@ -79,6 +160,8 @@ def test_bfloat16_within_1e_2(device, op):
     (dict(weight=torch.randn(4, 3, 2, 2)), "square and odd"),
     (dict(bias=torch.randn(5)), "bias must have shape \\(4,\\)"),
     (dict(x=torch.randn(3, 4, 4)), "x must be \\(N, I, H, W\\)"),
+    (dict(act="gelu"), "act must be one of"),
+    (dict(weight_gain=0.0), "weight_gain must be > 0"),
 ])
 def test_bad_arguments_raise_value_error_naming_the_problem(op, change, message):
     kwargs = dict(x=torch.randn(2, 3, 4, 4), weight=torch.randn(4, 3, 3, 3), bias=None)
@@ -90,3 +173,11 @@ def test_bad_arguments_raise_value_error_naming_the_problem(op, change, message)
 def test_downsample_needs_a_2x2_map():
     with pytest.raises(ValueError, match="at least 2x2"):
         conv2d_downsample(torch.randn(1, 3, 1, 4), torch.randn(2, 3, 3, 3), backend="fused")
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_compiles_without_graph_breaks(op):
+    x, weight, bias = _inputs(CASES[0], "cpu")
+    fn = torch.compile(lambda x, w, b: OPS[op][0](x, w, b, **GENERATOR, backend="fused"),
+                       fullgraph=True, backend="aot_eager")
+    assert_close(fn(x, weight, bias), OPS[op][1](x, weight, bias, **GENERATOR), 1e-5, "value")

@@ -3,7 +3,8 @@
 from fastpgan.nn.equalized import EqualizedConv2d, EqualizedLinear
 from fastpgan.nn.minibatch_stddev import MinibatchStdDev
 from fastpgan.nn.normalization import PixelNorm
+from fastpgan.nn.resample import ConvDownsample2d, UpsampleConv2d
 from fastpgan.nn.style import AdaIN, ModulatedConv2d, NoiseInjection
 
-__all__ = ["AdaIN", "EqualizedConv2d", "EqualizedLinear", "MinibatchStdDev", "ModulatedConv2d",
-           "NoiseInjection", "PixelNorm"]
+__all__ = ["AdaIN", "ConvDownsample2d", "EqualizedConv2d", "EqualizedLinear", "MinibatchStdDev",
+           "ModulatedConv2d", "NoiseInjection", "PixelNorm", "UpsampleConv2d"]

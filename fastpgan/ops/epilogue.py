@@ -20,11 +20,14 @@ within that band (relative width 2^-7 in bfloat16, 2^-19 in float32) gets no gra
 
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.backend import load_kernels, use_fused
+from fastpgan.extension import load_extension
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 ACTIVATIONS = ("linear", "relu", "lrelu")
@@ -77,13 +80,30 @@ def bias_act(x: Tensor, bias: Tensor | None = None, *, act: str = "lrelu",
     if not use_fused("bias_act", x, backend):
         return bias_act_reference(x, bias, act=act, negative_slope=negative_slope, gain=gain,
                                   clamp=clamp, pixel_norm=pixel_norm, eps=eps)
+    return fused_bias_act(x, bias, act=act, negative_slope=negative_slope, gain=gain,
+                          clamp=clamp, pixel_norm=pixel_norm, eps=eps, provider="triton")
+
+
+def fused_bias_act(x: Tensor, bias: Tensor | None, *, act: str, negative_slope: float,
+                   gain: float, clamp: float | None, pixel_norm: bool, eps: float,
+                   provider: str) -> Tensor:
+    """The fused path of :func:`bias_act` (arguments checked by the caller).
+
+    provider names the kernels: "triton" (kernels/bias_act.py) or "extension" (the C++ /
+    CUDA epilogue of :mod:`fastpgan.extension`, which the resampling convolutions use).
+    """
     if bias is not None and bias.device != x.device:
         raise ValueError(f"bias_act: bias is on {bias.device}, x on {x.device}")
     slope = 0.0 if act == "relu" else float(negative_slope)
     y, _ = torch.ops.fastpgan.bias_act(x, bias, act != "linear", slope, float(gain),
                                       None if clamp is None else float(clamp),
-                                      pixel_norm, float(eps))
+                                      pixel_norm, float(eps), provider)
     return y
+
+
+def _kernels(provider: str) -> types.ModuleType:
+    """The module whose bias_act_forward / bias_act_backward launch the kernels."""
+    return load_kernels().bias_act if provider == "triton" else load_extension()
 
 
 def _validate(x: Tensor, bias: Tensor | None, act: str, negative_slope: float, gain: float,
@@ -96,16 +116,22 @@ def _validate(x: Tensor, bias: Tensor | None, act: str, negative_slope: float, g
     if bias is not None and (bias.dim() != 1 or bias.numel() != x.shape[1]):
         raise ValueError(f"bias_act: bias must have shape ({x.shape[1]},) for x of shape "
                          f"{tuple(x.shape)}, got {tuple(bias.shape)}")
+    check_epilogue("bias_act", act, negative_slope, gain, clamp, eps)
+
+
+def check_epilogue(op: str, act: str, negative_slope: float, gain: float, clamp: float | None,
+                   eps: float) -> None:
+    """Raises ValueError, naming ``op``, for epilogue arguments outside their domain."""
     if act not in ACTIVATIONS:
-        raise ValueError(f"bias_act: act must be one of {ACTIVATIONS}, got {act!r}")
+        raise ValueError(f"{op}: act must be one of {ACTIVATIONS}, got {act!r}")
     if negative_slope < 0:
-        raise ValueError(f"bias_act: negative_slope must be >= 0, got {negative_slope}")
+        raise ValueError(f"{op}: negative_slope must be >= 0, got {negative_slope}")
     if gain <= 0:
-        raise ValueError(f"bias_act: gain must be > 0, got {gain}")
+        raise ValueError(f"{op}: gain must be > 0, got {gain}")
     if clamp is not None and clamp <= 0:
-        raise ValueError(f"bias_act: clamp must be > 0 or None, got {clamp}")
+        raise ValueError(f"{op}: clamp must be > 0 or None, got {clamp}")
     if eps < 0:
-        raise ValueError(f"bias_act: eps must be >= 0, got {eps}")
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
 
 
 # ---------------------------------------------------------------- fused path (custom ops)
@@ -120,28 +146,30 @@ def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tenso
 
 @torch.library.custom_op("fastpgan::bias_act", mutates_args=())
 def _bias_act_op(x: Tensor, bias: Tensor | None, lrelu: bool, slope: float, gain: float,
-                 clamp: float | None, pixel_norm: bool, eps: float) -> tuple[Tensor, Tensor]:
+                 clamp: float | None, pixel_norm: bool, eps: float,
+                 provider: str = "triton") -> tuple[Tensor, Tensor]:
     x, y, r = _forward_buffers(x, pixel_norm)
     if x.numel():
-        load_kernels().bias_act.bias_act_forward(
+        _kernels(provider).bias_act_forward(
             x, None if bias is None else bias.contiguous(), y, r if pixel_norm else None,
             act=int(lrelu), slope=slope, gain=gain, clamp=clamp, eps=eps)
     return y, r
 
 
 @_bias_act_op.register_fake
-def _bias_act_fake(x, bias, lrelu, slope, gain, clamp, pixel_norm, eps):
+def _bias_act_fake(x, bias, lrelu, slope, gain, clamp, pixel_norm, eps, provider="triton"):
     _, y, r = _forward_buffers(x, pixel_norm)
     return y, r
 
 
 def _bias_act_setup(ctx, inputs, output) -> None:
-    _, bias, lrelu, slope, gain, clamp, pixel_norm, _ = inputs
+    _, bias, lrelu, slope, gain, clamp, pixel_norm, _, provider = inputs
     y, r = output
     # Unused outputs (r, outside double backward) get None rather than a zero-filled grad.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(y, r if pixel_norm else None)
     ctx.epilogue = (lrelu, slope, gain, clamp)
+    ctx.provider = provider
     ctx.bias_dtype = None if bias is None else bias.dtype
 
 
@@ -152,9 +180,10 @@ def _bias_act_grad(ctx, grad_y: Tensor | None, grad_r: Tensor | None):
     if r is None:
         grad_r = None
     dx, db = torch.ops.fastpgan.bias_act_backward(grad_y, y, r, grad_r,
-                                                  ctx.bias_dtype is not None, *ctx.epilogue)
+                                                  ctx.bias_dtype is not None, *ctx.epilogue,
+                                                  ctx.provider)
     db = None if ctx.bias_dtype is None else db.to(ctx.bias_dtype)
-    return dx, db, None, None, None, None, None, None
+    return dx, db, None, None, None, None, None, None, None
 
 
 _bias_act_op.register_autograd(_bias_act_grad, setup_context=_bias_act_setup)
@@ -170,12 +199,12 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
 @torch.library.custom_op("fastpgan::bias_act_backward", mutates_args=())
 def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
                           bias_grad: bool, lrelu: bool, slope: float, gain: float,
-                          clamp: float | None) -> tuple[Tensor, Tensor]:
+                          clamp: float | None, provider: str = "triton") -> tuple[Tensor, Tensor]:
     # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
     grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad and y.numel() == 0)
     if y.numel() == 0:
         return dx, db.zero_()
-    bias_grad_sum = load_kernels().bias_act.bias_act_backward(
+    bias_grad_sum = _kernels(provider).bias_act_backward(
         grad_y, y, r, None if grad_r is None else grad_r.contiguous(), dx,
         with_bias_grad=bias_grad, act=int(lrelu), slope=slope, gain=gain,
         clamp=None if clamp is None else clamp_threshold(clamp, y.dtype))
@@ -183,16 +212,18 @@ def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: T
 
 
 @_bias_act_backward_op.register_fake
-def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp):
+def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp,
+                            provider="triton"):
     _, dx, db = _backward_buffers(grad_y, y, bias_grad)
     return dx, db
 
 
 def _backward_setup(ctx, inputs, output) -> None:
-    grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp = inputs
+    grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp, provider = inputs
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_y, y, r, grad_r)
     ctx.epilogue = (lrelu, slope, gain, clamp)
+    ctx.provider = provider
     ctx.bias_grad = bias_grad
 
 
@@ -230,8 +261,8 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     if r is None:
         # dx = D(y) * grad_y with D piecewise constant: linear in grad_y, flat in y.
         d_grad_y, _ = torch.ops.fastpgan.bias_act_backward(g, y, None, None, False,
-                                                           *ctx.epilogue)
-        return d_grad_y, None, None, None, None, None, None, None, None
+                                                           *ctx.epilogue, ctx.provider)
+        return d_grad_y, None, None, None, None, None, None, None, None, None
     # With pixel norm, dx = D * r * (dy - y * (q + r * g_r / C)), q = mean_c(dy * y).
     # For L = sum(g * dx) and u = D * g, s = sum_c(u * y), t = sum_c(u * dy):
     #   L = r t - r s q - r^2 s g_r / C, differentiated by hand below (D constant a.e.).
@@ -248,7 +279,7 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     d_r = t - s * q - 2 * r * s * gr / c
     d_grad_r = None if grad_r is None else -r * r * s / c
     return (d_grad_y.to(grad_y.dtype), d_y.to(y.dtype), d_r, d_grad_r,
-            None, None, None, None, None)
+            None, None, None, None, None, None)
 
 
 _bias_act_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)

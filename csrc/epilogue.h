@@ -1,0 +1,65 @@
+// The bias + activation [+ pixel norm] epilogue shared by the CPU and CUDA kernels.
+//
+// Same contract as the Triton launchers in kernels/bias_act.py: x, y, dy and dx are
+// (N, C, *spatial), dense in NCHW or channels_last; r and grad_r are (N, 1, *spatial)
+// in float32 (float64 for float64 tensors); arithmetic is float32 (float64).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/macros/Macros.h>
+
+#include <optional>
+
+namespace fastpgan {
+
+// Element (n, c, p) of an (N, C, P) view lives at n * C * P + c * stride_c + p * stride_p.
+struct Layout {
+  int64_t N, C, P, stride_c, stride_p;
+};
+
+Layout layout_of(const at::Tensor& t);
+
+struct Epilogue {
+  bool lrelu;
+  double slope, gain;
+  bool has_clamp;
+  double clamp;  // forward: the clamp; backward: the |y| threshold from clamp_threshold()
+  double eps;
+};
+
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t activate(acc_t h, const Epilogue& e) {
+  acc_t a = (e.lrelu && !(h > acc_t(0))) ? h * acc_t(e.slope) : h;
+  a *= acc_t(e.gain);
+  if (e.has_clamp) {
+    const acc_t c = acc_t(e.clamp);
+    a = a < -c ? -c : (a > c ? c : a);
+  }
+  return a;
+}
+
+// d activate / dh read off the output y; |y| >= limit counts as clamped.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t activation_derivative(acc_t y, acc_t limit, const Epilogue& e) {
+  if (e.has_clamp && !((y < acc_t(0) ? -y : y) < limit)) return acc_t(0);
+  return (e.lrelu && !(y > acc_t(0))) ? acc_t(e.gain * e.slope) : acc_t(e.gain);
+}
+
+void bias_act_forward_cpu(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                          at::Tensor& y, const std::optional<at::Tensor>& r,
+                          const Epilogue& e);
+void bias_act_backward_cpu(const at::Tensor& dy, const at::Tensor& y,
+                           const std::optional<at::Tensor>& r,
+                           const std::optional<at::Tensor>& grad_r, at::Tensor& dx,
+                           const Epilogue& e);
+#ifdef FASTPGAN_WITH_CUDA
+void bias_act_forward_cuda(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                           at::Tensor& y, const std::optional<at::Tensor>& r,
+                           const Epilogue& e);
+void bias_act_backward_cuda(const at::Tensor& dy, const at::Tensor& y,
+                            const std::optional<at::Tensor>& r,
+                            const std::optional<at::Tensor>& grad_r, at::Tensor& dx,
+                            const Epilogue& e);
+#endif
+
+}  // namespace fastpgan

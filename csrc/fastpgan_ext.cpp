@@ -1,0 +1,133 @@
+// fastpgan's C++ extension: nearest-upsample + conv and conv + average-pool as one
+// stride-2 convolution each, and the bias + activation [+ pixel norm] epilogue.
+//
+// Only public ATen functions are called, so autograd differentiates the convolutions
+// (to any order) and the extension survives torch upgrades.
+#include <torch/extension.h>
+
+#include "epilogue.h"
+
+namespace fastpgan {
+
+Layout layout_of(const at::Tensor& t) {
+  const int64_t N = t.size(0), C = t.size(1);
+  const int64_t P = N * C ? t.numel() / (N * C) : 0;
+  // A dense 4-D tensor with channel stride 1 is channels_last (or has 1x1 maps, where
+  // both layouts coincide).
+  const bool channels_last = t.dim() == 4 && t.stride(1) == 1 && C > 1;
+  return channels_last ? Layout{N, C, P, 1, C} : Layout{N, C, P, P, 1};
+}
+
+// (O, I, k+1, k+1): the sum of the four one-pixel shifts of the zero-padded kernel, times
+// scale. Upsample-then-conv is the stride-2 transposed convolution with this kernel
+// flipped, conv-then-pool the stride-2 convolution with it over 4 (TensorFlow ProGAN's
+// "fused scale").
+at::Tensor shifted_sum_kernel(const at::Tensor& weight, double scale) {
+  const int64_t k1 = weight.size(2) + 1;
+  const at::Tensor w = at::constant_pad_nd(weight * scale, {1, 1, 1, 1});
+  return w.narrow(2, 1, k1).narrow(3, 1, k1) + w.narrow(2, 0, k1).narrow(3, 1, k1) +
+         w.narrow(2, 1, k1).narrow(3, 0, k1) + w.narrow(2, 0, k1).narrow(3, 0, k1);
+}
+
+at::Tensor resample_conv(const at::Tensor& x, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, bool up, double weight_gain) {
+  TORCH_CHECK(x.dim() == 4 && weight.dim() == 4, "resample_conv: x and weight must be 4-D");
+  const int64_t pad = weight.size(2) / 2;
+  if (up) {
+    const at::Tensor kernel = shifted_sum_kernel(weight, weight_gain).transpose(0, 1).flip({2, 3});
+    return at::conv_transpose2d(x, kernel, bias, /*stride=*/2, /*padding=*/pad);
+  }
+  return at::conv2d(x, shifted_sum_kernel(weight, 0.25 * weight_gain), bias, /*stride=*/2,
+                    /*padding=*/pad);
+}
+
+namespace {
+
+Epilogue make_epilogue(int64_t act, double slope, double gain, std::optional<double> clamp,
+                       double eps) {
+  return Epilogue{act != 0, slope, gain, clamp.has_value(), clamp.value_or(0.0), eps};
+}
+
+void check_dense(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "bias_act: ", name, " must be dense in NCHW or channels_last");
+}
+
+}  // namespace
+
+void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                      at::Tensor& y, const std::optional<at::Tensor>& r, int64_t act,
+                      double slope, double gain, std::optional<double> clamp, double eps) {
+  check_dense(x, "x");
+  TORCH_CHECK(y.strides() == x.strides(), "bias_act: y must have x's layout");
+  const Epilogue e = make_epilogue(act, slope, gain, clamp, eps);
+  if (x.is_cuda()) {
+#ifdef FASTPGAN_WITH_CUDA
+    bias_act_forward_cuda(x, bias, y, r, e);
+#else
+    TORCH_CHECK(false, "fastpgan's extension was built without CUDA");
+#endif
+  } else {
+    bias_act_forward_cpu(x, bias, y, r, e);
+  }
+}
+
+std::optional<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tensor& y,
+                                            const std::optional<at::Tensor>& r,
+                                            const std::optional<at::Tensor>& grad_r,
+                                            at::Tensor& dx, bool with_bias_grad, int64_t act,
+                                            double slope, double gain,
+                                            std::optional<double> clamp) {
+  check_dense(y, "y");
+  TORCH_CHECK(dy.strides() == y.strides() && dx.strides() == y.strides(),
+              "bias_act: dy and dx must have y's layout");
+  const Epilogue e = make_epilogue(act, slope, gain, clamp, 0.0);
+  if (y.is_cuda()) {
+#ifdef FASTPGAN_WITH_CUDA
+    bias_act_backward_cuda(dy, y, r, grad_r, dx, e);
+#else
+    TORCH_CHECK(false, "fastpgan's extension was built without CUDA");
+#endif
+  } else {
+    bias_act_backward_cpu(dy, y, r, grad_r, dx, e);
+  }
+  if (!with_bias_grad) return std::nullopt;
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < dx.dim(); ++d) dims.push_back(d);
+  const auto stat = y.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return at::sum(dx, dims, /*keepdim=*/false, stat);
+}
+
+}  // namespace fastpgan
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  namespace py = pybind11;
+#ifdef FASTPGAN_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
+  m.def("shifted_sum_kernel", &fastpgan::shifted_sum_kernel,
+        "The (k+1)x(k+1) sum of the four one-pixel shifts of a zero-padded kernel",
+        py::arg("weight"), py::arg("scale") = 1.0);
+  m.def("bias_act_forward", &fastpgan::bias_act_forward,
+        "Writes y = epilogue(x) (and r, the pixel norm's inverse norm, when given)",
+        py::arg("x"), py::arg("bias"), py::arg("y"), py::arg("r"), py::kw_only(),
+        py::arg("act"), py::arg("slope"), py::arg("gain"), py::arg("clamp"), py::arg("eps"));
+  m.def("bias_act_backward", &fastpgan::bias_act_backward,
+        "Writes dx from dy and the saved y (and r); returns the bias gradient if asked",
+        py::arg("dy"), py::arg("y"), py::arg("r"), py::arg("grad_r"), py::arg("dx"),
+        py::kw_only(), py::arg("with_bias_grad"), py::arg("act"), py::arg("slope"),
+        py::arg("gain"), py::arg("clamp"));
+}
+
+// resample_conv is registered as an operator made of ATen calls (CompositeImplicitAutograd),
+// so autograd and torch.compile see through it: torch.ops.fastpgan_ext.resample_conv.
+TORCH_LIBRARY(fastpgan_ext, m) {
+  m.def("resample_conv(Tensor x, Tensor weight, Tensor? bias, bool up, float weight_gain=1.0) "
+        "-> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fastpgan_ext, CompositeImplicitAutograd, m) {
+  m.impl("resample_conv", &fastpgan::resample_conv);
+}
