@@ -38,8 +38,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.cli", "fastpgan.kernels",
-              "fastpgan.csrc"],
+    packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.models", "fastpgan.cli",
+              "fastpgan.kernels", "fastpgan.csrc"],
     package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
     package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
     install_requires=[
@@ -49,6 +49,7 @@ setup(
         "pillow",
         "ninja",
         "filelock",
+        "safetensors",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-benchmark>=4", "ruff"],

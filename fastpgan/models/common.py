@@ -1,0 +1,40 @@
+"""What the ProGAN and StyleGAN networks share: channel counts and resolution checks."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from fastpgan.nn.progressive import check_alpha
+
+
+def channels_at(resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> int:
+    """Feature maps at a resolution: min(fmap_base / 2^(log2(resolution) - 1), fmap_max).
+
+    The official ProGAN's nf(stage) (Karras et al. 2017, table 2): 512 up to 32x32, then
+    256, 128, 64, 32 and 16 at 1024x1024 with the defaults.
+    """
+    return min(int(fmap_base / 2 ** (int(math.log2(resolution)) - 1)), fmap_max)
+
+
+def check_resolution(name: str, resolution: int, maximum: int | None = None) -> int:
+    """log2(resolution), after checking it is a power of two >= 4 (and <= maximum)."""
+    if resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"{name}: resolution must be a power of two >= 4, got {resolution}")
+    if maximum is not None and resolution > maximum:
+        raise ValueError(f"{name}: resolution {resolution} is above the network's {maximum}")
+    return int(math.log2(resolution))
+
+
+def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | None,
+                    max_resolution: int, alpha: float) -> tuple[int, float]:
+    """(stage, alpha) of a generator call: stage 0 is 4x4; resolution None means the largest.
+
+    Raises ValueError naming the generator for a z that is not (N, latent_dim), a
+    resolution that is not a power of two up to max_resolution, or alpha outside [0, 1].
+    """
+    if z.dim() != 2 or z.shape[1] != latent_dim:
+        raise ValueError(f"{name}: z must be (N, {latent_dim}), got {tuple(z.shape)}")
+    stage = check_resolution(name, resolution or max_resolution, max_resolution) - 2
+    return stage, check_alpha(name, alpha)

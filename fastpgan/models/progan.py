@@ -1,0 +1,165 @@
+"""ProGAN's generator and discriminator (Karras et al. 2017, table 2 and appendix A), in the
+official configuration, with progressive growing as a forward argument.
+
+Parameters for every resolution exist from the start, so optimizers and checkpoints keep
+their shapes while the networks grow; ``resolution`` and ``alpha`` select the active part.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastpgan.models.common import channels_at, check_resolution, generator_stage
+from fastpgan.models.pretrained import Pretrained
+from fastpgan.nn import (
+    BiasAct,
+    ConvDownsample2d,
+    EqualizedConv2d,
+    EqualizedLinear,
+    FadeIn,
+    FromRGB,
+    MinibatchStdDev,
+    ToRGB,
+    UpsampleConv2d,
+)
+from fastpgan.nn.equalized import SQRT2
+from fastpgan.nn.progressive import check_alpha
+from fastpgan.ops import pixel_norm
+
+
+class ProGANGenerator(Pretrained):
+    """z (N, latent_dim) -> image (N, img_channels, r, r) for r = 4, 8, ..., resolution.
+
+    z is pixel-normalized, a dense layer (equalized-LR gain sqrt(2)/4, as in the official
+    code) makes a 4x4 map, then a 3x3 convolution; each higher resolution adds an
+    upsample-convolution (nearest 2x + 3x3, fused) and a 3x3 convolution. Every layer
+    ends in bias + leaky ReLU(0.2) + pixel norm, fused; a linear 1x1 toRGB per resolution
+    makes the image.
+
+    ``G(z, resolution=r, alpha=a)``: alpha weighs the newest block against the previous
+    resolution's image, nearest-upsampled; at alpha = 0 the output is exactly that
+    upsampled image (and the newest block is not run).
+
+    Args:
+        resolution: the largest output resolution (a power of two >= 4).
+        latent_dim: size of z.
+        fmap_base, fmap_max: channels per resolution, :func:`channels_at`.
+        img_channels: image channels.
+        negative_slope: leaky ReLU's slope.
+        backend: "auto", "fused", "reference" or None for the process default, for every
+            layer.
+    """
+
+    def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
+                 fmap_max: int = 512, img_channels: int = 3, *, negative_slope: float = 0.2,
+                 backend: str | None = None) -> None:
+        super().__init__()
+        self.max_log2 = check_resolution("ProGANGenerator", resolution)
+        self.resolution, self.latent_dim, self.backend = resolution, latent_dim, backend
+
+        def nf(res: int) -> int:
+            return channels_at(res, fmap_base, fmap_max)
+
+        act = dict(activation="lrelu", negative_slope=negative_slope, pixel_norm=True,
+                   backend=backend)
+        self.dense = EqualizedLinear(latent_dim, nf(4) * 16, bias=False, gain=SQRT2 / 4,
+                                     backend=backend)
+        self.dense_act = BiasAct(nf(4), **act)
+        self.conv4 = EqualizedConv2d(nf(4), nf(4), 3, padding=1, **act)
+        resolutions = [2 ** k for k in range(3, self.max_log2 + 1)]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(UpsampleConv2d(nf(res // 2), nf(res), 3, **act),
+                          EqualizedConv2d(nf(res), nf(res), 3, padding=1, **act))
+            for res in resolutions)
+        self.to_rgb = nn.ModuleList(ToRGB(nf(res), img_channels, backend=backend)
+                                    for res in [4, *resolutions])
+        self.fade = FadeIn()
+
+    def forward(self, z: Tensor, resolution: int | None = None, alpha: float = 1.0) -> Tensor:
+        """Images (N, img_channels, r, r) for latents z (N, latent_dim); r defaults to the
+        network's resolution."""
+        stage, alpha = generator_stage("ProGANGenerator", z, self.latent_dim, resolution,
+                                       self.resolution, alpha)
+        x = pixel_norm(z, backend=self.backend)
+        x = self.dense_act(self.dense(x).view(z.shape[0], -1, 4, 4))
+        x = self.conv4(x)
+        if stage == 0:
+            return self.to_rgb[0](x)
+        for block in self.blocks[:stage - 1]:
+            x = block(x)
+        if alpha == 0.0:
+            return F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
+        new = self.to_rgb[stage](self.blocks[stage - 1](x))
+        if alpha == 1.0:
+            return new
+        old = F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
+        return self.fade(old, new, alpha)
+
+
+class ProGANDiscriminator(Pretrained):
+    """images (N, img_channels, r, r) -> scores (N, 1), for r = 4, 8, ..., resolution.
+
+    A 1x1 fromRGB + leaky ReLU per resolution; each resolution above 4x4 a 3x3
+    convolution and a convolution + 2x2 average pool (fused), both with leaky ReLU; at
+    4x4 the minibatch standard deviation (groups of 4), a 3x3 convolution, a dense layer
+    to 512 and a linear dense layer to 1. No batch norm.
+
+    ``D(images, alpha=a)`` takes the resolution from the images. alpha weighs the newest
+    block against the average-pooled image fed through the previous resolution's
+    fromRGB; at alpha = 0 only the latter is seen (and the newest block is not run).
+
+    Args:
+        resolution, fmap_base, fmap_max, img_channels, negative_slope, backend: as for
+            :class:`ProGANGenerator`.
+        latent_dim: unused; accepted so both networks take the same arguments.
+        mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's group
+            size and channel groups.
+    """
+
+    def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
+                 fmap_max: int = 512, img_channels: int = 3, *, negative_slope: float = 0.2,
+                 mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
+                 backend: str | None = None) -> None:
+        super().__init__()
+        self.max_log2 = check_resolution("ProGANDiscriminator", resolution)
+        self.resolution, self.img_channels = resolution, img_channels
+
+        def nf(res: int) -> int:
+            return channels_at(res, fmap_base, fmap_max)
+
+        act = dict(activation="lrelu", negative_slope=negative_slope, backend=backend)
+        resolutions = [2 ** k for k in range(3, self.max_log2 + 1)]
+        self.from_rgb = nn.ModuleList(
+            FromRGB(img_channels, nf(res), negative_slope=negative_slope, backend=backend)
+            for res in [4, *resolutions])
+        self.blocks = nn.ModuleList(
+            nn.Sequential(EqualizedConv2d(nf(res), nf(res), 3, padding=1, **act),
+                          ConvDownsample2d(nf(res), nf(res // 2), 3, **act))
+            for res in resolutions)
+        self.fade = FadeIn()
+        self.mbstd = MinibatchStdDev(mbstd_group_size, mbstd_num_channels, backend=backend)
+        self.conv4 = EqualizedConv2d(nf(4) + mbstd_num_channels, nf(4), 3, padding=1, **act)
+        self.dense = EqualizedLinear(nf(4) * 16, nf(2), **act)
+        self.out = EqualizedLinear(nf(2), 1, gain=1.0, backend=backend)
+
+    def forward(self, images: Tensor, alpha: float = 1.0) -> Tensor:
+        """Scores (N, 1) for images (N, img_channels, r, r)."""
+        if (images.dim() != 4 or images.shape[1] != self.img_channels
+                or images.shape[2] != images.shape[3]):
+            raise ValueError(f"ProGANDiscriminator: images must be (N, {self.img_channels}, "
+                             f"r, r), got {tuple(images.shape)}")
+        stage = check_resolution("ProGANDiscriminator", images.shape[-1], self.resolution) - 2
+        alpha = check_alpha("ProGANDiscriminator", alpha)
+        if stage == 0 or alpha == 1.0:
+            x = self.from_rgb[stage](images)
+            if stage:
+                x = self.blocks[stage - 1](x)
+        else:
+            x = self.from_rgb[stage - 1](F.avg_pool2d(images, 2))
+            if alpha > 0.0:
+                x = self.fade(x, self.blocks[stage - 1](self.from_rgb[stage](images)), alpha)
+        for block in reversed(self.blocks[:max(stage - 1, 0)]):
+            x = block(x)
+        x = self.conv4(self.mbstd(x))
+        return self.out(self.dense(x.flatten(1)))

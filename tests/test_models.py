@@ -1,0 +1,218 @@
+"""ProGAN and StyleGAN networks: sizes, growing identities, fused vs reference, saving."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import assert_close
+
+from fastpgan.models import (
+    Pretrained,
+    ProGANDiscriminator,
+    ProGANGenerator,
+    StyleGANGenerator,
+    channels_at,
+)
+
+SMALL = dict(resolution=16, latent_dim=8, fmap_base=64, fmap_max=8)  # 8, 8, 8, 4 channels
+
+
+def _small(cls, **kwargs):
+    settings = dict(SMALL)
+    if cls is StyleGANGenerator:
+        settings.update(w_dim=8, mapping_layers=2, noise_mode="const")
+    if cls is ProGANDiscriminator:
+        del settings["latent_dim"]
+    model = cls(**settings, **kwargs)
+    with torch.no_grad():  # as after training: StyleGAN starts from a constant, noise off
+        for name, param in model.named_parameters():
+            if name.endswith(("const", "noise.weight")):
+                param.normal_()
+    return model
+
+
+def _reference_copy(model):
+    """The same network on the reference ops, in float64 (weights copied)."""
+    twin = type(model)(**{**model.config, "backend": "reference"})
+    twin.load_state_dict(model.state_dict())
+    return twin.double().train(model.training)
+
+
+def test_channels_per_resolution_follow_the_official_schedule():
+    assert [channels_at(2 ** k) for k in range(2, 11)] == [512] * 4 + [256, 128, 64, 32, 16]
+
+
+@pytest.mark.parametrize("cls,paper_millions", [
+    (ProGANGenerator, 23.1), (ProGANDiscriminator, 23.1),  # Karras et al. 2017, table 2
+    (StyleGANGenerator, 26.2),  # Karras et al. 2019, section 2
+])
+def test_parameter_counts_at_1024_match_the_papers(cls, paper_millions):
+    with torch.device("meta"):
+        model = cls()
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert count == pytest.approx(paper_millions, rel=0.01)
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
+@pytest.mark.parametrize("resolution", [4, 8])
+def test_generator_at_alpha_0_is_the_previous_resolution_upsampled(cls, resolution):
+    G = _small(cls, backend="reference").double().eval()
+    z = torch.randn(3, 8, dtype=torch.float64)
+    fading = G(z, 2 * resolution, alpha=0.0)
+    assert torch.equal(F.avg_pool2d(fading, 2), G(z, resolution, alpha=1.0))
+    assert torch.equal(fading, F.interpolate(G(z, resolution), scale_factor=2, mode="nearest"))
+    half = G(z, 2 * resolution, alpha=0.5)
+    assert_close(half, 0.5 * fading + 0.5 * G(z, 2 * resolution, alpha=1.0), 1e-12, "alpha 0.5")
+
+
+@pytest.mark.parametrize("resolution", [4, 8])
+def test_discriminator_at_alpha_0_sees_only_the_pooled_image(resolution):
+    D = _small(ProGANDiscriminator, backend="reference").double()
+    images = torch.randn(4, 3, 2 * resolution, 2 * resolution, dtype=torch.float64)
+    assert torch.equal(D(images, alpha=0.0), D(F.avg_pool2d(images, 2), alpha=1.0))
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
+@pytest.mark.parametrize("resolution,alpha", [(4, 1.0), (8, 0.3), (16, 1.0), (16, 0.7)])
+def test_fused_generator_matches_float64_reference(device, cls, resolution, alpha):
+    G = _small(cls, backend="fused").to(device).eval()
+    G64 = _reference_copy(G.cpu()).eval()
+    G.to(device)
+    z = torch.randn(4, 8, device=device)
+    out = G(z, resolution, alpha)
+    head = torch.randn_like(out)
+    grads = torch.autograd.grad((out * head).sum(), list(G.parameters()), allow_unused=True)
+    out64 = G64(z.double().cpu(), resolution, alpha)
+    grads64 = torch.autograd.grad((out64 * head.double().cpu()).sum(), list(G64.parameters()),
+                                  allow_unused=True)
+    assert_close(out, out64, 1e-4, "image")
+    for (name, _), g, g64 in zip(G.named_parameters(), grads, grads64, strict=True):
+        assert (g is None) == (g64 is None), name
+        if g is not None and g64.norm() > 0:
+            assert_close(g, g64, 1e-4, name)
+
+
+@pytest.mark.parametrize("resolution,alpha", [(8, 1.0), (16, 0.4)])
+def test_fused_discriminator_with_gradient_penalty_matches_float64(device, resolution, alpha):
+    """WGAN-GP through D (Gulrajani et al. 2017): scores and the penalty's parameter grads."""
+    D = _small(ProGANDiscriminator, backend="fused").to(device)
+    D64 = _reference_copy(D.cpu())
+    D.to(device)
+    images = torch.randn(4, 3, resolution, resolution, device=device)
+
+    def penalized(net, x):
+        x = x.detach().requires_grad_()
+        scores = net(x, alpha)
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+        penalty = (grad.flatten(1).norm(dim=1) - 1).square().mean()
+        return scores, scores.mean() + 10 * penalty
+
+    scores, loss = penalized(D, images)
+    grads = torch.autograd.grad(loss, list(D.parameters()), allow_unused=True)
+    scores64, loss64 = penalized(D64, images.double().cpu())
+    grads64 = torch.autograd.grad(loss64, list(D64.parameters()), allow_unused=True)
+    assert_close(scores, scores64, 1e-4, "scores")
+    assert_close(loss, loss64, 1e-4, "loss")
+    for (name, _), g, g64 in zip(D.named_parameters(), grads, grads64, strict=True):
+        assert (g is None) == (g64 is None), name
+        if g is not None and g64.norm() > 0:
+            assert_close(g, g64, 1e-4, name)
+
+
+def test_stylegan_truncation_to_the_average_gives_one_image_for_any_z():
+    G = _small(StyleGANGenerator, backend="reference").eval()
+    with torch.no_grad():
+        G.w_avg.normal_()
+        images = G(torch.randn(5, 8), truncation_psi=0.0)
+    assert torch.allclose(images, images[:1].expand_as(images), atol=1e-6)
+    assert not torch.allclose(images, G(torch.randn(5, 8)), atol=1e-3)
+
+
+def test_stylegan_style_mixing_crossover_selects_each_latent():
+    G = _small(StyleGANGenerator, backend="reference").eval()
+    z1, z2 = torch.randn(2, 8), torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.allclose(G(z1, mix_z=z2, mix_layer=0), G(z2), atol=1e-6)
+        assert torch.allclose(G(z1, mix_z=z2, mix_layer=G.num_layers), G(z1), atol=1e-6)
+        mixed = G(z1, mix_z=z2, mix_layer=4)
+    assert not torch.allclose(mixed, G(z1), atol=1e-4)
+    assert not torch.allclose(mixed, G(z2), atol=1e-4)
+    with pytest.raises(ValueError, match="mix_layer"):
+        G(z1, mix_z=z2)
+
+
+def test_stylegan_tracks_the_average_w_in_training_only():
+    G = _small(StyleGANGenerator, backend="reference")
+    G(torch.randn(4, 8))
+    moved = G.w_avg.clone()
+    assert moved.abs().sum() > 0
+    G.eval()
+    G(torch.randn(4, 8))
+    assert torch.equal(G.w_avg, moved)
+
+
+def test_stylegan_noise_modes():
+    G = _small(StyleGANGenerator, backend="reference").eval()
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        G.noise_mode = "random"
+        assert not torch.allclose(G(z), G(z))
+        G.noise_mode = "const"
+        assert torch.equal(G(z), G(z))
+    with pytest.raises(ValueError, match="noise_mode"):
+        G.noise_mode = "fixed"
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, ProGANDiscriminator, StyleGANGenerator])
+def test_save_and_load_round_trip(tmp_path, cls):
+    model = _small(cls, backend="reference").eval()
+    model.save_pretrained(tmp_path / "net")
+    loaded = Pretrained.from_pretrained(tmp_path / "net")
+    assert type(loaded) is cls and loaded.config == model.config
+    x = torch.randn(2, 3, 16, 16) if cls is ProGANDiscriminator else torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
+    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == ["config.json",
+                                                                     "model.safetensors"]
+
+
+def test_loading_names_wrong_shapes_missing_keys_and_bad_files(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _small(ProGANGenerator).save_pretrained(tmp_path / "g")
+    weights = tmp_path / "g" / "model.safetensors"
+    state = load_file(str(weights))
+    state["conv4.weight"] = torch.zeros(1, 2, 3, 3)
+    del state["to_rgb.0.bias"]
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"missing keys \['to_rgb.0.bias'\].*conv4.weight: "
+                                         r"saved \(1, 2, 3, 3\), expected \(8, 8, 3, 3\)"):
+        ProGANGenerator.from_pretrained(tmp_path / "g")
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read the weights file"):
+        ProGANGenerator.from_pretrained(tmp_path / "g")
+    with pytest.raises(ValueError, match="holds a ProGANGenerator, not a ProGANDiscriminator"):
+        ProGANDiscriminator.from_pretrained(tmp_path / "g")
+    with pytest.raises(ValueError, match="cannot read the model config"):
+        ProGANGenerator.from_pretrained(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda G, D: G(torch.randn(2, 7)), r"z must be \(N, 8\)"),
+    (lambda G, D: G(torch.randn(2, 8), resolution=12), "power of two"),
+    (lambda G, D: G(torch.randn(2, 8), resolution=32), "above the network's 16"),
+    (lambda G, D: G(torch.randn(2, 8), alpha=1.5), r"alpha must be in \[0, 1\]"),
+    (lambda G, D: D(torch.randn(2, 1, 8, 8)), r"images must be \(N, 3, r, r\)"),
+    (lambda G, D: D(torch.randn(2, 3, 32, 32)), "above the network's 16"),
+])
+def test_bad_calls_name_the_problem(call, message):
+    G, D = _small(ProGANGenerator), _small(ProGANDiscriminator)
+    with pytest.raises(ValueError, match=message):
+        call(G, D)
+
+
+def test_generator_output_keeps_channels_last_on_request():
+    G = _small(ProGANGenerator, backend="reference").to(memory_format=torch.channels_last)
+    assert G(torch.randn(2, 8), 8).shape == (2, 3, 8, 8)
+    assert math.isfinite(G(torch.randn(2, 8), 16, 0.5).sum().item())
