@@ -1,0 +1,40 @@
+"""The examples' data: scikit-image's bundled LFW face crops, offline.
+
+``skimage.data.lfw_subset()`` ships 200 grayscale 25x25 crops with scikit-image: the
+first 100 are faces (the rest are not, and are left out).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def load_faces(resolution: int = 32) -> torch.Tensor:
+    """(100, 1, resolution, resolution) float32 faces in [-1, 1], plus their mirror images.
+
+    Needs scikit-image (``pip install scikit-image``, or fastpgan's ``demo`` extra).
+    """
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as exc:
+        raise SystemExit("the examples need scikit-image: pip install scikit-image") from exc
+    faces = torch.from_numpy(lfw_subset()[:100]).float().unsqueeze(1)
+    faces = F.interpolate(faces, size=(resolution, resolution), mode="bilinear",
+                          align_corners=False, antialias=True)
+    faces = torch.cat([faces, faces.flip(3)]) * 2 - 1
+    return faces.clamp(-1, 1)
+
+
+def save_grid(images: torch.Tensor, path: str, columns: int = 8) -> None:
+    """Saves images (N, 1, H, W) in [-1, 1] as one PNG grid."""
+    from PIL import Image
+
+    n, _, h, w = images.shape
+    rows = -(-n // columns)
+    grid = torch.full((rows * h, columns * w), -1.0)
+    for i, image in enumerate(images[:, 0].detach().float().cpu()):
+        r, c = divmod(i, columns)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    Image.fromarray(pixels, mode="L").save(path)
