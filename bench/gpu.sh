@@ -16,6 +16,8 @@ python -m fastpgan.kernels.aot > "$out/aot.txt" 2>&1; echo "aot compile exit $?"
 python -m pytest bench -q --benchmark-enable --benchmark-only \
   --benchmark-json="$out/bench-raw.json" "$@" > "$out/bench.log" 2>&1
 echo "benchmarks exit $?"
+python bench/train_bench.py --out "$out/train-bench.json" > "$out/train-bench.log" 2>&1
+echo "training benchmark exit $?"; tail -n 25 "$out/train-bench.log"
 device="$(python -c 'import torch; print(torch.cuda.get_device_name(0).replace(" ", "-"))')"
 python bench/summarize.py "$out/bench-raw.json" --out "$out/$stamp-$device.json" \
   | tee "$out/$stamp-$device.txt"

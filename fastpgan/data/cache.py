@@ -1,0 +1,198 @@
+"""The multi-resolution image cache that training reads.
+
+A cache is a folder with ``manifest.json`` and one raw uint8 array per resolution,
+``r{res}.u8`` of shape (N, C, res, res), res = 4, 8, ..., R, memory-mapped at training
+time so no resizing or decoding happens in the training loop. Lower resolutions are 2x2
+box averages of the level above, computed in float32 (as ProGAN's dataset tool does).
+
+``prepare_dataset`` fills a cache from a folder or zip of JPEG/PNG/WebP/BMP images
+(Pillow): each is center-cropped to a square and resized to R with a Lanczos filter.
+Unreadable images and images smaller than R are skipped and listed in the manifest's
+report, never a crash halfway. The cache is built in a temporary folder beside the
+target and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MANIFEST = "manifest.json"
+
+
+def level_name(resolution: int) -> str:
+    """The file name of one resolution's array."""
+    return f"r{resolution}.u8"
+
+
+def pyramid(image: np.ndarray) -> Iterator[np.ndarray]:
+    """uint8 (C, R, R) levels of a float32 (C, R, R) image in [0, 255]: R, R/2, ..., 4."""
+    level = image
+    while True:
+        yield np.clip(np.rint(level), 0, 255).astype(np.uint8)
+        if level.shape[-1] == 4:
+            return
+        level = 0.25 * (level[:, 0::2, 0::2] + level[:, 0::2, 1::2] + level[:, 1::2, 0::2]
+                        + level[:, 1::2, 1::2])
+
+
+def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution: int,
+                channels: int, *, source: str, skipped: list[dict] | None = None,
+                overwrite: bool = False) -> Path:
+    """Writes a cache from float32 (C, R, R) images in [0, 255]; returns its folder.
+
+    The folder appears only when complete (built beside it, then renamed). An existing
+    cache is replaced only with ``overwrite``.
+    """
+    from fastpgan.models.common import check_resolution
+
+    check_resolution("build_cache", resolution)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        resolutions = [resolution >> k for k in range(int(np.log2(resolution)) - 1)]
+        count = 0
+        with contextlib.ExitStack() as stack:
+            files = {res: stack.enter_context(open(tmp / level_name(res), "wb"))
+                     for res in resolutions}
+            for image in images:
+                if image.shape != (channels, resolution, resolution):
+                    raise ValueError(f"image {count} has shape {image.shape}, expected "
+                                     f"{(channels, resolution, resolution)}")
+                for res, level in zip(resolutions, pyramid(image), strict=True):
+                    files[res].write(level.tobytes())
+                count += 1
+            for f in files.values():
+                f.flush()
+                os.fsync(f.fileno())
+        if count == 0:
+            raise ValueError(f"no usable images in {source}")
+        manifest = {"source": source, "count": count, "channels": channels,
+                    "resolution": resolution, "resolutions": sorted(resolutions),
+                    "skipped": skipped or []}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass
+class ImageCache:
+    """A cache folder opened for reading; ``level(res)`` memory-maps one resolution."""
+
+    path: Path
+    count: int
+    channels: int
+    resolution: int
+    skipped: list[dict]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ImageCache:
+        """Reads the manifest; ValueError naming the folder if it is not a complete cache."""
+        path = Path(path)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            cache = cls(path, int(manifest["count"]), int(manifest["channels"]),
+                        int(manifest["resolution"]), list(manifest.get("skipped", [])))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path} is not a fastpgan image cache (no readable "
+                             f"{MANIFEST}: {exc}); build one with fastpgan-dataset") from exc
+        return cache
+
+    def level(self, resolution: int) -> np.memmap:
+        """(N, C, res, res) uint8, memory-mapped read-only."""
+        if resolution > self.resolution or resolution < 4:
+            raise ValueError(f"the cache {self.path} holds 4..{self.resolution}, not "
+                             f"{resolution}")
+        shape = (self.count, self.channels, resolution, resolution)
+        file = self.path / level_name(resolution)
+        expected = int(np.prod(shape))
+        if not file.exists() or file.stat().st_size != expected:
+            raise ValueError(f"{file} is missing or truncated (expected {expected} bytes); "
+                             "rebuild the cache")
+        return np.memmap(file, dtype=np.uint8, mode="r", shape=shape)
+
+
+def _sources(src: Path) -> Iterator[tuple[str, Callable]]:
+    """(name, opener) for every image file in a folder (recursively) or a zip."""
+    if src.is_dir():
+        for file in sorted(src.rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                yield str(file.relative_to(src)), lambda file=file: file.open("rb")
+    elif zipfile.is_zipfile(src):
+        archive = zipfile.ZipFile(src)
+        for name in sorted(archive.namelist()):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield name, lambda name=name: archive.open(name)
+    else:
+        raise ValueError(f"{src} is neither a folder nor a zip file of images")
+
+
+def load_square(opener: Callable, resolution: int, channels: int) -> np.ndarray:
+    """An image file as float32 (C, R, R) in [0, 255]: center crop, then Lanczos resize.
+
+    Raises ValueError if the image is smaller than R, OSError if Pillow cannot read it.
+    """
+    from PIL import Image
+
+    with opener() as f, Image.open(f) as image:
+        image.load()
+        image = image.convert("RGB" if channels == 3 else "L")
+    side = min(image.size)
+    if side < resolution:
+        raise ValueError(f"too small: {image.size[0]}x{image.size[1]}, needs at least "
+                         f"{resolution}x{resolution}")
+    left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != resolution:
+        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    array = np.asarray(image, dtype=np.float32)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: int, *,
+                    channels: int = 3, overwrite: bool = False, progress: bool = True) -> Path:
+    """Builds a cache at ``out`` from the images in the folder or zip ``src``.
+
+    Skipped images (unreadable, too small) are listed in the manifest with the reason.
+    Raises ValueError if ``src`` is missing or holds no usable image.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise ValueError(f"the data source {src} does not exist")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    entries = list(_sources(src))
+    if not entries:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+    skipped: list[dict] = []
+
+    def images() -> Iterator[np.ndarray]:
+        from tqdm import tqdm
+
+        for name, opener in tqdm(entries, desc=f"caching {src.name} at {resolution}px",
+                                 unit="img", disable=not progress):
+            try:
+                yield load_square(opener, resolution, channels)
+            except (OSError, ValueError, SyntaxError) as exc:  # Pillow raises all three
+                skipped.append({"file": name, "reason": str(exc) or type(exc).__name__})
+
+    return build_cache(images(), out, resolution, channels, source=str(src), skipped=skipped,
+                       overwrite=overwrite)

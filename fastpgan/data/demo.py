@@ -1,0 +1,71 @@
+"""The bundled demo set: scikit-image's LFW face crops (installed by the ``demo`` extra)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fastpgan.data.cache import MANIFEST, build_cache
+
+MAX_RESOLUTION = 32  # the crops are 25x25: larger would only be upsampling
+
+
+def cache_root() -> Path:
+    """Where fastpgan keeps data caches: $XDG_CACHE_HOME/fastpgan or ~/.cache/fastpgan."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastpgan"
+
+
+def demo_faces_cache(resolution: int = 32) -> Path:
+    """A cache of the 100 grayscale LFW faces bundled with scikit-image, at ``resolution``.
+
+    Built once (Lanczos-resized from 25x25) under :func:`cache_root`.
+    """
+    if resolution > MAX_RESOLUTION:
+        raise ValueError(f"the demo faces are 25x25 crops; train them at --resolution "
+                         f"{MAX_RESOLUTION} or less, or give --data")
+    folder = cache_root() / f"demo-lfw-faces-{resolution}"
+    if (folder / MANIFEST).exists():
+        return folder
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as exc:
+        raise RuntimeError("the demo data needs scikit-image: pip install 'fastpgan[demo]' "
+                           "(or pass --data)") from exc
+    from PIL import Image
+
+    faces = lfw_subset()[:100]  # the first 100 of the 200 crops are faces
+
+    def images():
+        for face in faces:
+            picture = Image.fromarray(np.asarray(face * 255, dtype=np.float32), mode="F")
+            picture = picture.resize((resolution, resolution), Image.Resampling.LANCZOS)
+            yield np.clip(np.asarray(picture, dtype=np.float32), 0, 255)[None]
+
+    return build_cache(images(), folder, resolution, 1, source="skimage.data.lfw_subset()[:100]",
+                       overwrite=True)
+
+
+def open_training_data(data: str | None, resolution: int, channels: int) -> Path:
+    """The cache folder to train from: the demo faces, a cache, or a folder/zip cached once.
+
+    An image folder or zip is cached under :func:`cache_root`, keyed by its absolute path
+    and the resolution, on first use.
+    """
+    if data is None:
+        return demo_faces_cache(resolution)
+    path = Path(data)
+    if not path.exists():
+        raise ValueError(f"--data {data}: no such file or folder")
+    if (path / MANIFEST).exists():
+        return path
+    import hashlib
+
+    from fastpgan.data.cache import prepare_dataset
+
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    folder = cache_root() / f"{path.stem}-{key}-{resolution}-c{channels}"
+    if not (folder / MANIFEST).exists():
+        prepare_dataset(path, folder, resolution, channels=channels, overwrite=True)
+    return folder

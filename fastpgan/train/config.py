@@ -1,0 +1,94 @@
+"""Everything a training run is configured by, with the official ProGAN's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from fastpgan.train.losses import LOSSES
+
+ARCHS = ("progan", "stylegan")
+PRECISIONS = ("bf16", "fp16", "fp32")
+# Settings that must match to resume a run (the rest may change between sessions).
+NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
+                "fade_kimg", "stable_kimg", "total_kimg", "batch", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """A training run's settings.
+
+    Attributes:
+        data: image cache folder (or image folder / zip, cached on first use); None for
+            the bundled demo faces.
+        out: run folder: checkpoints, samples, log, plot.
+        arch: "progan" or "stylegan" (StyleGAN's generator, ProGAN's discriminator).
+        resolution: final resolution (power of two).
+        loss: "wgan-gp" (ProGAN) or "logistic-r1" (StyleGAN).
+        precision: "bf16", "fp16" (with a gradient scaler) or "fp32"; None picks bf16 on
+            GPUs that support it, else fp32.
+        batch: "paper", "official" or a fixed minibatch.
+        fade_kimg, stable_kimg: thousands of real images per fade-in and stabilization.
+        total_kimg: lengthen the last stabilization to this many kimg in all (None: no).
+        seed: the run's seed (networks, latents, data order).
+        device: "cuda", "cpu", ...; None picks cuda when available.
+        latent_dim, fmap_base, fmap_max: network size (channels, see models.channels_at).
+        channels: image channels (3 RGB, 1 grayscale).
+        lr, betas, eps: Adam's (Karras et al. 2017, A.1: 0.001, (0, 0.99), 1e-8).
+        reset_optimizer: fresh optimizer state at each new resolution (official code).
+        ema_decay: the generator EMA's decay.
+        checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
+            many to keep.
+        sample_kimg: sample grid interval (and at phase ends).
+        swd_images: real and generated images for SWD at phase ends (0: off).
+        workers: DataLoader worker processes.
+        progress: show progress bars.
+    """
+
+    data: str | None = None
+    out: str = "runs/fastpgan"
+    arch: str = "progan"
+    resolution: int = 1024
+    loss: str = "wgan-gp"
+    precision: str | None = None
+    batch: str | int = "paper"
+    fade_kimg: float = 600.0
+    stable_kimg: float = 600.0
+    total_kimg: float | None = None
+    seed: int = 0
+    device: str | None = None
+    latent_dim: int = 512
+    fmap_base: int = 8192
+    fmap_max: int = 512
+    channels: int = 3
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    reset_optimizer: bool = True
+    ema_decay: float = 0.999
+    checkpoint_kimg: float = 100.0
+    keep_checkpoints: int = 3
+    sample_kimg: float = 100.0
+    swd_images: int = 1024
+    workers: int = 2
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first setting out of its domain."""
+        from fastpgan.models.common import check_resolution
+
+        check_resolution("--resolution", self.resolution)
+        for name, value, allowed in (("arch", self.arch, ARCHS), ("loss", self.loss, LOSSES),
+                                     ("precision", self.precision, (*PRECISIONS, None))):
+            if value not in allowed:
+                raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
+        if isinstance(self.batch, str) and self.batch not in ("paper", "official"):
+            raise ValueError(f"--batch must be paper, official or a number, got {self.batch!r}")
+        if isinstance(self.batch, int) and self.batch < 1:
+            raise ValueError(f"--batch must be positive, got {self.batch}")
+        if self.fade_kimg < 0 or self.stable_kimg <= 0:
+            raise ValueError("--fade-kimg must be >= 0 and --stable-kimg > 0")
+
+    def to_dict(self) -> dict:
+        """The settings as JSON-ready values."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,375 @@
+"""The progressive training loop: phases, D and G steps, EMA, checkpoints, samples, SWD.
+
+One process per GPU under ``torchrun`` (``torch.distributed``): each rank trains on its
+share of the minibatch and gradients are averaged with one all-reduce per network and
+step. The networks are not wrapped in DistributedDataParallel because the gradient
+penalty differentiates D twice inside a step, which DDP's reducer does not support; the
+explicit all-reduce (as NVlabs' StyleGAN3 code does) gives the same averaged gradients.
+Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastpgan.data.cache import ImageCache
+from fastpgan.data.demo import open_training_data
+from fastpgan.data.loader import RealImages, to_model_range
+from fastpgan.metrics.swd import sliced_wasserstein_distance
+from fastpgan.models import ProGANDiscriminator, ProGANGenerator, StyleGANGenerator
+from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.train.config import NETWORK_KEYS, TrainConfig
+from fastpgan.train.ema import EMA
+from fastpgan.train.losses import D_LOSS, G_LOSS
+from fastpgan.train.report import JsonlLog, gpu_figures, plot_training, save_grid
+from fastpgan.train.schedule import Phase, build_phases, phase_at
+
+GRID_SAMPLES = 64
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+class Trainer:
+    """Trains a ProGAN or StyleGAN generator progressively, as ``TrainConfig`` says.
+
+    ``Trainer(config).run()`` trains to the end of the schedule, or continues the run in
+    ``config.out`` from a checkpoint when ``resume`` is "latest" or a path.
+    """
+
+    def __init__(self, config: TrainConfig, resume: str | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.rank, self.world = _distributed()
+        self.device = _device(config.device, self.rank)
+        self.precision = config.precision or (
+            "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32")
+        self.out = Path(config.out)
+        self.is_writer = self.rank == 0
+        if self.is_writer:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cache_dir = open_training_data(config.data, config.resolution, config.channels)
+        if self.world > 1:
+            dist.barrier()
+            if not self.is_writer:
+                cache_dir = open_training_data(config.data, config.resolution, config.channels)
+        self.cache = ImageCache.open(cache_dir)
+        if self.cache.resolution < config.resolution:
+            raise ValueError(f"the data cache {cache_dir} goes up to {self.cache.resolution}px, "
+                             f"below --resolution {config.resolution}")
+        config.channels = self.cache.channels
+        self.phases = build_phases(config.resolution, config.fade_kimg, config.stable_kimg,
+                                   config.batch, total_kimg=config.total_kimg)
+        for phase in self.phases:
+            if phase.batch % self.world:
+                raise ValueError(f"the {phase.name} minibatch {phase.batch} does not split over "
+                                 f"{self.world} processes")
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)  # StyleGAN's style-mixing draws
+        np.random.seed(config.seed)
+        self.G, self.D = self._networks()
+        self.ema = EMA(self.G, config.ema_decay)
+        self.data = RealImages(self.cache, config.seed, rank=self.rank,
+                               workers=config.workers, pin_memory=self.device.type == "cuda")
+        self.z_generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank + 1)
+        self.fixed_z = torch.randn(GRID_SAMPLES, config.latent_dim,
+                                   generator=torch.Generator().manual_seed(config.seed))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.shown, self.phase_step, self.opt_resolution = 0, 0, None
+        self.opt_g = self.opt_d = None
+        self.last_checkpoint: Path | None = None
+        if resume:
+            self._resume(resume)
+        self.log: JsonlLog | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _networks(self) -> tuple[nn.Module, nn.Module]:
+        c = self.config
+        size = dict(resolution=c.resolution, latent_dim=c.latent_dim, fmap_base=c.fmap_base,
+                    fmap_max=c.fmap_max, img_channels=c.channels)
+        G = (ProGANGenerator(**size) if c.arch == "progan" else StyleGANGenerator(**size))
+        D = ProGANDiscriminator(**size)
+        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        return (G.to(self.device, memory_format=fmt).train(),
+                D.to(self.device, memory_format=fmt).train())
+
+    def _optimizers(self, resolution: int) -> None:
+        c = self.config
+        if self.opt_g is not None and (self.opt_resolution == resolution or not c.reset_optimizer):
+            return
+        adam = dict(lr=c.lr, betas=tuple(c.betas), eps=c.eps)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.opt_resolution = resolution
+
+    def _resume(self, resume: str) -> None:
+        path = (latest_checkpoint(self.out / "checkpoints") if resume == "latest"
+                else Path(resume))
+        if path is None:
+            raise ValueError(f"--resume latest: no checkpoint in {self.out / 'checkpoints'}")
+        state = load_checkpoint(path)
+        saved = state["config"]
+        now = self.config.to_dict()
+        differences = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in NETWORK_KEYS
+                       if _comparable(saved.get(k)) != _comparable(now[k])]
+        if differences:
+            raise ValueError(f"cannot resume from {path}: the run's settings differ "
+                             f"({'; '.join(differences)})")
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.model.load_state_dict(state["G_ema"])
+        self.ema.updates = state["ema_updates"]
+        self.shown, self.phase_step = state["shown"], state["phase_step"]
+        if state["opt_resolution"] is not None:
+            self._optimizers(state["opt_resolution"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        self.z_generator.set_state(rng["z"])
+        self.last_checkpoint = path
+
+    # ------------------------------------------------------------------ training
+
+    def run(self, stop_at: int | None = None) -> None:
+        """Trains to the end of the schedule (or until ``stop_at`` images, for tests)."""
+        self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
+        try:
+            if self.shown == 0:  # the baseline that later SWDs are read against
+                self._swd(self.config.resolution)
+            while (phase := phase_at(self.phases, self.shown)) is not None:
+                if stop_at is not None and self.shown >= stop_at:
+                    return
+                self._run_phase(phase, stop_at)
+            self._finish()
+        finally:
+            if self.log is not None:
+                self.log.close()
+                self.log = None
+
+    def _run_phase(self, phase: Phase, stop_at: int | None) -> None:
+        c = self.config
+        self._optimizers(phase.resolution)
+        self._record(event="phase_start", phase=phase.name, resolution=phase.resolution)
+        batches = self.data.batches(phase.resolution, phase.batch // self.world,
+                                    start=self.phase_step)
+        bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
+        checkpoint_every = max(int(c.checkpoint_kimg * 1000), 1)
+        sample_every = max(int(c.sample_kimg * 1000), 1)
+        started, started_shown = time.perf_counter(), self.shown
+        while self.shown < phase.end and (stop_at is None or self.shown < stop_at):
+            alpha = phase.alpha(self.shown)
+            stats = self._step(next(batches), phase.resolution, alpha)
+            before, self.shown = self.shown, self.shown + phase.batch
+            self.phase_step += 1
+            rate = (self.shown - started_shown) / max(time.perf_counter() - started, 1e-9)
+            stats.update(alpha=round(alpha, 4), img_per_s=round(rate, 1),
+                         **gpu_figures(self.device))
+            if bar is not None:
+                bar.update(min(self.shown, phase.end) - before)
+                bar.set_postfix(alpha=f"{alpha:.2f}", d=f"{stats['d_loss']:.3f}",
+                                g=f"{stats['g_loss']:.3f}", img_s=f"{rate:.0f}",
+                                refresh=False)
+            if self.phase_step % 10 == 0 or self.shown >= phase.end:
+                self._record(resolution=phase.resolution, **stats)
+            if self.shown >= phase.end:
+                break
+            if self.shown // checkpoint_every > before // checkpoint_every:
+                self.save_checkpoint()
+            if self.shown // sample_every > before // sample_every:
+                self._samples(phase.resolution, alpha)
+        if bar is not None:
+            bar.close()
+        if self.shown >= phase.end:
+            self.phase_step = 0
+            self._samples(phase.resolution, 1.0, tag=phase.name.replace(" ", "-"))
+            self._swd(phase.resolution)
+            self.save_checkpoint()
+
+    def _step(self, real_u8: Tensor, resolution: int, alpha: float) -> dict:
+        c, G, D = self.config, self.G, self.D
+        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        real = to_model_range(real_u8, self.device).contiguous(memory_format=fmt)
+        if alpha < 1.0 and resolution > 4:  # fade the reals as the generator fades
+            coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+            real = torch.lerp(coarse, real, alpha)
+        batch = real.shape[0]
+
+        def latents() -> Tensor:
+            return torch.randn(batch, c.latent_dim, generator=self.z_generator).to(self.device)
+
+        def critic(x: Tensor) -> Tensor:
+            return D(x, alpha)
+
+        D.requires_grad_(True)
+        G.requires_grad_(False)
+        with self._autocast():
+            fake = G(latents(), resolution, alpha)
+            mix = torch.rand(batch, generator=self.z_generator)
+            d_loss, d_stats = D_LOSS[c.loss](critic, real, fake.detach(), mix=mix)
+        self._update(d_loss, D, self.opt_d)
+        D.requires_grad_(False)
+        G.requires_grad_(True)
+        with self._autocast():
+            g_loss = G_LOSS[c.loss](critic(G(latents(), resolution, alpha)))
+        self._update(g_loss, G, self.opt_g)
+        self.ema.update(G)
+        stats = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), **d_stats}
+        if not all(math.isfinite(v) for v in stats.values()):
+            where = (f"the last good checkpoint is {self.last_checkpoint}; resume with "
+                     f"--resume {self.last_checkpoint}" if self.last_checkpoint else
+                     "no checkpoint was written yet")
+            raise TrainingDivergedError(f"non-finite loss at {self.shown} images "
+                                   f"({resolution}x{resolution}, alpha {alpha:.3f}): {stats}; "
+                                   f"{where}")
+        return stats
+
+    def _update(self, loss: Tensor, net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        if self.world > 1:
+            _average_gradients(net, self.world)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------ outputs
+
+    def save_checkpoint(self) -> Path | None:
+        """Writes the run's full state (rank 0 only); returns the file."""
+        if not self.is_writer:
+            return None
+        state = {
+            "shown": self.shown, "phase_step": self.phase_step,
+            "opt_resolution": self.opt_resolution, "config": self.config.to_dict(),
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
+            "opt_g": self.opt_g.state_dict() if self.opt_g else None,
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": np.random.get_state(), "z": self.z_generator.get_state(),
+                    "cuda": (torch.cuda.get_rng_state_all() if self.device.type == "cuda"
+                             else None)},
+        }
+        self.last_checkpoint = save_checkpoint(state, self.out / "checkpoints", self.shown,
+                                               self.config.keep_checkpoints)
+        self._record(event="checkpoint", file=str(self.last_checkpoint))
+        return self.last_checkpoint
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
+        """Images from the EMA generator, in float32, for latents z (on any device)."""
+        images = []
+        for chunk in z.split(64):
+            with self._autocast():
+                images.append(self.ema.model(chunk.to(self.device), resolution, alpha).float())
+        return torch.cat(images)
+
+    def _samples(self, resolution: int, alpha: float, tag: str | None = None) -> None:
+        if not self.is_writer:
+            return
+        folder = self.out / "samples"
+        folder.mkdir(exist_ok=True)
+        name = f"{self.shown // 1000:06d}kimg{'-' + tag if tag else ''}.png"
+        save_grid(self.generate(self.fixed_z, resolution, alpha), folder / name, columns=8,
+                  upscale_to=512)
+
+    def _swd(self, resolution: int) -> None:
+        n = min(self.config.swd_images, self.cache.count)
+        if not self.is_writer or n < 2:
+            return
+        pick = torch.randperm(self.cache.count, generator=torch.Generator().manual_seed(0))[:n]
+        real = to_model_range(torch.from_numpy(
+            np.ascontiguousarray(self.cache.level(resolution)[np.sort(pick.numpy())])), "cpu")
+        z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(1))
+        fake = self.generate(z, resolution).cpu()
+        swd = sliced_wasserstein_distance(real, fake)
+        self._record(event="swd", resolution=resolution, swd_avg=swd["avg"],
+                     **{f"swd_{k}": v for k, v in swd.items() if k != "avg"})
+
+    def _finish(self) -> None:
+        if not self.is_writer:
+            return
+        if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
+                f"{self.shown:012d}.pt"):
+            self.save_checkpoint()
+        self.ema.model.save_pretrained(self.out / "generator")
+        plot_training(self.out / "log.jsonl", self.out / "training.png")
+        self._record(event="done", generator=str(self.out / "generator"))
+
+    def _record(self, **record) -> None:
+        if self.log is not None:
+            self.log.write({"kimg": round(self.shown / 1000, 3), "time": time.time(), **record})
+
+
+def _comparable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group when torchrun started us."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _device(name: str | None, rank: int) -> torch.device:
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA GPU is visible")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _average_gradients(net: nn.Module, world: int) -> None:
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
+
+
+def _progress(phase: Phase, shown: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=phase.length, initial=min(shown - phase.start, phase.length),
+                desc=f"{phase.name} (batch {phase.batch})", unit="img", unit_scale=True,
+                leave=True, dynamic_ncols=True)

@@ -1,0 +1,120 @@
+"""What a run shows a person: image grids, a JSONL log, GPU figures and a plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+    """(N, C, H, W) images in [-1, 1] as one uint8 (H * rows, W * columns, C) grid."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = torch.full((rows * h, columns * w, c), -1.0)
+    for i, image in enumerate(images.detach().float().cpu()):
+        r, col = divmod(i, columns)
+        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image.permute(1, 2, 0)
+    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int | None = None,
+              upscale_to: int = 0) -> Path:
+    """Saves images in [-1, 1] as a PNG grid (nearest-upscaled to at least upscale_to px)."""
+    from PIL import Image
+
+    grid = image_grid(images, columns).numpy()
+    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    if upscale_to and picture.width < upscale_to:
+        factor = math.ceil(upscale_to / picture.width)
+        picture = picture.resize((picture.width * factor, picture.height * factor),
+                                 Image.Resampling.NEAREST)
+    path = Path(path)
+    picture.save(path)
+    return path
+
+
+class JsonlLog:
+    """Appends one JSON object per line; line-buffered, so a crash loses nothing logged."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+
+    def write(self, record: dict) -> None:
+        """Appends a record."""
+        self._file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSONL log (a torn last line, from a crash, is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def gpu_figures(device: torch.device) -> dict:
+    """Peak memory (GiB) from torch and utilization (%) from NVML, on CUDA; else {}."""
+    if device.type != "cuda":
+        return {}
+    figures = {"gpu_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        figures["gpu_util"] = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+    except Exception:  # nvidia-ml-py missing or no NVML: memory alone
+        pass
+    return figures
+
+
+def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
+    """A PNG of the losses and SWD over kimg from the JSONL log; None if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(log_path)
+    steps = [r for r in records if "d_loss" in r]
+    swd = [r for r in records if "swd_avg" in r]
+    if not steps:
+        return None
+    fig, axes = plt.subplots(2 if swd else 1, 1, figsize=(9, 6 if swd else 3.5), squeeze=False)
+    loss_ax = axes[0][0]
+    kimg = [r["kimg"] for r in steps]
+    loss_ax.plot(kimg, [r["d_loss"] for r in steps], label="D loss", linewidth=0.8)
+    loss_ax.plot(kimg, [r["g_loss"] for r in steps], label="G loss", linewidth=0.8)
+    for r in records:
+        if r.get("event") == "phase_start":
+            loss_ax.axvline(r["kimg"], color="grey", linewidth=0.5, linestyle=":")
+    loss_ax.set_ylabel("loss")
+    loss_ax.legend(loc="upper right")
+    if swd:
+        swd_ax = axes[1][0]
+        for res in sorted({r["resolution"] for r in swd}):  # levels differ per resolution
+            points = [r for r in swd if r["resolution"] == res]
+            swd_ax.plot([r["kimg"] for r in points], [r["swd_avg"] for r in points],
+                        marker="o", label=f"{res}x{res}")
+        swd_ax.set_ylabel("SWD x1e3 (mean over levels)")
+        swd_ax.set_yscale("log")
+        swd_ax.legend(loc="upper right", title="generated at")
+    axes[-1][0].set_xlabel("kimg (thousands of real images shown)")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

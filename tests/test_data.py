@@ -1,0 +1,105 @@
+"""fastpgan-dataset and the cache: folders and zips, skipped images, pyramid levels, loader."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastpgan.cli.dataset import main as dataset_main
+from fastpgan.data import ImageCache, RealImages, build_cache, prepare_dataset
+
+
+def _image_folder(root, count=5, size=(40, 24)):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"img{i}.{'png' if i % 2 else 'jpg'}")
+    (root / "broken.png").write_bytes(b"\x89PNG not really")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "tiny.webp")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_to_cache_skips_and_lists_bad_images(tmp_path):
+    src = _image_folder(tmp_path / "src")
+    cache = ImageCache.open(prepare_dataset(src, tmp_path / "cache", 16, progress=False))
+    assert cache.count == 5 and cache.channels == 3 and cache.resolution == 16
+    reasons = {item["file"]: item["reason"] for item in cache.skipped}
+    assert set(reasons) == {"broken.png", "tiny.webp"}
+    assert "too small: 8x8" in reasons["tiny.webp"]
+    assert [cache.level(r).shape for r in (4, 8, 16)] == [(5, 3, r, r) for r in (4, 8, 16)]
+
+
+def test_center_crop_and_levels_are_box_averages(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    pixels = np.zeros((16, 32, 3), np.uint8)
+    pixels[:, 8:24] = np.arange(16, dtype=np.uint8)[:, None, None] * 16  # the center square
+    Image.fromarray(pixels).save(src / "wide.png")
+    cache = ImageCache.open(prepare_dataset(src, tmp_path / "cache", 16, progress=False))
+    top = cache.level(16)[0].astype(np.float64)
+    assert np.array_equal(top[0, :, 0], np.arange(16) * 16)  # cropped, not squeezed
+    expected = top.reshape(3, 8, 2, 8, 2).mean(axis=(2, 4))
+    assert np.abs(cache.level(8)[0] - expected).max() <= 0.5
+
+
+def test_zip_source_and_the_command_line(tmp_path, capsys):
+    src = _image_folder(tmp_path / "src", count=3)
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in src.iterdir():
+            z.write(file, file.name)
+    assert dataset_main([str(archive), str(tmp_path / "cache"), "--resolution", "8",
+                         "--channels", "1"]) == 0
+    out = capsys.readouterr()
+    assert "4 images at 4..8px" in out.out and "skipped broken.png" in out.err  # tiny fits 8px
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert manifest["channels"] == 1 and manifest["count"] == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["missing", "out", "--resolution", "8"], "does not exist"),
+    (["src", "out", "--resolution", "12"], "power of two"),
+])
+def test_command_line_errors_are_named(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    _image_folder(tmp_path / "src", count=1)
+    assert dataset_main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_usable_image_leaves_no_cache(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.jpg").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="no usable images"):
+        prepare_dataset(src, tmp_path / "cache", 8, progress=False)
+    assert not (tmp_path / "cache").exists()
+    assert list(tmp_path.iterdir()) == [src], "the temporary build folder is removed"
+
+
+def test_truncated_level_and_missing_manifest_are_named(tmp_path):
+    folder = build_cache(iter([np.full((1, 8, 8), 100.0, np.float32)] * 3), tmp_path / "c", 8, 1,
+                         source="test")
+    (folder / "r8.u8").write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match="missing or truncated"):
+        ImageCache.open(folder).level(8)
+    with pytest.raises(ValueError, match="not a fastpgan image cache"):
+        ImageCache.open(tmp_path)
+
+
+def test_batches_depend_only_on_seed_and_step(tmp_path):
+    images = [np.random.default_rng(i).uniform(0, 255, (3, 8, 8)).astype(np.float32)
+              for i in range(20)]
+    cache = ImageCache.open(build_cache(iter(images), tmp_path / "c", 8, 3, source="test"))
+    first = RealImages(cache, seed=3, workers=2).batches(8, 4, start=0)
+    steps = [next(first) for _ in range(6)]
+    resumed = RealImages(cache, seed=3, workers=0).batches(8, 4, start=4)
+    assert torch.equal(next(resumed), steps[4]) and torch.equal(next(resumed), steps[5])
+    other = next(RealImages(cache, seed=4).batches(8, 4))
+    assert not torch.equal(other, steps[0])
+    assert steps[0].dtype == torch.uint8 and steps[0].shape == (4, 3, 8, 8)

@@ -1,0 +1,257 @@
+"""fastpgan-train: schedule, losses, EMA, checkpoints, exact resume, kill -9, torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fastpgan.cli.train import build_parser, config_from_args
+from fastpgan.cli.train import main as train_main
+from fastpgan.data import build_cache
+from fastpgan.metrics import sliced_wasserstein_distance
+from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.train.config import TrainConfig
+from fastpgan.train.ema import EMA
+from fastpgan.train.loop import Trainer, TrainingDivergedError
+from fastpgan.train.losses import logistic_r1_d, wgan_gp_d
+from fastpgan.train.schedule import BATCH_SCHEDULES, build_phases, phase_at
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """A small cache of 40 grayscale 8x8 images of Gaussian blobs at random places."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:8, :8]
+    images = []
+    for _ in range(40):
+        cy, cx, r = rng.uniform(2, 6), rng.uniform(2, 6), rng.uniform(1.5, 3)
+        images.append((255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r ** 2))[None]
+                      .astype(np.float32))
+    return build_cache(iter(images), tmp_path_factory.mktemp("data") / "blobs", 8, 1,
+                       source="blobs")
+
+
+def tiny(faces, out, **changes):
+    settings = dict(data=str(faces), out=str(out), resolution=8, batch=4, fade_kimg=0.024,
+                    stable_kimg=0.024, latent_dim=8, fmap_base=32, fmap_max=8,
+                    checkpoint_kimg=0.008, sample_kimg=1.0, swd_images=0, workers=0,
+                    progress=False, device="cpu")
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _weights(trainer):
+    return {f"{name}.{k}": v for name, net in (("G", trainer.G), ("D", trainer.D),
+                                               ("E", trainer.ema.model))
+            for k, v in net.state_dict().items()}
+
+
+# ---------------------------------------------------------------- schedule, losses, EMA
+
+
+def test_phases_follow_the_paper():
+    phases = build_phases(16, fade_kimg=1, stable_kimg=2, batch="paper")
+    assert [(p.name, p.start, p.length, p.batch) for p in phases] == [
+        ("4x4 stable", 0, 2000, 16), ("8x8 fade-in", 2000, 1000, 16),
+        ("8x8 stable", 3000, 2000, 16), ("16x16 fade-in", 5000, 1000, 16),
+        ("16x16 stable", 6000, 2000, 16)]
+    fade = phases[1]
+    assert [fade.alpha(s) for s in (2000, 2250, 3000)] == [0.0, 0.25, 1.0]
+    assert phase_at(phases, 2999) is fade and phase_at(phases, 8000) is None
+    assert BATCH_SCHEDULES["paper"][1024] == 3 and BATCH_SCHEDULES["paper"][256] == 14
+
+
+def test_official_preset_totals_12000_kimg_at_1024():
+    phases = build_phases(1024, 600, 600, "official", total_kimg=12000)
+    assert phases[-1].end == 12_000_000 and phases[-1].resolution == 1024
+    assert [p.batch for p in phases[::2]] == [128, 128, 128, 64, 32, 16, 8, 4, 4]
+    args = build_parser().parse_args(["--data", "x", "--batch", "official"])
+    assert config_from_args(args).total_kimg == 12000
+
+
+def test_wgan_gp_and_r1_on_a_linear_critic():
+    w = torch.randn(1, 3, 4, 4)
+
+    def critic(x):
+        return (x * w).flatten(1).sum(1, keepdim=True)
+
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    loss, stats = wgan_gp_d(critic, real, fake, mix=torch.rand(5))
+    grad_norm = w.norm()
+    expected = (critic(fake) - critic(real) + 10 * (grad_norm - 1) ** 2
+                + 1e-3 * critic(real) ** 2).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    assert stats["gp"] == pytest.approx(((grad_norm - 1) ** 2).item(), rel=1e-5)
+    loss, stats = logistic_r1_d(critic, real, fake)
+    expected = (torch.nn.functional.softplus(critic(fake)) +
+                torch.nn.functional.softplus(-critic(real)) + 5 * grad_norm ** 2).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+
+
+def test_ema_warms_up_then_decays_at_the_set_rate():
+    live = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(live, decay=0.999)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+        ema.model.weight.fill_(0.0)
+    ema.update(live)  # decay min(0.999, 1/10): 90 % of the way
+    assert ema.model.weight.item() == pytest.approx(0.9)
+    ema.updates = 10**6
+    ema.update(live)
+    assert ema.model.weight.item() == pytest.approx(0.9 + 0.1 * 0.001)
+
+
+def test_swd_ranks_a_wrong_distribution_far_above_a_second_sample():
+    torch.manual_seed(0)
+    a, b = torch.rand(64, 1, 16, 16), torch.rand(64, 1, 16, 16)
+    blocky = torch.nn.functional.interpolate(torch.rand(64, 1, 4, 4), scale_factor=4)
+    same = sliced_wasserstein_distance(a, b)["avg"]
+    assert sliced_wasserstein_distance(a, blocky)["avg"] > 3 * same
+    with pytest.raises(ValueError, match="one shape"):
+        sliced_wasserstein_distance(a, b[:3])
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_checkpoints_are_atomic_and_the_last_k_kept(tmp_path):
+    for shown in (10, 20, 30, 40):
+        save_checkpoint({"shown": shown}, tmp_path, shown, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint-000000000030.pt", "checkpoint-000000000040.pt"], "no temporary files left"
+    assert load_checkpoint(latest_checkpoint(tmp_path))["shown"] == 40
+    latest_checkpoint(tmp_path).write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"cannot read the checkpoint .*040\.pt.*previous one is "
+                                         r".*030\.pt"):
+        load_checkpoint(latest_checkpoint(tmp_path))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@pytest.mark.parametrize("arch,loss", [("progan", "wgan-gp"), ("stylegan", "logistic-r1")])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path, arch, loss):
+    straight = Trainer(tiny(faces, tmp_path / "a", arch=arch, loss=loss))
+    straight.run()
+    first = Trainer(tiny(faces, tmp_path / "b", arch=arch, loss=loss))
+    first.run(stop_at=44)  # mid 8x8 fade-in, between checkpoints
+    assert first.shown == 44
+    resumed = Trainer(tiny(faces, tmp_path / "b", arch=arch, loss=loss), resume="latest")
+    assert resumed.shown == 40, "continues from the last checkpoint"
+    resumed.run()
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
+    Trainer(tiny(faces, tmp_path / "run", swd_images=16, sample_kimg=0.016)).run()
+    out = tmp_path / "run"
+    assert (out / "generator" / "model.safetensors").exists()
+    assert (out / "training.png").stat().st_size > 1000
+    assert len(list((out / "samples").glob("*.png"))) >= 4
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    swd = [r for r in records if r.get("event") == "swd"]
+    assert swd[0]["kimg"] == 0 and swd[-1]["resolution"] == 8
+    steps = [r for r in records if "d_loss" in r]
+    assert steps and {"g_loss", "img_per_s", "alpha", "resolution"} <= set(steps[-1])
+    assert records[-1]["event"] == "done"
+
+
+def test_non_finite_loss_stops_with_step_and_last_checkpoint(faces, tmp_path, monkeypatch):
+    trainer = Trainer(tiny(faces, tmp_path / "run"))
+    trainer.run(stop_at=16)
+    import fastpgan.train.loop as loop
+
+    monkeypatch.setitem(loop.G_LOSS, "wgan-gp", lambda scores: scores.sum() * float("nan"))
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at 16 images .*"
+                                                    r"checkpoint-000000000016\.pt"):
+        trainer.run()
+
+
+def test_resume_with_other_settings_is_refused(faces, tmp_path):
+    Trainer(tiny(faces, tmp_path / "run")).run(stop_at=8)
+    with pytest.raises(ValueError, match="latent_dim: checkpoint 8, now 16"):
+        Trainer(tiny(faces, tmp_path / "run", latent_dim=16), resume="latest")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "/no/such/folder"], "no such file or folder"),
+    (["--resolution", "48"], "power of two"),
+    (["--resolution", "64"], "demo faces are 25x25"),
+    (["--resume", "latest"], "no checkpoint in"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, message):
+    assert train_main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_kill_9_then_resume_latest_finishes(faces, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", str(faces), "--out", str(out), "--resolution", "8", "--batch", "4",
+            "--fade-kimg", "0.2", "--stable-kimg", "0.2", "--latent-dim", "8", "--fmap-base",
+            "32", "--fmap-max", "8", "--checkpoint-kimg", "0.02", "--swd-images", "0",
+            "--workers", "0", "--no-progress", "--device", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.Popen([sys.executable, "-m", "fastpgan.cli.train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(list((out / "checkpoints").glob("*.pt"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(latest_checkpoint(out / "checkpoints"))["shown"]
+    assert 0 < killed_at < 600, "killed mid-run"
+    done = subprocess.run([sys.executable, "-m", "fastpgan.cli.train", *args, "--resume",
+                           "latest"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_checkpoint(latest_checkpoint(out / "checkpoints"))["shown"] == 600  # the end
+    assert (out / "generator" / "model.safetensors").exists()
+
+
+TORCHRUN_SCRIPT = """
+import sys, torch
+from fastpgan.train.config import TrainConfig
+from fastpgan.train.loop import Trainer
+config = TrainConfig(data=sys.argv[1], out=sys.argv[2], resolution=8, batch=4, fade_kimg=0.008,
+                     stable_kimg=0.008, latent_dim=8, fmap_base=32, fmap_max=8, swd_images=0,
+                     workers=0, progress=False, device="cpu")
+trainer = Trainer(config)
+trainer.run()
+torch.save({k: v for k, v in trainer.G.state_dict().items()},
+           f"{sys.argv[2]}/rank{trainer.rank}.pt")
+"""
+
+
+def test_torchrun_two_cpu_processes_keep_identical_weights(faces, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--standalone", str(script), str(faces), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert latest_checkpoint(tmp_path / "checkpoints") is not None
+
+
+def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = tmp_path / "train.json"
+    done = subprocess.run([sys.executable, "bench/train_bench.py", "--resolution", "8",
+                           "--steps", "1", "--warmup", "0", "--impls", "fused,reference",
+                           "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {(r["impl"], r["resolution"]) for r in report["rows"]} >= {("fused", 8),
+                                                                        ("reference", 8)}
+    assert set(report["projected_hours"]) == {"fused", "reference"}
