@@ -18,7 +18,7 @@ from fastpgan.metrics import sliced_wasserstein_distance
 from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
-from fastpgan.train.loop import Trainer, TrainingDivergedError
+from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 from fastpgan.train.losses import logistic_r1_d, wgan_gp_d
 from fastpgan.train.schedule import BATCH_SCHEDULES, build_phases, phase_at
 
@@ -255,3 +255,22 @@ def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):
     assert {(r["impl"], r["resolution"]) for r in report["rows"]} >= {("fused", 8),
                                                                         ("reference", 8)}
     assert set(report["projected_hours"]) == {"fused", "reference"}
+
+
+def test_out_of_memory_names_the_minibatch_that_fits(faces, tmp_path, monkeypatch):
+    trainer = Trainer(tiny(faces, tmp_path / "run", batch=16))
+    step = Trainer._step
+
+    def limited(self, real, *args, **kwargs):  # as if only 4 images fit on the GPU
+        if real.shape[0] > 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return step(self, real, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_step", limited)
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    with pytest.raises(OutOfMemoryError, match=r"out of memory at 4x4 stable .* minibatch of "
+                                               r"16 .* a minibatch of 4 fits: continue with "
+                                               r"--resume latest --batch 4"):
+        trainer.run()
+    assert all(torch.equal(v, trainer.G.state_dict()[k]) for k, v in before.items()), \
+        "the probe does not train"

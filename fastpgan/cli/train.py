@@ -97,16 +97,13 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Runs fastpgan-train; returns the exit status (2 for bad input, with a message)."""
     args = build_parser().parse_args(argv)
-    from fastpgan.train.loop import Trainer, TrainingDivergedError
+    from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 
     try:
         config = config_from_args(args)
         trainer = Trainer(config, resume=args.resume)
         trainer.run()
-    except (ValueError, FileExistsError, TrainingDivergedError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and not isinstance(exc, TrainingDivergedError) and \
-                "out of memory" not in str(exc) and "scikit-image" not in str(exc):
-            raise
+    except (ValueError, FileExistsError, TrainingDivergedError, OutOfMemoryError) as exc:
         print(f"fastpgan-train: error: {exc}", file=sys.stderr)
         return 2
     print(f"fastpgan-train: done; EMA generator in {config.out}/generator, samples in "

@@ -31,7 +31,7 @@ def demo_faces_cache(resolution: int = 32) -> Path:
     try:
         from skimage.data import lfw_subset
     except ImportError as exc:
-        raise RuntimeError("the demo data needs scikit-image: pip install 'fastpgan[demo]' "
+        raise ValueError("the demo data needs scikit-image: pip install 'fastpgan[demo]' "
                            "(or pass --data)") from exc
     from PIL import Image
 

@@ -9,9 +9,10 @@ from fastpgan.train.losses import LOSSES
 
 ARCHS = ("progan", "stylegan")
 PRECISIONS = ("bf16", "fp16", "fp32")
-# Settings that must match to resume a run (the rest may change between sessions).
+# Settings that must match to resume a run. The rest may change between sessions, the
+# minibatch included (e.g. a smaller one after running out of GPU memory).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
-                "fade_kimg", "stable_kimg", "total_kimg", "batch", "seed")
+                "fade_kimg", "stable_kimg", "total_kimg", "seed")
 
 
 @dataclass

@@ -42,6 +42,10 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+class OutOfMemoryError(RuntimeError):
+    """The GPU ran out of memory; the message names a minibatch that fits."""
+
+
 class Trainer:
     """Trains a ProGAN or StyleGAN generator progressively, as ``TrainConfig`` says.
 
@@ -177,7 +181,10 @@ class Trainer:
         started, started_shown = time.perf_counter(), self.shown
         while self.shown < phase.end and (stop_at is None or self.shown < stop_at):
             alpha = phase.alpha(self.shown)
-            stats = self._step(next(batches), phase.resolution, alpha)
+            try:
+                stats = self._step(next(batches), phase.resolution, alpha)
+            except torch.cuda.OutOfMemoryError as exc:
+                raise self._out_of_memory(phase, alpha) from exc
             before, self.shown = self.shown, self.shown + phase.batch
             self.phase_step += 1
             rate = (self.shown - started_shown) / max(time.perf_counter() - started, 1e-9)
@@ -204,7 +211,9 @@ class Trainer:
             self._swd(phase.resolution)
             self.save_checkpoint()
 
-    def _step(self, real_u8: Tensor, resolution: int, alpha: float) -> dict:
+    def _step(self, real_u8: Tensor, resolution: int, alpha: float,
+              dry_run: bool = False) -> dict:
+        """One D step and one G step (and the EMA); dry_run computes the gradients only."""
         c, G, D = self.config, self.G, self.D
         fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         real = to_model_range(real_u8, self.device).contiguous(memory_format=fmt)
@@ -225,12 +234,14 @@ class Trainer:
             fake = G(latents(), resolution, alpha)
             mix = torch.rand(batch, generator=self.z_generator)
             d_loss, d_stats = D_LOSS[c.loss](critic, real, fake.detach(), mix=mix)
-        self._update(d_loss, D, self.opt_d)
+        self._update(d_loss, D, self.opt_d, dry_run)
         D.requires_grad_(False)
         G.requires_grad_(True)
         with self._autocast():
             g_loss = G_LOSS[c.loss](critic(G(latents(), resolution, alpha)))
-        self._update(g_loss, G, self.opt_g)
+        self._update(g_loss, G, self.opt_g, dry_run)
+        if dry_run:
+            return {}
         self.ema.update(G)
         stats = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), **d_stats}
         if not all(math.isfinite(v) for v in stats.values()):
@@ -242,13 +253,42 @@ class Trainer:
                                    f"{where}")
         return stats
 
-    def _update(self, loss: Tensor, net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def _update(self, loss: Tensor, net: nn.Module, optimizer: torch.optim.Optimizer,
+                dry_run: bool = False) -> None:
         self.scaler.scale(loss).backward()
+        if dry_run:
+            optimizer.zero_grad(set_to_none=True)
+            return
         if self.world > 1:
             _average_gradients(net, self.world)
         self.scaler.step(optimizer)
         self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
+
+    def _out_of_memory(self, phase: Phase, alpha: float) -> OutOfMemoryError:
+        """The error for an out-of-memory step, after finding the largest minibatch that fits.
+
+        Halves the per-process minibatch until a dry-run step (gradients, no update) fits.
+        """
+        local = phase.batch // self.world
+        shape = (self.config.channels, phase.resolution, phase.resolution)
+        fits = 0
+        candidate = local // 2
+        while candidate >= 1 and not fits:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            try:
+                self._step(torch.zeros(candidate, *shape, dtype=torch.uint8), phase.resolution,
+                           alpha, dry_run=True)
+                fits = candidate
+            except torch.cuda.OutOfMemoryError:
+                candidate //= 2
+        where = (f"out of memory at {phase.name} (alpha {alpha:.2f}) with a minibatch of "
+                 f"{phase.batch} ({local} per process)")
+        advice = (f"a minibatch of {fits * self.world} fits: continue with --resume latest "
+                  f"--batch {fits * self.world}" if fits else
+                  "not even a minibatch of 1 fits; use a smaller network or another GPU")
+        return OutOfMemoryError(f"{where}; {advice}")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
