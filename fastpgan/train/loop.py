@@ -188,15 +188,14 @@ class Trainer:
             before, self.shown = self.shown, self.shown + phase.batch
             self.phase_step += 1
             rate = (self.shown - started_shown) / max(time.perf_counter() - started, 1e-9)
-            stats.update(alpha=round(alpha, 4), img_per_s=round(rate, 1),
-                         **gpu_figures(self.device))
+            stats.update(alpha=round(alpha, 4), img_per_s=round(rate, 1))
             if bar is not None:
                 bar.update(min(self.shown, phase.end) - before)
                 bar.set_postfix(alpha=f"{alpha:.2f}", d=f"{stats['d_loss']:.3f}",
                                 g=f"{stats['g_loss']:.3f}", img_s=f"{rate:.0f}",
                                 refresh=False)
             if self.phase_step % 10 == 0 or self.shown >= phase.end:
-                self._record(resolution=phase.resolution, **stats)
+                self._record(resolution=phase.resolution, **stats, **gpu_figures(self.device))
             if self.shown >= phase.end:
                 break
             if self.shown // checkpoint_every > before // checkpoint_every:
@@ -243,7 +242,9 @@ class Trainer:
         if dry_run:
             return {}
         self.ema.update(G)
-        stats = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), **d_stats}
+        named = {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **d_stats}
+        stats = dict(zip(named, torch.stack([v.float() for v in named.values()]).tolist(),
+                         strict=True))  # one synchronization per step
         if not all(math.isfinite(v) for v in stats.values()):
             where = (f"the last good checkpoint is {self.last_checkpoint}; resume with "
                      f"--resume {self.last_checkpoint}" if self.last_checkpoint else

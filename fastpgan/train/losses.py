@@ -1,7 +1,8 @@
 """GAN losses: ProGAN's WGAN-GP and StyleGAN's non-saturating logistic loss with R1.
 
 Each returns the discriminator's loss (penalty included) and the generator's for a pair
-of score functions, so mixed precision and the networks stay with the caller.
+of score functions, so mixed precision and the networks stay with the caller. Statistics
+come back as 0-d tensors, so the caller reads them all with one device synchronization.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ def wgan_gp_d(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *,
     penalty = (grad.float().flatten(1).norm(dim=1) - 1).square()
     loss = (fake_scores.float() - real_scores.float() + gp_lambda * penalty[:, None]
             + drift * real_scores.float().square()).mean()
-    return loss, {"d_real": real_scores.float().mean().item(),
-                  "d_fake": fake_scores.float().mean().item(),
-                  "gp": penalty.mean().item()}
+    return loss, {"d_real": real_scores.detach().float().mean(),
+                  "d_fake": fake_scores.detach().float().mean(), "gp": penalty.detach().mean()}
 
 
 def wgan_g(fake_scores: Tensor) -> Tensor:
@@ -55,8 +55,8 @@ def logistic_r1_d(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *,
     r1 = grad.float().flatten(1).square().sum(1)
     loss = (F.softplus(fake_scores.float()) + F.softplus(-real_scores.float())
             + 0.5 * r1_gamma * r1[:, None]).mean()
-    return loss, {"d_real": real_scores.float().mean().item(),
-                  "d_fake": fake_scores.float().mean().item(), "r1": r1.mean().item()}
+    return loss, {"d_real": real_scores.detach().float().mean(),
+                  "d_fake": fake_scores.detach().float().mean(), "r1": r1.detach().mean()}
 
 
 def logistic_g(fake_scores: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -70,15 +71,24 @@ def gpu_figures(device: torch.device) -> dict:
     if device.type != "cuda":
         return {}
     figures = {"gpu_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+    handle = _nvml_handle(device.index or 0)
+    if handle is not None:
+        import pynvml
+
+        figures["gpu_util"] = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+    return figures
+
+
+@functools.cache
+def _nvml_handle(index: int):
+    """NVML's handle of GPU ``index``, initialized once; None without nvidia-ml-py or NVML."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        figures["gpu_util"] = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
-    except Exception:  # nvidia-ml-py missing or no NVML: memory alone
-        pass
-    return figures
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception:
+        return None
 
 
 def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
