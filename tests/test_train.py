@@ -257,16 +257,21 @@ def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):
     assert set(report["projected_hours"]) == {"fused", "reference"}
 
 
+def _fits_only(trainer, monkeypatch, largest):
+    """Makes the generator raise CUDA's out-of-memory error above ``largest`` samples."""
+    forward = trainer.G.forward
+
+    def limited(z, *args, **kwargs):
+        if z.shape[0] > largest:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return forward(z, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.G, "forward", limited)
+
+
 def test_out_of_memory_names_the_minibatch_that_fits(faces, tmp_path, monkeypatch):
     trainer = Trainer(tiny(faces, tmp_path / "run", batch=16))
-    step = Trainer._step
-
-    def limited(self, real, *args, **kwargs):  # as if only 4 images fit on the GPU
-        if real.shape[0] > 4:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return step(self, real, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_step", limited)
+    _fits_only(trainer, monkeypatch, 4)
     before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
     with pytest.raises(OutOfMemoryError, match=r"out of memory at 4x4 stable .* minibatch of "
                                                r"16 .* a minibatch of 4 fits: continue with "
@@ -274,3 +279,15 @@ def test_out_of_memory_names_the_minibatch_that_fits(faces, tmp_path, monkeypatc
         trainer.run()
     assert all(torch.equal(v, trainer.G.state_dict()[k]) for k, v in before.items()), \
         "the probe does not train"
+
+
+def test_batch_auto_accumulates_micro_batches_that_fit(faces, tmp_path, monkeypatch):
+    trainer = Trainer(tiny(faces, tmp_path / "run", batch="auto", stable_kimg=0.064,
+                           fade_kimg=0.0))
+    _fits_only(trainer, monkeypatch, 4)
+    trainer.run()
+    assert trainer.micro_batch == 4 and trainer.shown >= 128
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+               .splitlines()]
+    starts = [r for r in records if r.get("event") == "phase_start"]
+    assert [r["micro_batch"] for r in starts] == [4, 4]

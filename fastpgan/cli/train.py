@@ -23,13 +23,13 @@ DEFAULTS = dict(resolution=1024, batch="paper", loss="wgan-gp", fade_kimg=600.0,
 
 
 def _batch(text: str) -> str | int:
-    if text in ("paper", "official"):
+    if text in ("paper", "official", "auto"):
         return text
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected paper, official or a number, got {text!r}") from None
+            f"expected paper, official, auto or a number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"the minibatch must be positive, got {value}")
     return value
@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"],
                    help="mixed precision (default: bf16 on GPUs that have it, else fp32)")
     p.add_argument("--batch", type=_batch, help="minibatch: 'paper' (16 up to 128px, then 14, "
-                                                "6, 3), 'official' (128 ... 4), or a number")
+                                                "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
+                                                "in micro-batches that fit the GPU, gradients "
+                                                "accumulated), or a number")
     p.add_argument("--fade-kimg", type=float, help="thousands of real images per fade-in "
                                                    "(600; 1.5 for the demo)")
     p.add_argument("--stable-kimg", type=float, help="thousands of real images per "

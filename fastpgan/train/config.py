@@ -28,7 +28,10 @@ class TrainConfig:
         loss: "wgan-gp" (ProGAN) or "logistic-r1" (StyleGAN).
         precision: "bf16", "fp16" (with a gradient scaler) or "fp32"; None picks bf16 on
             GPUs that support it, else fp32.
-        batch: "paper", "official" or a fixed minibatch.
+        batch: "paper", "official", "auto" (the paper's minibatch in micro-batches that fit
+            the GPU, measured at each phase start, with gradient accumulation; the
+            minibatch standard deviation then groups within each micro-batch, as it does
+            within each GPU's share in multi-GPU training) or a number.
         fade_kimg, stable_kimg: thousands of real images per fade-in and stabilization.
         total_kimg: lengthen the last stabilization to this many kimg in all (None: no).
         seed: the run's seed (networks, latents, data order).
@@ -83,8 +86,9 @@ class TrainConfig:
                                      ("precision", self.precision, (*PRECISIONS, None))):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
-        if isinstance(self.batch, str) and self.batch not in ("paper", "official"):
-            raise ValueError(f"--batch must be paper, official or a number, got {self.batch!r}")
+        if isinstance(self.batch, str) and self.batch not in ("paper", "official", "auto"):
+            raise ValueError(f"--batch must be paper, official, auto or a number, got "
+                             f"{self.batch!r}")
         if isinstance(self.batch, int) and self.batch < 1:
             raise ValueError(f"--batch must be positive, got {self.batch}")
         if self.fade_kimg < 0 or self.stable_kimg <= 0:

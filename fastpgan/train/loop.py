@@ -92,6 +92,7 @@ class Trainer:
                                    generator=torch.Generator().manual_seed(config.seed))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.shown, self.phase_step, self.opt_resolution = 0, 0, None
+        self.micro_batch: int | None = None  # per-process micro-batch under --batch auto
         self.opt_g = self.opt_d = None
         self.last_checkpoint: Path | None = None
         if resume:
@@ -172,7 +173,13 @@ class Trainer:
     def _run_phase(self, phase: Phase, stop_at: int | None) -> None:
         c = self.config
         self._optimizers(phase.resolution)
-        self._record(event="phase_start", phase=phase.name, resolution=phase.resolution)
+        local = phase.batch // self.world
+        if c.batch == "auto":  # the largest micro-batch that fits, measured for this phase
+            self.micro_batch = self._largest_fitting(phase, phase.alpha(self.shown), local)
+            if not self.micro_batch:
+                raise self._out_of_memory(phase, phase.alpha(self.shown))
+        self._record(event="phase_start", phase=phase.name, resolution=phase.resolution,
+                     micro_batch=self.micro_batch or local)
         batches = self.data.batches(phase.resolution, phase.batch // self.world,
                                     start=self.phase_step)
         bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
@@ -212,82 +219,100 @@ class Trainer:
 
     def _step(self, real_u8: Tensor, resolution: int, alpha: float,
               dry_run: bool = False) -> dict:
-        """One D step and one G step (and the EMA); dry_run computes the gradients only."""
+        """One D step and one G step (and the EMA); dry_run computes the gradients only.
+
+        With ``micro_batch`` set (``--batch auto``), each network's gradients are summed
+        over micro-batches, weighted by their share, before its one optimizer step.
+        """
         c, G, D = self.config, self.G, self.D
         fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         real = to_model_range(real_u8, self.device).contiguous(memory_format=fmt)
         if alpha < 1.0 and resolution > 4:  # fade the reals as the generator fades
             coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
             real = torch.lerp(coarse, real, alpha)
-        batch = real.shape[0]
+        parts = real.split(self.micro_batch or real.shape[0])
 
-        def latents() -> Tensor:
-            return torch.randn(batch, c.latent_dim, generator=self.z_generator).to(self.device)
+        def latents(n: int) -> Tensor:
+            return torch.randn(n, c.latent_dim, generator=self.z_generator).to(self.device)
 
         def critic(x: Tensor) -> Tensor:
             return D(x, alpha)
 
+        named: dict[str, Tensor] = {}
+
+        def accumulate(loss: Tensor, stats: dict[str, Tensor], share: float) -> None:
+            self.scaler.scale(loss * share).backward()
+            for key, value in stats.items():
+                named[key] = named.get(key, 0) + value.detach().float() * share
+
         D.requires_grad_(True)
         G.requires_grad_(False)
-        with self._autocast():
-            fake = G(latents(), resolution, alpha)
-            mix = torch.rand(batch, generator=self.z_generator)
-            d_loss, d_stats = D_LOSS[c.loss](critic, real, fake.detach(), mix=mix)
-        self._update(d_loss, D, self.opt_d, dry_run)
+        for part in parts:
+            with self._autocast():
+                fake = G(latents(len(part)), resolution, alpha)
+                mix = torch.rand(len(part), generator=self.z_generator)
+                d_loss, d_stats = D_LOSS[c.loss](critic, part, fake.detach(), mix=mix)
+            accumulate(d_loss, {"d_loss": d_loss, **d_stats}, len(part) / len(real))
+        self._apply(D, self.opt_d, dry_run)
         D.requires_grad_(False)
         G.requires_grad_(True)
-        with self._autocast():
-            g_loss = G_LOSS[c.loss](critic(G(latents(), resolution, alpha)))
-        self._update(g_loss, G, self.opt_g, dry_run)
+        for part in parts:
+            with self._autocast():
+                g_loss = G_LOSS[c.loss](critic(G(latents(len(part)), resolution, alpha)))
+            accumulate(g_loss, {"g_loss": g_loss}, len(part) / len(real))
+        self._apply(G, self.opt_g, dry_run)
         if dry_run:
             return {}
         self.ema.update(G)
-        named = {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), **d_stats}
-        stats = dict(zip(named, torch.stack([v.float() for v in named.values()]).tolist(),
+        stats = dict(zip(named, torch.stack(list(named.values())).tolist(),
                          strict=True))  # one synchronization per step
         if not all(math.isfinite(v) for v in stats.values()):
             where = (f"the last good checkpoint is {self.last_checkpoint}; resume with "
                      f"--resume {self.last_checkpoint}" if self.last_checkpoint else
                      "no checkpoint was written yet")
             raise TrainingDivergedError(f"non-finite loss at {self.shown} images "
-                                   f"({resolution}x{resolution}, alpha {alpha:.3f}): {stats}; "
-                                   f"{where}")
+                                        f"({resolution}x{resolution}, alpha {alpha:.3f}): "
+                                        f"{stats}; {where}")
         return stats
 
-    def _update(self, loss: Tensor, net: nn.Module, optimizer: torch.optim.Optimizer,
-                dry_run: bool = False) -> None:
-        self.scaler.scale(loss).backward()
-        if dry_run:
-            optimizer.zero_grad(set_to_none=True)
-            return
-        if self.world > 1:
-            _average_gradients(net, self.world)
-        self.scaler.step(optimizer)
-        self.scaler.update()
+    def _apply(self, net: nn.Module, optimizer: torch.optim.Optimizer, dry_run: bool) -> None:
+        """The optimizer step on the summed gradients (averaged over processes)."""
+        if not dry_run:
+            if self.world > 1:
+                _average_gradients(net, self.world)
+            self.scaler.step(optimizer)
+            self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    def _out_of_memory(self, phase: Phase, alpha: float) -> OutOfMemoryError:
-        """The error for an out-of-memory step, after finding the largest minibatch that fits.
-
-        Halves the per-process minibatch until a dry-run step (gradients, no update) fits.
-        """
-        local = phase.batch // self.world
+    def _largest_fitting(self, phase: Phase, alpha: float, start: int) -> int:
+        """The largest per-process batch from start, start/2, ... whose dry-run step fits
+        in GPU memory (0 if none)."""
         shape = (self.config.channels, phase.resolution, phase.resolution)
-        fits = 0
-        candidate = local // 2
-        while candidate >= 1 and not fits:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            try:
-                self._step(torch.zeros(candidate, *shape, dtype=torch.uint8), phase.resolution,
-                           alpha, dry_run=True)
-                fits = candidate
-            except torch.cuda.OutOfMemoryError:
-                candidate //= 2
+        micro, self.micro_batch = self.micro_batch, None
+        try:
+            while start >= 1:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                try:
+                    self._step(torch.zeros(start, *shape, dtype=torch.uint8), phase.resolution,
+                               alpha, dry_run=True)
+                    return start
+                except torch.cuda.OutOfMemoryError:
+                    self.opt_d.zero_grad(set_to_none=True)
+                    self.opt_g.zero_grad(set_to_none=True)
+                    start //= 2
+            return 0
+        finally:
+            self.micro_batch = micro
+
+    def _out_of_memory(self, phase: Phase, alpha: float) -> OutOfMemoryError:
+        """The error for an out-of-memory step, naming the largest minibatch that fits."""
+        local = phase.batch // self.world
+        fits = self._largest_fitting(phase, alpha, local // 2)
         where = (f"out of memory at {phase.name} (alpha {alpha:.2f}) with a minibatch of "
                  f"{phase.batch} ({local} per process)")
         advice = (f"a minibatch of {fits * self.world} fits: continue with --resume latest "
-                  f"--batch {fits * self.world}" if fits else
+                  f"--batch {fits * self.world}, or use --batch auto" if fits else
                   "not even a minibatch of 1 fits; use a smaller network or another GPU")
         return OutOfMemoryError(f"{where}; {advice}")
 

@@ -44,9 +44,14 @@ class Phase:
 
 
 def batch_for(schedule: str | int | dict, resolution: int) -> int:
-    """The minibatch at a resolution: a named schedule, a fixed size, or a dict."""
+    """The minibatch at a resolution: a named schedule, a fixed size, or a dict.
+
+    "auto" is the paper's minibatch, which the trainer splits into micro-batches that fit.
+    """
     if isinstance(schedule, int):
         return schedule
+    if schedule == "auto":
+        schedule = "paper"
     table = BATCH_SCHEDULES[schedule] if isinstance(schedule, str) else schedule
     return table[resolution]
 
@@ -60,8 +65,8 @@ def build_phases(resolution: int, fade_kimg: float, stable_kimg: float,
     shows that many images in all, as the official code's total_kimg does (12,000 kimg
     to 1024^2 with 600 + 600 per resolution).
     """
-    if isinstance(batch, str) and batch not in BATCH_SCHEDULES:
-        raise ValueError(f"batch schedule must be one of {tuple(BATCH_SCHEDULES)} or a "
+    if isinstance(batch, str) and batch not in (*BATCH_SCHEDULES, "auto"):
+        raise ValueError(f"batch schedule must be one of {(*BATCH_SCHEDULES, 'auto')} or a "
                          f"number, got {batch!r}")
     phases: list[Phase] = []
     shown, res = 0, start_resolution
