@@ -216,3 +216,26 @@ def test_generator_output_keeps_channels_last_on_request():
     G = _small(ProGANGenerator, backend="reference").to(memory_format=torch.channels_last)
     assert G(torch.randn(2, 8), 8).shape == (2, 3, 8, 8)
     assert math.isfinite(G(torch.randn(2, 8), 16, 0.5).sum().item())
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
+def test_activation_checkpointing_changes_no_gradient(cls):
+    from fastpgan.models import checkpoint_activations
+
+    G = _small(cls, backend="reference").double().eval()
+    D = _small(ProGANDiscriminator, backend="reference").double()
+    z = torch.randn(4, 8, dtype=torch.float64)
+
+    def grads():
+        images = G(z, 16, 0.6).detach().requires_grad_()
+        score = D(G(z, 16, 0.6), 0.6).sum()
+        (penalty,) = torch.autograd.grad(D(images, 0.6).sum(), images, create_graph=True)
+        loss = score + penalty.square().sum()
+        return torch.autograd.grad(loss, [*G.parameters(), *D.parameters()], allow_unused=True)
+
+    plain = grads()
+    checkpoint_activations([*G.blocks[-2:], *D.blocks[-2:]])
+    assert "G.blocks" not in G.state_dict() and set(G.state_dict()) == set(
+        _small(cls).state_dict())
+    for a, b in zip(plain, grads(), strict=True):
+        assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-12, atol=0)

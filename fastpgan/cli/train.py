@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-kimg", type=float, help="sample grid interval in kimg (also at "
                                                      "every phase end)")
     p.add_argument("--swd-images", type=int, help="images for SWD at phase ends (0: off)")
+    p.add_argument("--checkpoint-activations", action="store_true",
+                   help="recompute the two highest resolutions' activations in the backward "
+                        "pass instead of storing them (less GPU memory, more time)")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -93,6 +96,7 @@ def config_from_args(args: argparse.Namespace):
         values["total_kimg"] = 12000.0
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
+                       checkpoint_activations=args.checkpoint_activations,
                        workers=args.workers, progress=not args.no_progress, **values)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
 
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from fastpgan.nn.progressive import check_alpha
 
@@ -38,3 +41,16 @@ def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | Non
         raise ValueError(f"{name}: z must be (N, {latent_dim}), got {tuple(z.shape)}")
     stage = check_resolution(name, resolution or max_resolution, max_resolution) - 2
     return stage, check_alpha(name, alpha)
+
+
+def checkpoint_activations(blocks: Iterable[nn.Module]) -> None:
+    """Makes each block recompute its activations in the backward pass instead of keeping them.
+
+    Trades one more forward of these blocks for their activation memory (the highest
+    resolutions hold most of it). Non-reentrant checkpointing keeps the RNG state, so
+    StyleGAN's noise is recomputed identically, and supports the double backward of
+    gradient penalties. Parameters and state_dict keys are unchanged.
+    """
+    for block in blocks:
+        forward = type(block).forward.__get__(block)
+        block.forward = functools.partial(checkpoint, forward, use_reentrant=False)

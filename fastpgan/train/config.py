@@ -40,6 +40,8 @@ class TrainConfig:
         channels: image channels (3 RGB, 1 grayscale).
         lr, betas, eps: Adam's (Karras et al. 2017, A.1: 0.001, (0, 0.99), 1e-8).
         reset_optimizer: fresh optimizer state at each new resolution (official code).
+        checkpoint_activations: recompute the two highest resolutions' blocks of G and D
+            in the backward pass instead of storing their activations.
         ema_decay: the generator EMA's decay.
         checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
             many to keep.
@@ -69,6 +71,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
     reset_optimizer: bool = True
+    checkpoint_activations: bool = False
     ema_decay: float = 0.999
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 3

@@ -27,7 +27,12 @@ from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
 from fastpgan.metrics.swd import sliced_wasserstein_distance
-from fastpgan.models import ProGANDiscriminator, ProGANGenerator, StyleGANGenerator
+from fastpgan.models import (
+    ProGANDiscriminator,
+    ProGANGenerator,
+    StyleGANGenerator,
+    checkpoint_activations,
+)
 from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
@@ -85,6 +90,8 @@ class Trainer:
         np.random.seed(config.seed)
         self.G, self.D = self._networks()
         self.ema = EMA(self.G, config.ema_decay)
+        if config.checkpoint_activations:
+            checkpoint_activations([*self.G.blocks[-2:], *self.D.blocks[-2:]])
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
         self.z_generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank + 1)
