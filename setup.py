@@ -39,8 +39,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.models", "fastpgan.data",
-              "fastpgan.train", "fastpgan.metrics", "fastpgan.cli", "fastpgan.kernels",
-              "fastpgan.csrc"],
+              "fastpgan.train", "fastpgan.metrics", "fastpgan.generate", "fastpgan.cli",
+              "fastpgan.kernels", "fastpgan.csrc"],
     package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
     package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
     install_requires=[

@@ -1,0 +1,47 @@
+"""Loads a generator from a saved model folder or from a training checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from fastpgan.models import Pretrained, ProGANGenerator, StyleGANGenerator
+
+
+def load_generator(path: str | os.PathLike) -> nn.Module:
+    """The generator in ``path``, in eval mode on the CPU.
+
+    ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``), a
+    run folder (its ``generator/``, else its newest checkpoint), or a training checkpoint
+    file, whose EMA generator is used. Raises ValueError naming what could not be read.
+    """
+    from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    path = Path(path)
+    if path.is_dir() and (path / "generator" / "config.json").exists():
+        path = path / "generator"
+    elif path.is_dir() and not (path / "config.json").exists():
+        newest = latest_checkpoint(path / "checkpoints")
+        if newest is None:
+            raise ValueError(f"{path} holds no saved generator (config.json) and no "
+                             "checkpoints/")
+        path = newest
+    if path.is_dir():
+        model = Pretrained.from_pretrained(path)
+        if isinstance(model, (ProGANGenerator, StyleGANGenerator)):
+            return model.eval()
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
+    if not path.exists():
+        raise ValueError(f"no such generator or checkpoint: {path}")
+    state = load_checkpoint(path)
+    config = state["config"]
+    cls = ProGANGenerator if config["arch"] == "progan" else StyleGANGenerator
+    G = cls(resolution=config["resolution"], latent_dim=config["latent_dim"],
+            fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
+            img_channels=config["channels"])
+    from fastpgan.models.pretrained import load_checked
+
+    load_checked(G, state["G_ema"])
+    return G.eval()
