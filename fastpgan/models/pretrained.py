@@ -12,13 +12,14 @@ import functools
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from fastpgan.atomic import atomic_write
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -54,10 +55,10 @@ class Pretrained(nn.Module):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         config = {"class": type(self).__name__, "config": self.config}
-        _atomic_write(folder / CONFIG_FILE,
+        atomic_write(folder / CONFIG_FILE,
                       lambda f: f.write_text(json.dumps(config, indent=1), encoding="utf-8"))
         tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        _atomic_write(folder / WEIGHTS_FILE, lambda f: save_file(tensors, str(f)))
+        atomic_write(folder / WEIGHTS_FILE, lambda f: save_file(tensors, str(f)))
         return folder
 
     @classmethod
@@ -117,14 +118,3 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor]) -> None:
     with torch.no_grad():
         module.load_state_dict(state)
 
-
-def _atomic_write(target: Path, write) -> None:
-    """write(tmp) to a temporary file beside target, then renames it over target."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,11 +7,12 @@ both optimizers, the gradient scaler, the schedule position and every RNG state.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fastpgan.atomic import atomic_write
 
 PATTERN = "checkpoint-*.pt"
 
@@ -26,22 +27,7 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, shown: int
     """Writes ``state`` as the checkpoint for ``shown`` images; deletes all but the last keep."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    target = checkpoint_path(folder, shown)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = atomic_write(checkpoint_path(folder, shown), lambda tmp: torch.save(state, tmp))
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return target
