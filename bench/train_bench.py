@@ -35,8 +35,7 @@ IMPLS = {"fused": "auto", "reference": "reference", "compiled-G": "reference"}
 def measure(trainer: Trainer, resolution: int, alpha: float, steps: int, warmup: int) -> dict:
     """images/s and peak memory (GiB, CUDA) of the loop's step at one resolution."""
     trainer._optimizers(resolution)
-    batch = trainer.phases[0].batch if resolution == 4 else next(
-        p.batch for p in trainer.phases if p.resolution == resolution)
+    batch = next(p.batch for p in trainer.phases if p.resolution == resolution)
     batches = trainer.data.batches(resolution, batch)
     cuda = trainer.device.type == "cuda"
     for _ in range(warmup):

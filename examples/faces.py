@@ -25,16 +25,3 @@ def load_faces(resolution: int = 32) -> torch.Tensor:
     faces = torch.cat([faces, faces.flip(3)]) * 2 - 1
     return faces.clamp(-1, 1)
 
-
-def save_grid(images: torch.Tensor, path: str, columns: int = 8) -> None:
-    """Saves images (N, 1, H, W) in [-1, 1] as one PNG grid."""
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    rows = -(-n // columns)
-    grid = torch.full((rows * h, columns * w), -1.0)
-    for i, image in enumerate(images[:, 0].detach().float().cpu()):
-        r, c = divmod(i, columns)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    Image.fromarray(pixels, mode="L").save(path)

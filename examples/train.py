@@ -11,7 +11,9 @@ import importlib
 
 import torch
 import torch.nn.functional as F
-from faces import load_faces, save_grid  # examples/ is on sys.path when this script runs
+from faces import load_faces  # examples/ is on sys.path when this script runs
+
+from fastpgan.train.report import save_grid
 
 LATENT = 64
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     G, losses = train(args.models, args.steps, args.batch, args.device)
     with torch.no_grad():
-        save_grid(G(torch.randn(32, LATENT, device=args.device)), args.out)
+        save_grid(G(torch.randn(32, LATENT, device=args.device)), args.out, columns=8)
     print(f"{args.models}: {args.steps} steps, last D loss {losses[-1][0]:.3f}, "
           f"G loss {losses[-1][1]:.3f}; samples in {args.out}")
 
