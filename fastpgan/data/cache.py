@@ -145,10 +145,12 @@ def _sources(src: Path) -> Iterator[tuple[str, Callable]]:
         raise ValueError(f"{src} is neither a folder nor a zip file of images")
 
 
-def load_square(opener: Callable, resolution: int, channels: int) -> np.ndarray:
+def load_square(opener: Callable, resolution: int, channels: int, *,
+                upscale: bool = False) -> np.ndarray:
     """An image file as float32 (C, R, R) in [0, 255]: center crop, then Lanczos resize.
 
-    Raises ValueError if the image is smaller than R, OSError if Pillow cannot read it.
+    Raises ValueError if the image is smaller than R (unless ``upscale``), OSError if
+    Pillow cannot read it.
     """
     from PIL import Image
 
@@ -156,7 +158,7 @@ def load_square(opener: Callable, resolution: int, channels: int) -> np.ndarray:
         image.load()
         image = image.convert("RGB" if channels == 3 else "L")
     side = min(image.size)
-    if side < resolution:
+    if side < resolution and not upscale:
         raise ValueError(f"too small: {image.size[0]}x{image.size[1]}, needs at least "
                          f"{resolution}x{resolution}")
     left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2

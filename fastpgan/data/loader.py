@@ -78,3 +78,17 @@ def to_model_range(images: torch.Tensor, device: torch.device | str,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 images in [0, 255] to ``dtype`` in [-1, 1] on ``device``."""
     return images.to(device, non_blocking=True).to(dtype) / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] to uint8 in [0, 255] on the CPU, rounded as a saved PNG is."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def subset_indices(count: int, n: int, seed: int = 0) -> np.ndarray:
+    """n of range(count) (all of them if n >= count), chosen by ``seed``, in file order."""
+    if n >= count:
+        return np.arange(count)
+    pick = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+    return np.sort(pick.numpy())
+

@@ -67,6 +67,60 @@ def _sliced_distance(a: Tensor, b: Tensor, repeats: int, directions: int,
     return total / repeats
 
 
+class PatchDescriptors:
+    """One image set's pyramid patches, gathered batch by batch so that the images
+    themselves need not fit in memory at once.
+
+    Args:
+        patches_per_image, patch_size: the paper's 128 and 7.
+        min_resolution: the coarsest level (16 in the paper); smaller images use one level.
+        seed: seeds the patch places, so a set's descriptors are repeatable.
+    """
+
+    def __init__(self, *, patches_per_image: int = 128, patch_size: int = 7,
+                 min_resolution: int = 16, seed: int = 0) -> None:
+        self.patches_per_image, self.patch_size = patches_per_image, patch_size
+        self.min_resolution = min_resolution
+        self.generator = torch.Generator().manual_seed(seed)
+        self.levels: dict[str, list[Tensor]] = {}
+        self.shape: tuple[int, ...] | None = None
+
+    def add(self, images: Tensor) -> None:
+        """Adds the patches of (N, C, H, W) images (any value range, the same for both sets)."""
+        if images.dim() != 4 or (self.shape is not None and images.shape[1:] != self.shape):
+            raise ValueError(f"SWD needs (N, C, H, W) images of one shape, got "
+                             f"{tuple(images.shape)} after {self.shape}")
+        self.shape = tuple(images.shape[1:])
+        pyramid = laplacian_pyramid(images.detach().double(),
+                                    min(self.min_resolution, images.shape[-1]))
+        for level in pyramid:
+            size = min(self.patch_size, level.shape[-1])
+            patches = _patches(level, self.patches_per_image, size, self.generator)
+            self.levels.setdefault(str(level.shape[-1]), []).append(patches.float())
+
+    def count(self) -> int:
+        """Patches gathered per level."""
+        return sum(p.shape[0] for p in next(iter(self.levels.values()), []))
+
+
+def swd_between(real: PatchDescriptors, fake: PatchDescriptors, *, repeats: int = 4,
+                directions: int = 128, seed: int = 0) -> dict[str, float]:
+    """SWD x 1e3 per pyramid level ("32", "16", ...) and their mean ("avg") between two
+    descriptor sets of the same image shape and size; ``repeats`` x ``directions`` random
+    directions (the paper's 4 x 128), seeded by ``seed``."""
+    if real.shape != fake.shape or real.count() != fake.count() or not real.count():
+        raise ValueError(f"SWD needs two non-empty sets of one image shape and size, got "
+                         f"{real.count()} patches of {real.shape} and {fake.count()} of "
+                         f"{fake.shape}")
+    generator = torch.Generator().manual_seed(seed)
+    result = {name: 1e3 * _sliced_distance(_normalized(torch.cat(real.levels[name])),
+                                           _normalized(torch.cat(fake.levels[name])),
+                                           repeats, directions, generator)
+              for name in real.levels}
+    result["avg"] = sum(result.values()) / len(result)
+    return result
+
+
 def sliced_wasserstein_distance(real: Tensor, fake: Tensor, *, patches_per_image: int = 128,
                                 patch_size: int = 7, repeats: int = 4, directions: int = 128,
                                 min_resolution: int = 16, seed: int = 0) -> dict[str, float]:
@@ -81,15 +135,11 @@ def sliced_wasserstein_distance(real: Tensor, fake: Tensor, *, patches_per_image
     if real.shape != fake.shape or real.dim() != 4:
         raise ValueError(f"SWD needs two (N, C, H, W) sets of one shape, got "
                          f"{tuple(real.shape)} and {tuple(fake.shape)}")
-    generator = torch.Generator().manual_seed(seed)
-    result: dict[str, float] = {}
-    min_resolution = min(min_resolution, real.shape[-1])
-    pyramids = (laplacian_pyramid(x.detach().double(), min_resolution) for x in (real, fake))
-    for level_real, level_fake in zip(*pyramids, strict=True):
-        size = min(patch_size, level_real.shape[-1])
-        a = _normalized(_patches(level_real, patches_per_image, size, generator))
-        b = _normalized(_patches(level_fake, patches_per_image, size, generator))
-        result[str(level_real.shape[-1])] = 1e3 * _sliced_distance(a, b, repeats, directions,
-                                                                    generator)
-    result["avg"] = sum(result.values()) / len(result)
-    return result
+    sets = []
+    for offset, images in enumerate((real, fake)):
+        descriptors = PatchDescriptors(patches_per_image=patches_per_image,
+                                       patch_size=patch_size, min_resolution=min_resolution,
+                                       seed=seed + offset)
+        descriptors.add(images)
+        sets.append(descriptors)
+    return swd_between(*sets, repeats=repeats, directions=directions, seed=seed)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
-from fastpgan.data.loader import RealImages, to_model_range
+from fastpgan.data.loader import RealImages, subset_indices, to_model_range
 from fastpgan.metrics.swd import sliced_wasserstein_distance
 from fastpgan.models import (
     ProGANDiscriminator,
@@ -375,9 +375,9 @@ class Trainer:
         n = min(self.config.swd_images, self.cache.count)
         if not self.is_writer or n < 2:
             return
-        pick = torch.randperm(self.cache.count, generator=torch.Generator().manual_seed(0))[:n]
+        pick = subset_indices(self.cache.count, n)
         real = to_model_range(torch.from_numpy(
-            np.ascontiguousarray(self.cache.level(resolution)[np.sort(pick.numpy())])), "cpu")
+            np.ascontiguousarray(self.cache.level(resolution)[pick])), "cpu")
         z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(1))
         fake = self.generate(z, resolution).cpu()
         swd = sliced_wasserstein_distance(real, fake)
