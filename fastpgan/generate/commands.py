@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from fastpgan.generate.latents import seed_latents, slerp
 from fastpgan.models import StyleGANGenerator
-from fastpgan.train.report import image_grid, save_grid
+from fastpgan.train.report import save_animation, save_grid
 
 
 def _images(G: nn.Module, z: Tensor, truncation: float, device: str) -> Tensor:
@@ -69,16 +69,70 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
                                 .cpu() for chunk in walk.split(32)])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pictures = [_picture(frame) for frame in frames]
-    pictures[0].save(out, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    save_animation([frame[None] for frame in frames], out, frame_ms=frame_ms)
     pick = frames[:: max(1, math.ceil(len(frames) / 12))]
     strip = save_grid(pick, out.with_suffix(".png"), columns=len(pick),
                       upscale_to=96 * len(pick))
     return out, strip
 
 
-def _picture(image: Tensor):
-    from PIL import Image
 
-    pixels = image_grid(image[None], columns=1).numpy()
-    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+LAYER_GROUPS = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
+
+
+def mixing_layers(G: StyleGANGenerator, layers: str) -> list[int]:
+    """Style inputs named by "coarse" (4-8 px), "middle" (16-32 px), "fine" (64 px and up),
+    as in the StyleGAN paper's figure 3, or by an index range "A-B" of the
+    2 * log2(R / 2) inputs. ValueError if it names none of G's inputs."""
+    if layers in LAYER_GROUPS:
+        low, high = LAYER_GROUPS[layers]
+        picked = [i for i in range(G.num_layers) if low <= 4 << (i // 2) <= high]
+    else:
+        try:
+            first, last = (int(v) for v in layers.split("-"))
+        except ValueError:
+            raise ValueError(f"--layers takes coarse, middle, fine or A-B, got {layers!r}") \
+                from None
+        picked = [i for i in range(G.num_layers) if first <= i <= last]
+    if not picked:
+        raise ValueError(f"--layers {layers} names none of this {G.resolution}px generator's "
+                         f"style inputs 0-{G.num_layers - 1}")
+    return picked
+
+
+def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *,
+              layers: str = "middle", truncation: float = 1.0, device: str = "cpu") -> Path:
+    """StyleGAN's style-mixing grid, saved as a PNG at ``out``.
+
+    The first row shows the column seeds' images and the first column the row seeds';
+    cell (i, j) is row seed i's image with the styles of ``layers`` taken from column
+    seed j.
+    """
+    if not isinstance(G, StyleGANGenerator):
+        raise ValueError("style mixing needs a StyleGAN generator (ProGAN has no styles)")
+    if not rows or not cols:
+        raise ValueError("style mixing needs at least one row seed and one column seed")
+    G = G.to(device)
+    picked = torch.tensor(mixing_layers(G, layers), device=device)
+    stage = len(G.blocks) - 1
+    with torch.no_grad():
+        w = G.mapping(seed_latents(rows + cols, G.latent_dim).to(device))
+        w = G.w_avg.lerp(w, truncation)
+        w_rows, w_cols = w[:len(rows)], w[len(rows):]
+        ws = w_rows[:, None, None].repeat(1, len(cols), G.num_layers, 1)
+        ws[:, :, picked] = w_cols[None, :, None]
+
+        def render(styles: Tensor) -> Tensor:
+            return G.synthesis(styles.expand(-1, G.num_layers, -1) if styles.shape[1] == 1
+                               else styles, stage, 1.0).float().cpu()
+
+        col_images = render(w_cols[:, None])
+        row_images = render(w_rows[:, None])
+        mixed = render(ws.flatten(0, 1)).view(len(rows), len(cols), *col_images.shape[1:])
+    blank = torch.full_like(col_images[:1], -1.0)
+    grid = [torch.cat([blank, col_images])]
+    grid += [torch.cat([row_images[i:i + 1], mixed[i]]) for i in range(len(rows))]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_grid(torch.cat(grid), out, columns=len(cols) + 1,
+                     upscale_to=128 * (len(cols) + 1))

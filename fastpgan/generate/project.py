@@ -1,0 +1,200 @@
+"""``fastpgan project``: the latent whose image is closest to a target image.
+
+ProGAN is searched in z (the generator pixel-normalizes z, so only its direction
+matters), StyleGAN in w, one w for every layer. The search follows the StyleGAN2
+projector's published schedule (Karras et al. 2020, appendix D): Adam, learning rate
+ramped up over the first 5% of the steps and down with a cosine over the last 25%, and
+Gaussian noise on the latent (5% of the latent distribution's spread) that fades out
+quadratically over the first 75%, to shake it out of poor local minima. Several starts
+are optimized at once, as one batch, and the best is kept: a single start often settles in
+a poor local minimum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fastpgan.data.cache import load_square
+from fastpgan.generate.latents import seed_latents
+from fastpgan.models import StyleGANGenerator
+from fastpgan.train.report import save_animation, save_grid
+
+PROJECTION_LOSSES = ("l2", "l1", "inception")
+W_SAMPLES = 4096  # latents mapped to estimate w's mean and spread
+
+
+@dataclass
+class Projection:
+    """The result of :func:`project`."""
+
+    space: str  # "z" or "w"
+    loss: str
+    latent: Tensor  # (latent_dim,) z or (w_dim,) w
+    image: Tensor  # (1, C, R, R) in [-1, 1]
+    target: Tensor
+    losses: list[float] = field(default_factory=list)  # one per step
+    frames: list[Tensor] = field(default_factory=list)  # images along the search
+
+
+def load_target(path: str | os.PathLike, resolution: int, channels: int) -> Tensor:
+    """The image file at ``path`` as (1, channels, R, R) in [-1, 1]: center-cropped and
+    Lanczos-resized (smaller images are upscaled). ValueError if Pillow cannot read it."""
+    try:
+        array = load_square(lambda: open(path, "rb"), resolution, channels, upscale=True)  # noqa: SIM115 (load_square closes it)
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read the target image {path}: {exc}") from exc
+    return torch.from_numpy(array)[None] / 127.5 - 1
+
+
+def _render(G: nn.Module, latents: Tensor) -> Tensor:
+    if isinstance(G, StyleGANGenerator):
+        ws = latents[:, None].expand(-1, G.num_layers, -1)
+        return G.synthesis(ws, len(G.blocks) - 1, 1.0)
+    return G(latents)
+
+
+def _distance(loss: str, perceptual: nn.Module | None):
+    """Per-image distances (N,) between images (N, C, R, R) and the target (1, C, R, R)."""
+    def distance(images: Tensor, target: Tensor) -> Tensor:
+        if loss == "l1":
+            return (images - target).abs().mean((1, 2, 3))
+        l2 = (images - target).square().mean((1, 2, 3))
+        if loss == "l2":
+            return l2
+        return perceptual(images, target.expand_as(images)) + l2
+    return distance
+
+
+def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: int,
+            device: torch.device) -> tuple[Tensor, float]:
+    """The ``restarts`` starting latents and the spread (RMS per coordinate) of their
+    distribution: the seeded candidates nearest the target in pixels, and for StyleGAN
+    the mean w first."""
+    with torch.no_grad():
+        if isinstance(G, StyleGANGenerator):
+            z = torch.randn(W_SAMPLES, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+            w = torch.cat([G.mapping(chunk.to(device)) for chunk in z.split(512)])
+            mean = w.mean(0)
+            spread = float((w - mean).square().sum(1).mean().div(w.shape[1]).sqrt())
+            pool, first = w[:candidates], [mean[None]]
+        else:
+            pool, first, spread = seed_latents(list(range(seed, seed + candidates)),
+                                               G.latent_dim).to(device), [], 1.0
+        errors = torch.cat([(_render(G, chunk) - target).square().mean((1, 2, 3))
+                            for chunk in pool.split(32)])
+        nearest = pool[errors.argsort()[:restarts - len(first)]]
+        return torch.cat([*first, nearest]), spread
+
+
+def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2",
+            learning_rate: float = 0.1, restarts: int = 8, candidates: int = 64, seed: int = 0,
+            frames: int = 50, device: str | torch.device = "cpu",
+            inception: str | os.PathLike | None = None, progress: bool = True) -> Projection:
+    """Searches G's latent space for the image closest to ``target`` (1, C, R, R) in [-1, 1].
+
+    Args:
+        steps: optimizer steps.
+        loss: "l2" or "l1" on pixels, or "inception": the Inception perceptual distance
+            (:class:`~fastpgan.metrics.inception.InceptionPerceptualDistance`) plus l2.
+        learning_rate: Adam's peak learning rate.
+        restarts: starts optimized together (one batch); the best one is returned.
+        candidates: the starts are the nearest of this many seeded latents (for StyleGAN,
+            the mean w and the nearest restarts - 1).
+        seed: seeds the starting latents and the latent noise.
+        frames: images kept along the search for the animation.
+        inception: the Inception file for loss="inception" (found if None).
+    """
+    if loss not in PROJECTION_LOSSES:
+        raise ValueError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)}, got {loss!r}")
+    resolution = G.resolution
+    if target.dim() != 4 or target.shape[0] != 1 or target.shape[-2:] != (resolution, resolution):
+        raise ValueError(f"the target must be (1, C, {resolution}, {resolution}), got "
+                         f"{tuple(target.shape)}")
+    device = torch.device(device)
+    G = G.to(device).eval().requires_grad_(False)
+    target = target.to(device)
+    perceptual = None
+    if loss == "inception":
+        from fastpgan.metrics.inception import InceptionPerceptualDistance
+
+        perceptual = InceptionPerceptualDistance(inception, device)
+    distance = _distance(loss, perceptual)
+    starts, spread = _starts(G, target, max(restarts, 1), max(candidates, restarts), seed,
+                             device)
+    latents = starts.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
+    noise = torch.Generator(device=device).manual_seed(seed)
+    result = Projection("w" if isinstance(G, StyleGANGenerator) else "z", loss, starts[0],
+                        target.cpu(), target.cpu())
+    keep_every = max(1, steps // max(frames, 1))
+    from tqdm import tqdm
+
+    for step in tqdm(range(steps), desc="projecting", disable=not progress):
+        t = step / steps
+        ramp = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / 0.25))
+        ramp *= min(1.0, (step + 1) / (0.05 * steps))
+        optimizer.param_groups[0]["lr"] = learning_rate * ramp
+        shake = 0.05 * spread * max(0.0, 1.0 - t / 0.75) ** 2
+        images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise,
+                                                          device=device))
+        values = distance(images, target)
+        optimizer.zero_grad(set_to_none=True)
+        values.sum().backward()  # the starts are independent: each gets its own gradient
+        optimizer.step()
+        best = int(values.argmin())
+        result.losses.append(values[best].item())
+        if step % keep_every == 0:
+            result.frames.append(images[best:best + 1].detach().float().cpu())
+    with torch.no_grad():
+        best = int(distance(_render(G, latents), target).argmin())
+        result.latent = latents[best].detach().cpu()
+        result.image = _render(G, latents[best:best + 1]).float().cpu()
+    result.frames.append(result.image)
+    return result
+
+
+def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path]:
+    """Writes into ``out``: target.png, projected.png, compare.png (target | projection),
+    latent.npy (z or w) with latent.json, projection.gif (the search) and loss.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = 256
+    files = [save_grid(projection.target, out / "target.png", upscale_to=size),
+             save_grid(projection.image, out / "projected.png", upscale_to=size),
+             save_grid(torch.cat([projection.target, projection.image]), out / "compare.png",
+                       columns=2, upscale_to=2 * size)]
+    np.save(out / "latent.npy", projection.latent.numpy())
+    final = projection.losses[-1] if projection.losses else None
+    (out / "latent.json").write_text(json.dumps({
+        "space": projection.space, "loss": projection.loss, "steps": len(projection.losses),
+        "final_loss": final,
+        "pixel_mse": float((projection.image - projection.target).square().mean()),
+    }, indent=1), encoding="utf-8")
+    files += [out / "latent.npy", out / "latent.json"]
+    files.append(save_animation([torch.cat([projection.target, frame])
+                                 for frame in projection.frames],
+                                out / "projection.gif", columns=2, upscale_to=2 * size))
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(range(1, len(projection.losses) + 1), projection.losses)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel(f"{projection.loss} loss")
+    axis.set_title(f"projection in {projection.space}")
+    figure.tight_layout()
+    figure.savefig(out / "loss.png", dpi=100)
+    plt.close(figure)
+    files.append(out / "loss.png")
+    return files

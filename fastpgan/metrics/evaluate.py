@@ -1,0 +1,168 @@
+"""``fastpgan metrics``: SWD, FID and KID of a generator against a data set.
+
+Real images come from a fastpgan image cache at the generator's resolution; their
+Inception features are cached per data set, resolution, image count and Inception file
+(under ``~/.cache/fastpgan/inception-features``), so only the generated side is computed
+again. Generated images are quantized to uint8 as a saved PNG would be, so a generator is
+measured on what a person would see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fastpgan.atomic import atomic_write
+from fastpgan.data.cache import MANIFEST, ImageCache
+from fastpgan.data.demo import cache_root
+from fastpgan.data.loader import subset_indices, to_uint8
+from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
+from fastpgan.metrics.inception import InceptionFeatures
+from fastpgan.metrics.swd import PatchDescriptors, swd_between
+from fastpgan.models import StyleGANGenerator
+
+METRICS = ("swd", "fid", "kid")
+
+
+def parse_metrics(text: str) -> list[str]:
+    """"swd,fid,kid" -> ["swd", "fid", "kid"]; ValueError naming an unknown metric."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"--metrics takes a comma-separated subset of {', '.join(METRICS)}, "
+                         f"got {text!r}")
+    return names
+
+
+def real_batches(cache: ImageCache, resolution: int, num: int, batch: int,
+                 seed: int = 0) -> Iterator[Tensor]:
+    """uint8 batches of min(num, cache.count) real images chosen by ``seed``."""
+    pick = subset_indices(cache.count, num, seed)
+    level = cache.level(resolution)
+    for start in range(0, len(pick), batch):
+        yield torch.from_numpy(np.ascontiguousarray(level[pick[start:start + batch]]))
+
+
+def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch.device,
+                      truncation: float = 1.0, seed: int = 0) -> Iterator[Tensor]:
+    """uint8 batches of ``num`` images from G's latents drawn with ``seed``."""
+    kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
+    latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    for z in latents.split(batch):
+        with torch.no_grad():
+            yield to_uint8(G(z.to(device), **kwargs))
+
+
+def _progress(batches: Iterator[Tensor], total: int, desc: str) -> Iterator[Tensor]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        for images in batches:
+            yield images
+            bar.update(images.shape[0])
+
+
+def real_features(cache: ImageCache, resolution: int, num: int, extractor: InceptionFeatures,
+                  *, batch: int = 64, seed: int = 0, folder: Path | None = None) -> Tensor:
+    """Inception features of the real images, read from (or written to) the feature cache.
+
+    The cache key covers the data set (its path and manifest), resolution, image count,
+    subset seed and the Inception file (path, size, modification time).
+    """
+    file_stat = extractor.file.stat()
+    key = json.dumps({
+        "data": str(cache.path.resolve()),
+        "manifest": (cache.path / MANIFEST).read_text(encoding="utf-8"),
+        "resolution": resolution, "num": num, "seed": seed,
+        "inception": [str(extractor.file.resolve()), file_stat.st_size, file_stat.st_mtime_ns],
+    }, sort_keys=True)
+    folder = folder or cache_root() / "inception-features"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    path = folder / f"{cache.path.name}-r{resolution}-{digest}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except (RuntimeError, OSError, EOFError):
+            path.unlink(missing_ok=True)  # unreadable: computed again below
+    count = min(num, cache.count)
+    features = torch.cat([extractor(images) for images in _progress(
+        real_batches(cache, resolution, num, batch, seed), count, "real features")])
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: torch.save(features, tmp))
+    return features
+
+
+def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: int = 10_000,
+             inception: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+             batch: int = 32, truncation: float = 1.0, seed: int = 0,
+             feature_folder: Path | None = None) -> dict:
+    """The metrics of G against the cache at ``data``, at G's full resolution.
+
+    Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
+    "num_real": int, "num_fake": int, "resolution": int, "inception": path} for the metrics
+    asked for. FID and KID use min(num, data size) real and ``num`` generated images; SWD
+    uses the same number of each, as it compares equal sets.
+    """
+    cache = ImageCache.open(data)
+    resolution = G.resolution
+    if cache.resolution < resolution:
+        raise ValueError(f"the data at {data} goes up to {cache.resolution}px, but the "
+                         f"generator makes {resolution}px images")
+    if cache.channels != G.config["img_channels"]:
+        raise ValueError(f"the data has {cache.channels} channels, the generator makes "
+                         f"{G.config['img_channels']}")
+    G = G.to(device).eval()
+    num_real = min(num, cache.count)
+    result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": num}
+
+    def fakes(count: int) -> Iterator[Tensor]:
+        return _progress(generated_batches(G, count, batch, device=device,
+                                           truncation=truncation, seed=seed + 1),
+                         count, "generated images")
+
+    if "fid" in metrics or "kid" in metrics:
+        extractor = InceptionFeatures(inception, device)
+        result["inception"] = str(extractor.file)
+        real = real_features(cache, resolution, num, extractor, batch=batch, seed=seed,
+                             folder=feature_folder)
+        fake = torch.cat([extractor(images) for images in fakes(num)])
+        if "fid" in metrics:
+            result["fid"] = frechet_inception_distance(real, fake)
+        if "kid" in metrics:
+            result["kid"], result["kid_std"] = kernel_inception_distance(real, fake)
+    if "swd" in metrics:
+        result["swd"] = _swd(real_batches(cache, resolution, num, batch, seed),
+                             fakes(num_real), seed)
+    return result
+
+
+def _swd(real: Iterator[Tensor], fake: Iterator[Tensor], seed: int) -> dict[str, float]:
+    sets = []
+    for offset, batches in enumerate((real, fake)):
+        descriptors = PatchDescriptors(seed=seed + offset)
+        for images in batches:
+            descriptors.add(images.double() / 127.5 - 1)
+        sets.append(descriptors)
+    return swd_between(*sets, seed=seed)
+
+
+def format_result(result: dict) -> str:
+    """A few readable lines for the terminal."""
+    lines = [f"{result['num_fake']} generated vs {result['num_real']} real images at "
+             f"{result['resolution']}px"]
+    if "fid" in result:
+        lines.append(f"FID  {result['fid']:.3f}")
+    if "kid" in result:
+        lines.append(f"KID  {result['kid']:.5f} +- {result['kid_std']:.5f}")
+    if "swd" in result:
+        levels = ", ".join(f"{k}: {v:.2f}" for k, v in result["swd"].items() if k != "avg")
+        lines.append(f"SWD  {result['swd']['avg']:.2f} x1e3 (per level {levels})")
+    return "\n".join(lines)
+

@@ -1,0 +1,72 @@
+"""FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) from feature sets, in float64."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_features(name: str, features: Tensor, minimum: int) -> Tensor:
+    if features.dim() != 2 or features.shape[0] < minimum:
+        raise ValueError(f"{name} needs (N, D) features with N >= {minimum}, got "
+                         f"{tuple(features.shape)}")
+    return features.double()
+
+
+def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased covariance of (N, D) features, in float64."""
+    features = _check_features("feature_statistics", features, 2)
+    mean = features.mean(0)
+    centred = features - mean
+    return mean, centred.T @ centred / (features.shape[0] - 1)
+
+
+def _psd_sqrt(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """|mean_a - mean_b|^2 + tr(cov_a + cov_b - 2 (cov_a cov_b)^(1/2)).
+
+    tr((A B)^(1/2)) is the sum of the square roots of the eigenvalues of A^(1/2) B A^(1/2),
+    a symmetric matrix with the same spectrum as A B, so two symmetric eigendecompositions
+    replace the general matrix square root (and its complex round-off) of the reference
+    code.
+    """
+    root_a = _psd_sqrt(cov_a.double())
+    middle = root_a @ cov_b.double() @ root_a
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    difference = (mean_a.double() - mean_b.double()).square().sum()
+    return float(difference + cov_a.double().trace() + cov_b.double().trace() - 2 * trace_sqrt)
+
+
+def frechet_inception_distance(real: Tensor, fake: Tensor) -> float:
+    """FID between two (N, D) feature sets."""
+    return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+
+
+def kernel_inception_distance(real: Tensor, fake: Tensor, *, subsets: int = 100,
+                              subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """KID: mean and standard deviation over random subsets of the unbiased MMD^2 with the
+    cubic polynomial kernel k(x, y) = (x.y / D + 1)^3 (Binkowski et al. 2018, eq. 3).
+
+    ``subset_size`` is capped at the smaller set's size; subsets are drawn without
+    replacement, seeded by ``seed``.
+    """
+    real = _check_features("kernel_inception_distance", real, 2)
+    fake = _check_features("kernel_inception_distance", fake, 2)
+    m = min(subset_size, real.shape[0], fake.shape[0])
+    dim = real.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(subsets):
+        x = real[torch.randperm(real.shape[0], generator=generator)[:m]]
+        y = fake[torch.randperm(fake.shape[0], generator=generator)[:m]]
+        k_xx = (x @ x.T / dim + 1) ** 3
+        k_yy = (y @ y.T / dim + 1) ** 3
+        k_xy = (x @ y.T / dim + 1) ** 3
+        within = (k_xx.sum() - k_xx.trace() + k_yy.sum() - k_yy.trace()) / (m * (m - 1))
+        scores.append(within - 2 * k_xy.mean())
+    values = torch.stack(scores)
+    return float(values.mean()), float(values.std(unbiased=False))

