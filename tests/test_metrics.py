@@ -20,7 +20,7 @@ from fastpgan.metrics.fid import (
     kernel_inception_distance,
 )
 from fastpgan.metrics.inception import InceptionFeatures, find_inception, resize_like_tf1
-from fastpgan.models import ProGANGenerator
+from fastpgan.models import ProGANGenerator, StyleGANGenerator
 
 
 def _real_inception():
@@ -185,6 +185,18 @@ def test_evaluate_computes_each_metric_and_caches_real_features(tmp_path, stub_i
                                  img_channels=1), cache, ["fid"], inception=stub_inception)
     with pytest.raises(ValueError, match="--metrics takes"):
         parse_metrics("fid,is")
+
+
+def test_stylegan_random_noise_is_seeded_and_leaves_the_global_rng_alone(tmp_path,
+                                                                         stub_inception):
+    cache = _tiny_cache(tmp_path)
+    G = StyleGANGenerator(resolution=8, latent_dim=8, w_dim=8, mapping_layers=2, fmap_base=32,
+                          fmap_max=8, img_channels=1, noise_mode="random")
+    state = torch.get_rng_state()
+    runs = [evaluate(G, cache, ["fid"], num=8, inception=stub_inception,
+                     feature_folder=tmp_path / "f")["fid"] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_metrics_command_prints_and_writes_json(tmp_path, stub_inception, capsys):

@@ -27,13 +27,15 @@ def _grid(text: str) -> int:
     return columns
 
 
-def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True) -> None:
+def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
+                       noise_mode: str = "const") -> None:
     sub.add_argument("ckpt", help="run folder, saved generator folder or checkpoint file")
     if truncation:
         sub.add_argument("--truncation", type=float, default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
-    sub.add_argument("--noise-mode", default="const", choices=["const", "random", "none"],
-                     help="StyleGAN's noise: the saved maps (reproducible), fresh, or none")
+    sub.add_argument("--noise-mode", default=noise_mode, choices=["const", "random", "none"],
+                     help=f"StyleGAN's noise: the saved maps (reproducible), fresh (as in "
+                          f"training), or none (default {noise_mode})")
     sub.add_argument("--device", default=None, help="cuda or cpu (default: cuda if any)")
 
 
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     met = commands.add_parser("metrics", help="SWD, FID and KID of the generator against "
                                               "a data set")
-    _generator_options(met)
+    _generator_options(met, noise_mode="random")
     met.add_argument("--data", default=None,
                      help="fastpgan image cache, image folder or zip (cached on first use); "
                           "default: the bundled demo faces")

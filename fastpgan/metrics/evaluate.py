@@ -52,12 +52,16 @@ def real_batches(cache: ImageCache, resolution: int, num: int, batch: int,
 
 def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch.device,
                       truncation: float = 1.0, seed: int = 0) -> Iterator[Tensor]:
-    """uint8 batches of ``num`` images from G's latents drawn with ``seed``."""
+    """uint8 batches of ``num`` images from G's latents drawn with ``seed`` (StyleGAN's
+    random noise too: it is drawn from the global RNG, seeded here and restored after)."""
     kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
     latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    for z in latents.split(batch):
-        with torch.no_grad():
-            yield to_uint8(G(z.to(device), **kwargs))
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        for z in latents.split(batch):
+            with torch.no_grad():
+                yield to_uint8(G(z.to(device), **kwargs))
 
 
 def _progress(batches: Iterator[Tensor], total: int, desc: str) -> Iterator[Tensor]:
