@@ -55,7 +55,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-benchmark>=4", "ruff", "scikit-image"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "ruff", "scikit-image", "tensorboard"],
         "demo": ["scikit-image"],
         "gpu": ["nvidia-ml-py"],
         # FID/KID read the Inception-v3 file this package ships; it also declares OpenCV and

@@ -300,3 +300,38 @@ def test_activation_checkpointing_trains_to_the_same_weights(faces, tmp_path):
     recomputed.run()
     a, b = _weights(plain), _weights(recomputed)
     assert all(torch.equal(a[k], b[k]) for k in a), "recomputation is exact on the CPU"
+
+
+def test_tensorboard_gets_the_logged_scalars_and_sample_grids(faces, tmp_path):
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    Trainer(tiny(faces, tmp_path / "run", tensorboard=True, swd_images=16,
+                 sample_kimg=0.016)).run()
+    events = accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/d_loss", "train/g_loss", "train/alpha", "swd/swd_avg"} <= set(scalars)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+              .splitlines() if "d_loss" in line]
+    board = events.Scalars("train/d_loss")
+    assert [e.step for e in board] == [round(r["kimg"] * 1000) for r in logged]
+    assert [e.value for e in board] == pytest.approx([r["d_loss"] for r in logged], rel=1e-6)
+    assert events.Tags()["images"] == ["samples"]
+
+
+def test_compiled_generator_forward_trains_like_the_eager_one(faces, tmp_path):
+    """The losses logged at each phase end agree (compiled float arithmetic may round
+    differently, so not bitwise)."""
+    eager = Trainer(tiny(faces, tmp_path / "a", fade_kimg=0, stable_kimg=0.012))
+    compiled = Trainer(tiny(faces, tmp_path / "b", fade_kimg=0, stable_kimg=0.012,
+                            compile=True))
+    assert compiled.G_forward is not compiled.G
+    for trainer in (eager, compiled):
+        trainer.run()
+    records = [[json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text()
+                .splitlines() if "g_loss" in line] for name in ("a", "b")]
+    assert len(records[0]) == len(records[1]) == 2  # the 4x4 and 8x8 phase ends
+    for a, b in zip(*records, strict=True):
+        assert b["g_loss"] == pytest.approx(a["g_loss"], rel=1e-4, abs=1e-5)
+        assert b["d_loss"] == pytest.approx(a["d_loss"], rel=1e-4, abs=1e-5)
+    assert set(compiled.G.state_dict()) == set(eager.G.state_dict())

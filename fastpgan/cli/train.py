@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute the two highest resolutions' activations in the backward "
                         "pass instead of storing them (less GPU memory, more time)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the generator's training forward (D stays eager: "
+                        "its gradient penalty needs a double backward)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to OUT/tensorboard (needs the tensorboard package)")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -97,6 +102,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
                        checkpoint_activations=args.checkpoint_activations,
+                       compile=args.compile, tensorboard=args.tensorboard,
                        workers=args.workers, progress=not args.no_progress, **values)
 
 

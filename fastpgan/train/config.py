@@ -42,6 +42,10 @@ class TrainConfig:
         reset_optimizer: fresh optimizer state at each new resolution (official code).
         checkpoint_activations: recompute the two highest resolutions' blocks of G and D
             in the backward pass instead of storing their activations.
+        compile: run the generator's training forward through torch.compile (compiled
+            again at each phase start). The discriminator stays eager: its gradient
+            penalty needs a double backward, which compiled graphs do not support.
+        tensorboard: also write the log and sample grids to ``out/tensorboard``.
         ema_decay: the generator EMA's decay.
         checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
             many to keep.
@@ -72,6 +76,8 @@ class TrainConfig:
     eps: float = 1e-8
     reset_optimizer: bool = True
     checkpoint_activations: bool = False
+    compile: bool = False
+    tensorboard: bool = False
     ema_decay: float = 0.999
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 3

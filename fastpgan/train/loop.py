@@ -37,7 +37,13 @@ from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.losses import D_LOSS, G_LOSS
-from fastpgan.train.report import JsonlLog, gpu_figures, plot_training, save_grid
+from fastpgan.train.report import (
+    JsonlLog,
+    TensorBoardLog,
+    gpu_figures,
+    plot_training,
+    save_grid,
+)
 from fastpgan.train.schedule import Phase, build_phases, phase_at
 
 GRID_SAMPLES = 64
@@ -92,6 +98,8 @@ class Trainer:
         self.ema = EMA(self.G, config.ema_decay)
         if config.checkpoint_activations:
             checkpoint_activations([*self.G.blocks[-2:], *self.D.blocks[-2:]])
+        # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
+        self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
         self.z_generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank + 1)
@@ -105,6 +113,7 @@ class Trainer:
         if resume:
             self._resume(resume)
         self.log: JsonlLog | None = None
+        self.board: TensorBoardLog | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -165,6 +174,8 @@ class Trainer:
         """Trains to the end of the schedule (or until ``stop_at`` images, for tests)."""
         self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
         try:
+            if self.is_writer and self.config.tensorboard:
+                self.board = TensorBoardLog(self.out / "tensorboard")
             if self.shown == 0:  # the baseline that later SWDs are read against
                 self._swd(self.config.resolution)
             while (phase := phase_at(self.phases, self.shown)) is not None:
@@ -173,13 +184,16 @@ class Trainer:
                 self._run_phase(phase, stop_at)
             self._finish()
         finally:
-            if self.log is not None:
-                self.log.close()
-                self.log = None
+            for sink in (self.log, self.board):
+                if sink is not None:
+                    sink.close()
+            self.log = self.board = None
 
     def _run_phase(self, phase: Phase, stop_at: int | None) -> None:
         c = self.config
         self._optimizers(phase.resolution)
+        if c.compile:  # a new resolution: new graphs, without piling up recompilations
+            torch.compiler.reset()
         local = phase.batch // self.world
         if c.batch == "auto":  # the largest micro-batch that fits, measured for this phase
             self.micro_batch = self._largest_fitting(phase, phase.alpha(self.shown), local)
@@ -256,7 +270,7 @@ class Trainer:
         G.requires_grad_(False)
         for part in parts:
             with self._autocast():
-                fake = G(latents(len(part)), resolution, alpha)
+                fake = self.G_forward(latents(len(part)), resolution, alpha)
                 mix = torch.rand(len(part), generator=self.z_generator)
                 d_loss, d_stats = D_LOSS[c.loss](critic, part, fake.detach(), mix=mix)
             accumulate(d_loss, {"d_loss": d_loss, **d_stats}, len(part) / len(real))
@@ -265,7 +279,8 @@ class Trainer:
         G.requires_grad_(True)
         for part in parts:
             with self._autocast():
-                g_loss = G_LOSS[c.loss](critic(G(latents(len(part)), resolution, alpha)))
+                g_loss = G_LOSS[c.loss](critic(self.G_forward(latents(len(part)), resolution,
+                                                              alpha)))
             accumulate(g_loss, {"g_loss": g_loss}, len(part) / len(real))
         self._apply(G, self.opt_g, dry_run)
         if dry_run:
@@ -368,8 +383,10 @@ class Trainer:
         folder = self.out / "samples"
         folder.mkdir(exist_ok=True)
         name = f"{self.shown // 1000:06d}kimg{'-' + tag if tag else ''}.png"
-        save_grid(self.generate(self.fixed_z, resolution, alpha), folder / name, columns=8,
-                  upscale_to=512)
+        images = self.generate(self.fixed_z, resolution, alpha)
+        save_grid(images, folder / name, columns=8, upscale_to=512)
+        if self.board is not None:
+            self.board.image("samples", images, self.shown, columns=8)
 
     def _swd(self, resolution: int) -> None:
         n = min(self.config.swd_images, self.cache.count)
@@ -395,8 +412,10 @@ class Trainer:
         self._record(event="done", generator=str(self.out / "generator"))
 
     def _record(self, **record) -> None:
-        if self.log is not None:
-            self.log.write({"kimg": round(self.shown / 1000, 3), "time": time.time(), **record})
+        record = {"kimg": round(self.shown / 1000, 3), "time": time.time(), **record}
+        for sink in (self.log, self.board):
+            if sink is not None:
+                sink.write(record)
 
 
 def _comparable(value):

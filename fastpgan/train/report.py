@@ -72,6 +72,36 @@ class JsonlLog:
         self._file.close()
 
 
+class TensorBoardLog:
+    """The same records as TensorBoard scalars, "event/key" against images shown (step),
+    and sample grids as images; ValueError if the tensorboard package is missing."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install "
+                             "tensorboard") from exc
+        self.writer = SummaryWriter(str(folder))
+
+    def write(self, record: dict) -> None:
+        """Adds the record's numbers (other than kimg and time) as scalars."""
+        step = round(record["kimg"] * 1000)
+        group = record.get("event", "train")
+        for key, value in record.items():
+            if key not in ("kimg", "time") and isinstance(value, (int, float)) and not \
+                    isinstance(value, bool):
+                self.writer.add_scalar(f"{group}/{key}", value, step)
+
+    def image(self, tag: str, images: torch.Tensor, shown: int, columns: int) -> None:
+        """Adds images in [-1, 1] as one grid."""
+        self.writer.add_image(tag, image_grid(images, columns), shown, dataformats="HWC")
+
+    def close(self) -> None:
+        """Flushes and closes the event file."""
+        self.writer.close()
+
+
 def read_log(path: str | os.PathLike) -> list[dict]:
     """The records of a JSONL log (a torn last line, from a crash, is skipped)."""
     records = []
