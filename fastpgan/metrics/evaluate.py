@@ -51,10 +51,13 @@ def real_batches(cache: ImageCache, resolution: int, num: int, batch: int,
 
 
 def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch.device,
-                      truncation: float = 1.0, seed: int = 0) -> Iterator[Tensor]:
+                      truncation: float = 1.0, seed: int = 0, resolution: int | None = None,
+                      alpha: float = 1.0) -> Iterator[Tensor]:
     """uint8 batches of ``num`` images from G's latents drawn with ``seed`` (StyleGAN's
-    random noise too: it is drawn from the global RNG, seeded here and restored after)."""
+    random noise too: it is drawn from the global RNG, seeded here and restored after), at
+    ``resolution`` (default G's full one) with the newest block weighted by ``alpha``."""
     kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
+    kwargs.update(resolution=resolution or G.resolution, alpha=alpha)
     latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -106,8 +109,10 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
 def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: int = 10_000,
              inception: str | os.PathLike | None = None, device: str | torch.device = "cpu",
              batch: int = 32, truncation: float = 1.0, seed: int = 0,
-             feature_folder: Path | None = None) -> dict:
-    """The metrics of G against the cache at ``data``, at G's full resolution.
+             feature_folder: Path | None = None, resolution: int | None = None,
+             alpha: float = 1.0) -> dict:
+    """The metrics of G against the cache at ``data``, at ``resolution`` (default G's full
+    one; a growing generator's current one, with its ``alpha``, for a checkpoint).
 
     Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
     "num_real": int, "num_fake": int, "resolution": int, "inception": path} for the metrics
@@ -115,7 +120,7 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     uses the same number of each, as it compares equal sets.
     """
     cache = ImageCache.open(data)
-    resolution = G.resolution
+    resolution = resolution or G.resolution
     if cache.resolution < resolution:
         raise ValueError(f"the data at {data} goes up to {cache.resolution}px, but the "
                          f"generator makes {resolution}px images")
@@ -128,7 +133,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
 
     def fakes(count: int) -> Iterator[Tensor]:
         return _progress(generated_batches(G, count, batch, device=device,
-                                           truncation=truncation, seed=seed + 1),
+                                           truncation=truncation, seed=seed + 1,
+                                           resolution=resolution, alpha=alpha),
                          count, "generated images")
 
     if "fid" in metrics or "kid" in metrics:
@@ -169,4 +175,60 @@ def format_result(result: dict) -> str:
         levels = ", ".join(f"{k}: {v:.2f}" for k, v in result["swd"].items() if k != "avg")
         lines.append(f"SWD  {result['swd']['avg']:.2f} x1e3 (per level {levels})")
     return "\n".join(lines)
+
+
+def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metrics: list[str],
+                         *, noise_mode: str = "random", **options) -> list[dict]:
+    """:func:`evaluate` for every checkpoint in ``run``/checkpoints, oldest first, each at
+    the resolution and alpha it was training; each result also holds "kimg" and "alpha".
+    ``options`` are :func:`evaluate`'s."""
+    from tqdm import tqdm
+
+    from fastpgan.generate.load import checkpoint_generator
+    from fastpgan.train.checkpoint import list_checkpoints, load_checkpoint
+
+    files = list_checkpoints(Path(run) / "checkpoints")
+    if not files:
+        raise ValueError(f"{run} has no checkpoints/ to evaluate")
+    results = []
+    for file in tqdm(files, desc="checkpoints", unit="ckpt"):
+        stage = checkpoint_generator(load_checkpoint(file))
+        if isinstance(stage.G, StyleGANGenerator):
+            stage.G.noise_mode = noise_mode
+        result = evaluate(stage.G, data, metrics, resolution=stage.resolution,
+                          alpha=stage.alpha, **options)
+        results.append({"checkpoint": file.name, "kimg": stage.shown / 1000,
+                        "alpha": stage.alpha, **result})
+    return results
+
+
+def plot_checkpoint_metrics(results: list[dict], out: str | os.PathLike) -> Path:
+    """One panel per metric over kimg, points colored by resolution; saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(name, label) for name, label in (("fid", "FID"), ("kid", "KID"),
+                                                ("swd", "SWD x1e3 (avg)"))
+              if name in results[0]]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4),
+                                squeeze=False)
+    resolutions = sorted({r["resolution"] for r in results})
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(resolutions)))
+    for axis, (name, label) in zip(axes[0], panels, strict=True):
+        values = [r[name]["avg"] if name == "swd" else r[name] for r in results]
+        axis.plot([r["kimg"] for r in results], values, color="0.7", zorder=1)
+        for res, color in zip(resolutions, colors, strict=True):
+            points = [(r["kimg"], v) for r, v in zip(results, values, strict=True)
+                      if r["resolution"] == res]
+            axis.scatter(*zip(*points, strict=True), color=color, label=f"{res}px", zorder=2)
+        axis.set_xlabel("kimg")
+        axis.set_title(label)
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    out = Path(out)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
 
