@@ -10,19 +10,10 @@ separates launch overhead from kernel time.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from benchutil import host_us_per_call
 from test_bench_epilogue import IMPLS, OPS, step_fn
-
-
-def _wall_us(fn, calls: int = 50) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls * 1e6
 
 
 def main() -> None:
@@ -50,8 +41,8 @@ def main() -> None:
     with torch.cuda.graph(graph):
         step()
     print(f"{args.op} {args.impl} {args.layout} {tuple(args.shape)}: "
-          f"{_wall_us(step):.1f} us a step launched from Python, "
-          f"{_wall_us(graph.replay):.1f} us replayed from a CUDA graph")
+          f"{host_us_per_call(step):.1f} us a step launched from Python, "
+          f"{host_us_per_call(graph.replay):.1f} us replayed from a CUDA graph")
 
 
 if __name__ == "__main__":
