@@ -22,6 +22,20 @@ def device() -> str:
     return DEVICE
 
 
+@pytest.fixture
+def stub_inception(tmp_path):
+    """A TorchScript file in the Inception file's format (299x299 in, 2048 features out)."""
+    import warnings
+
+    from helpers import StubInception
+
+    path = tmp_path / "stub-inception.pt"
+    with warnings.catch_warnings():  # TorchScript is deprecated; the real file is one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(StubInception()).save(str(path))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def fresh_seed() -> int:
     """A new random seed per test, printed so a failure can be replayed."""

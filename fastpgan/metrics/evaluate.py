@@ -67,17 +67,19 @@ def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch
                 yield to_uint8(G(z.to(device), **kwargs))
 
 
-def _progress(batches: Iterator[Tensor], total: int, desc: str) -> Iterator[Tensor]:
+def _progress(batches: Iterator[Tensor], total: int, desc: str, enabled: bool = True
+              ) -> Iterator[Tensor]:
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not enabled) as bar:
         for images in batches:
             yield images
             bar.update(images.shape[0])
 
 
 def real_features(cache: ImageCache, resolution: int, num: int, extractor: InceptionFeatures,
-                  *, batch: int = 64, seed: int = 0, folder: Path | None = None) -> Tensor:
+                  *, batch: int = 64, seed: int = 0, folder: Path | None = None,
+                  progress: bool = True) -> Tensor:
     """Inception features of the real images, read from (or written to) the feature cache.
 
     The cache key covers the data set (its path and manifest), resolution, image count,
@@ -100,7 +102,7 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
             path.unlink(missing_ok=True)  # unreadable: computed again below
     count = min(num, cache.count)
     features = torch.cat([extractor(images) for images in _progress(
-        real_batches(cache, resolution, num, batch, seed), count, "real features")])
+        real_batches(cache, resolution, num, batch, seed), count, "real features", progress)])
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(features, tmp))
     return features
@@ -110,7 +112,7 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
              inception: str | os.PathLike | None = None, device: str | torch.device = "cpu",
              batch: int = 32, truncation: float = 1.0, seed: int = 0,
              feature_folder: Path | None = None, resolution: int | None = None,
-             alpha: float = 1.0) -> dict:
+             alpha: float = 1.0, progress: bool = True) -> dict:
     """The metrics of G against the cache at ``data``, at ``resolution`` (default G's full
     one; a growing generator's current one, with its ``alpha``, for a checkpoint).
 
@@ -135,13 +137,13 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
         return _progress(generated_batches(G, count, batch, device=device,
                                            truncation=truncation, seed=seed + 1,
                                            resolution=resolution, alpha=alpha),
-                         count, "generated images")
+                         count, "generated images", progress)
 
     if "fid" in metrics or "kid" in metrics:
         extractor = InceptionFeatures(inception, device)
         result["inception"] = str(extractor.file)
         real = real_features(cache, resolution, num, extractor, batch=batch, seed=seed,
-                             folder=feature_folder)
+                             folder=feature_folder, progress=progress)
         fake = torch.cat([extractor(images) for images in fakes(num)])
         if "fid" in metrics:
             result["fid"] = frechet_inception_distance(real, fake)

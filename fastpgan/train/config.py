@@ -51,6 +51,9 @@ class TrainConfig:
             many to keep.
         sample_kimg: sample grid interval (and at phase ends).
         swd_images: real and generated images for SWD at phase ends (0: off).
+        fid_images: generated images (and at most as many real ones) for FID at phase ends
+            (0: off); needs the Inception-v3 file (see ``fastpgan metrics``).
+        inception: that file, or None to look for it.
         workers: DataLoader worker processes.
         progress: show progress bars.
     """
@@ -83,6 +86,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_kimg: float = 100.0
     swd_images: int = 1024
+    fid_images: int = 0
+    inception: str | None = None
     workers: int = 2
     progress: bool = True
 

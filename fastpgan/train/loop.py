@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, subset_indices, to_model_range
+from fastpgan.metrics.evaluate import evaluate
+from fastpgan.metrics.inception import find_inception
 from fastpgan.metrics.swd import sliced_wasserstein_distance
 from fastpgan.models import (
     ProGANDiscriminator,
@@ -114,6 +116,8 @@ class Trainer:
             self._resume(resume)
         self.log: JsonlLog | None = None
         self.board: TensorBoardLog | None = None
+        if config.fid_images > 0 and self.is_writer:  # a missing file stops us now, not later
+            find_inception(config.inception)
 
     # ------------------------------------------------------------------ set-up
 
@@ -176,8 +180,9 @@ class Trainer:
         try:
             if self.is_writer and self.config.tensorboard:
                 self.board = TensorBoardLog(self.out / "tensorboard")
-            if self.shown == 0:  # the baseline that later SWDs are read against
+            if self.shown == 0:  # the baseline that later metrics are read against
                 self._swd(self.config.resolution)
+                self._fid(self.config.resolution)
             while (phase := phase_at(self.phases, self.shown)) is not None:
                 if stop_at is not None and self.shown >= stop_at:
                     return
@@ -236,6 +241,7 @@ class Trainer:
             self.phase_step = 0
             self._samples(phase.resolution, 1.0, tag=phase.name.replace(" ", "-"))
             self._swd(phase.resolution)
+            self._fid(phase.resolution)
             self.save_checkpoint()
 
     def _step(self, real_u8: Tensor, resolution: int, alpha: float,
@@ -400,6 +406,16 @@ class Trainer:
         swd = sliced_wasserstein_distance(real, fake)
         self._record(event="swd", resolution=resolution, swd_avg=swd["avg"],
                      **{f"swd_{k}": v for k, v in swd.items() if k != "avg"})
+
+    def _fid(self, resolution: int) -> None:
+        if not self.is_writer or self.config.fid_images <= 0:
+            return
+        result = evaluate(self.ema.model, self.cache.path, ["fid"],
+                          num=self.config.fid_images, inception=self.config.inception,
+                          device=self.device, batch=64, resolution=resolution,
+                          progress=self.config.progress)
+        self._record(event="fid", resolution=resolution, fid=result["fid"],
+                     fid_images=self.config.fid_images, fid_real=result["num_real"])
 
     def _finish(self) -> None:
         if not self.is_writer:

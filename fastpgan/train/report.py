@@ -139,7 +139,8 @@ def _nvml_handle(index: int):
 
 
 def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
-    """A PNG of the losses and SWD over kimg from the JSONL log; None if nothing to plot."""
+    """A PNG of the losses, SWD and FID over kimg from the JSONL log; None if nothing to
+    plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,10 +148,13 @@ def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path |
 
     records = read_log(log_path)
     steps = [r for r in records if "d_loss" in r]
-    swd = [r for r in records if "swd_avg" in r]
     if not steps:
         return None
-    fig, axes = plt.subplots(2 if swd else 1, 1, figsize=(9, 6 if swd else 3.5), squeeze=False)
+    metrics = [(key, label) for key, label in (("swd_avg", "SWD x1e3 (mean over levels)"),
+                                               ("fid", "FID"))
+               if any(key in r for r in records)]
+    fig, axes = plt.subplots(1 + len(metrics), 1, figsize=(9, 3.5 + 2.5 * len(metrics)),
+                             squeeze=False)
     loss_ax = axes[0][0]
     kimg = [r["kimg"] for r in steps]
     loss_ax.plot(kimg, [r["d_loss"] for r in steps], label="D loss", linewidth=0.8)
@@ -160,15 +164,15 @@ def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path |
             loss_ax.axvline(r["kimg"], color="grey", linewidth=0.5, linestyle=":")
     loss_ax.set_ylabel("loss")
     loss_ax.legend(loc="upper right")
-    if swd:
-        swd_ax = axes[1][0]
-        for res in sorted({r["resolution"] for r in swd}):  # levels differ per resolution
-            points = [r for r in swd if r["resolution"] == res]
-            swd_ax.plot([r["kimg"] for r in points], [r["swd_avg"] for r in points],
-                        marker="o", label=f"{res}x{res}")
-        swd_ax.set_ylabel("SWD x1e3 (mean over levels)")
-        swd_ax.set_yscale("log")
-        swd_ax.legend(loc="upper right", title="generated at")
+    for (key, label), (axis,) in zip(metrics, axes[1:], strict=True):
+        measured = [r for r in records if key in r]
+        for res in sorted({r["resolution"] for r in measured}):  # comparable within one
+            points = [r for r in measured if r["resolution"] == res]
+            axis.plot([r["kimg"] for r in points], [r[key] for r in points], marker="o",
+                      label=f"{res}x{res}")
+        axis.set_ylabel(label)
+        axis.set_yscale("log")
+        axis.legend(loc="upper right", title="generated at")
     axes[-1][0].set_xlabel("kimg (thousands of real images shown)")
     fig.tight_layout()
     out = Path(out)
