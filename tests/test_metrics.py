@@ -3,6 +3,7 @@ cache, and agreement with torch-fidelity where it is installed."""
 
 import importlib.util
 import json
+import math
 
 import numpy as np
 import pytest
@@ -291,6 +292,23 @@ def test_inception_perceptual_distance_is_zero_on_equal_images_and_differentiabl
     assert float(values[1]) > 0.05 and float(distance(b, b).abs().max()) < 1e-6
     values.sum().backward()
     assert a.grad is not None and a.grad[1].abs().sum() > 0
+    with torch.no_grad():  # a fixed target's activations, computed once, broadcast
+        once = distance(faces[:2].float(), distance.activations(faces[2:3].float()))
+        each = distance(faces[:2].float(), faces[2:3].float().expand(2, -1, -1, -1))
+    assert torch.allclose(once, each, rtol=1e-5)
+
+
+@needs_inception
+def test_projection_with_the_perceptual_loss_runs_and_says_so():
+    from fastpgan.generate.project import project
+
+    G = ProGANGenerator(resolution=16, latent_dim=16, fmap_base=64, fmap_max=16).eval()
+    with torch.no_grad():
+        target = G(torch.randn(1, 16))
+    result = project(G, target, steps=4, loss="inception", restarts=2, candidates=4,
+                     progress=False)
+    assert result.loss == "inception" and len(result.losses) == 4
+    assert all(math.isfinite(v) for v in result.losses)
 
 
 def test_every_checkpoint_is_measured_where_it_was_in_the_schedule(tmp_path, stub_inception):

@@ -61,15 +61,22 @@ def _render(G: nn.Module, latents: Tensor) -> Tensor:
     return G(latents)
 
 
-def _distance(loss: str, perceptual: nn.Module | None):
-    """Per-image distances (N,) between images (N, C, R, R) and the target (1, C, R, R)."""
-    def distance(images: Tensor, target: Tensor) -> Tensor:
+def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
+    """Per-image distances (N,) from images (N, C, R, R) to the target (1, C, R, R)."""
+    if loss == "inception":
+        from fastpgan.metrics.inception import InceptionPerceptualDistance
+
+        perceptual = InceptionPerceptualDistance(inception, target.device)
+        with torch.no_grad():
+            target_activations = perceptual.activations(target)
+
+    def distance(images: Tensor) -> Tensor:
         if loss == "l1":
             return (images - target).abs().mean((1, 2, 3))
         l2 = (images - target).square().mean((1, 2, 3))
         if loss == "l2":
             return l2
-        return perceptual(images, target.expand_as(images)) + l2
+        return perceptual(images, target_activations) + l2
     return distance
 
 
@@ -121,12 +128,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     device = torch.device(device)
     G = G.to(device).eval().requires_grad_(False)
     target = target.to(device)
-    perceptual = None
-    if loss == "inception":
-        from fastpgan.metrics.inception import InceptionPerceptualDistance
-
-        perceptual = InceptionPerceptualDistance(inception, device)
-    distance = _distance(loss, perceptual)
+    distance = _distance(loss, target, inception)
     starts, spread = _starts(G, target, max(restarts, 1), max(candidates, restarts), seed,
                              device)
     latents = starts.clone().requires_grad_(True)
@@ -145,7 +147,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         shake = 0.05 * spread * max(0.0, 1.0 - t / 0.75) ** 2
         images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise,
                                                           device=device))
-        values = distance(images, target)
+        values = distance(images)
         optimizer.zero_grad(set_to_none=True)
         values.sum().backward()  # the starts are independent: each gets its own gradient
         optimizer.step()
@@ -154,7 +156,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         if step % keep_every == 0:
             result.frames.append(images[best:best + 1].detach().float().cpu())
     with torch.no_grad():
-        best = int(distance(_render(G, latents), target).argmin())
+        best = int(distance(_render(G, latents)).argmin())
         result.latent = latents[best].detach().cpu()
         result.image = _render(G, latents[best:best + 1]).float().cpu()
     result.frames.append(result.image)

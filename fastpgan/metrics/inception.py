@@ -135,7 +135,8 @@ class InceptionPerceptualDistance(torch.nn.Module):
             for parameter in layer.parameters():
                 parameter.requires_grad_(False)
 
-    def _activations(self, images: Tensor) -> list[Tensor]:
+    def activations(self, images: Tensor) -> list[Tensor]:
+        """The unit-normalized activations of (N, 1 or 3, H, W) images in [-1, 1]."""
         x = resize_like_tf1(images.float().expand(-1, 3, -1, -1), INPUT_SIZE)
         x = (x + 1) * (127.5 / 128) - 1  # [-1, 1] to (pixel - 128) / 128
         picked = []
@@ -145,7 +146,10 @@ class InceptionPerceptualDistance(torch.nn.Module):
                 picked.append(x / (x.square().sum(1, keepdim=True).sqrt() + 1e-10))
         return picked
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """(N,) distances between images a and b, (N, 1 or 3, H, W) in [-1, 1]."""
+    def forward(self, a: Tensor, b: Tensor | list[Tensor]) -> Tensor:
+        """(N,) distances between images a and b, (N, 1 or 3, H, W) in [-1, 1]; b may be
+        given as its :meth:`activations` (a fixed target's, computed once), and a batch
+        of one broadcasts."""
+        b = self.activations(b) if isinstance(b, Tensor) else b
         return sum((fa - fb).square().sum(1).mean((1, 2))
-                   for fa, fb in zip(self._activations(a), self._activations(b), strict=True))
+                   for fa, fb in zip(self.activations(a), b, strict=True))
