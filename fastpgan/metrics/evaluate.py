@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from fastpgan.atomic import atomic_write
-from fastpgan.data.cache import MANIFEST, ImageCache
+from fastpgan.data.cache import MANIFEST, ImageCache, level_name
 from fastpgan.data.demo import cache_root
 from fastpgan.data.loader import subset_indices, to_uint8
 from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
@@ -82,13 +82,15 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
                   progress: bool = True) -> Tensor:
     """Inception features of the real images, read from (or written to) the feature cache.
 
-    The cache key covers the data set (its path and manifest), resolution, image count,
-    subset seed and the Inception file (path, size, modification time).
+    The cache key covers the data set (its path, manifest and the level file's
+    modification time, so a rebuilt cache is read again), resolution, image count, subset
+    seed and the Inception file (path, size, modification time).
     """
     file_stat = extractor.file.stat()
     key = json.dumps({
         "data": str(cache.path.resolve()),
         "manifest": (cache.path / MANIFEST).read_text(encoding="utf-8"),
+        "level": (cache.path / level_name(resolution)).stat().st_mtime_ns,
         "resolution": resolution, "num": num, "seed": seed,
         "inception": [str(extractor.file.resolve()), file_stat.st_size, file_stat.st_mtime_ns],
     }, sort_keys=True)
