@@ -35,10 +35,19 @@ def _batch(text: str) -> str | int:
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" only where X says something and the help does not already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The fastpgan-train argument parser."""
     p = argparse.ArgumentParser(prog="fastpgan-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_HelpFormatter)
     p.add_argument("--data", help="image cache (fastpgan-dataset), or an image folder or zip, "
                                   "cached on first use; omit for the bundled demo faces")
     p.add_argument("--out", help="run folder for checkpoints, samples, log and plot "
