@@ -76,7 +76,6 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
     return out, strip
 
 
-
 LAYER_GROUPS = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
 
