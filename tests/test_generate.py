@@ -144,8 +144,12 @@ def test_project_command_writes_latent_pictures_animation_and_plot(tmp_path):
     assert np.load(out / "latent.npy").shape == (32,)
     summary = json.loads((out / "latent.json").read_text())
     assert summary["space"] == "z" and summary["loss"] == "l2" and summary["steps"] == 20
-    with Image.open(out / "projection.gif") as animation:
-        assert animation.n_frames == 21  # every step of 20, and the final image
+    with Image.open(out / "projection.gif") as animation:  # every step of 20, and the final
+        durations = []  # image; Pillow merges identical neighbours, adding their durations
+        for index in range(animation.n_frames):
+            animation.seek(index)
+            durations.append(animation.info["duration"])
+    assert sum(durations) == 21 * 50
 
 
 def test_projection_loads_targets_of_any_size_and_mode(tmp_path):
