@@ -4,8 +4,8 @@ ProGAN is searched in z (the generator pixel-normalizes z, so only its direction
 matters), StyleGAN in w, one w for every layer. The search follows the StyleGAN2
 projector's published schedule (Karras et al. 2020, appendix D): Adam, learning rate
 ramped up over the first 5% of the steps and down with a cosine over the last 25%, and
-Gaussian noise on the latent (5% of the latent distribution's spread) that fades out
-quadratically over the first 75%, to shake it out of poor local minima. Several starts
+Gaussian noise on the latent (by default 5% of the latent distribution's spread) that
+fades out quadratically over the first 75%, to shake it out of poor local minima. Several starts
 are optimized at once, as one batch, and the best is kept: a single start often settles in
 a poor local minimum.
 """
@@ -102,7 +102,8 @@ def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: 
 
 
 def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2",
-            learning_rate: float = 0.1, restarts: int = 8, candidates: int = 64, seed: int = 0,
+            learning_rate: float = 0.1, noise: float = 0.05, restarts: int = 8,
+            candidates: int = 64, seed: int = 0,
             frames: int = 50, device: str | torch.device = "cpu",
             inception: str | os.PathLike | None = None, progress: bool = True) -> Projection:
     """Searches G's latent space for the image closest to ``target`` (1, C, R, R) in [-1, 1].
@@ -112,6 +113,8 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         loss: "l2" or "l1" on pixels, or "inception": the Inception perceptual distance
             (:class:`~fastpgan.metrics.inception.InceptionPerceptualDistance`) plus l2.
         learning_rate: Adam's peak learning rate.
+        noise: the latent noise at the start, as a fraction of the latent distribution's
+            spread (it fades out over the first 75% of the steps).
         restarts: starts optimized together (one batch); the best one is returned.
         candidates: the starts are the nearest of this many seeded latents (for StyleGAN,
             the mean w and the nearest restarts - 1).
@@ -133,7 +136,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
                              device)
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
-    noise = torch.Generator(device=device).manual_seed(seed)
+    noise_rng = torch.Generator(device=device).manual_seed(seed)
     result = Projection("w" if isinstance(G, StyleGANGenerator) else "z", loss, starts[0],
                         target.cpu(), target.cpu())
     keep_every = max(1, steps // max(frames, 1))
@@ -144,8 +147,8 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         ramp = 0.5 - 0.5 * math.cos(math.pi * min(1.0, (1.0 - t) / 0.25))
         ramp *= min(1.0, (step + 1) / (0.05 * steps))
         optimizer.param_groups[0]["lr"] = learning_rate * ramp
-        shake = 0.05 * spread * max(0.0, 1.0 - t / 0.75) ** 2
-        images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise,
+        shake = noise * spread * max(0.0, 1.0 - t / 0.75) ** 2
+        images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise_rng,
                                                           device=device))
         values = distance(images)
         optimizer.zero_grad(set_to_none=True)
