@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from fastpgan.atomic import atomic_write
 from fastpgan.data.cache import MANIFEST, ImageCache, level_name
 from fastpgan.data.demo import cache_root
-from fastpgan.data.loader import subset_indices, to_uint8
+from fastpgan.data.loader import subset_indices, to_model_range, to_uint8
 from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
 from fastpgan.metrics.inception import InceptionFeatures
-from fastpgan.metrics.swd import PatchDescriptors, swd_between
+from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import StyleGANGenerator
 
 METRICS = ("swd", "fid", "kid")
@@ -111,7 +111,8 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
 
 
 def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: int = 10_000,
-             inception: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+             inception: str | os.PathLike | InceptionFeatures | None = None,
+             device: str | torch.device = "cpu",
              batch: int = 32, truncation: float = 1.0, seed: int = 0,
              feature_folder: Path | None = None, resolution: int | None = None,
              alpha: float = 1.0, progress: bool = True) -> dict:
@@ -121,7 +122,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
     "num_real": int, "num_fake": int, "resolution": int, "inception": path} for the metrics
     asked for. FID and KID use min(num, data size) real and ``num`` generated images; SWD
-    uses the same number of each, as it compares equal sets.
+    uses the same number of each, as it compares equal sets. ``inception`` is the file, or
+    an already loaded :class:`InceptionFeatures` (as a trainer keeps one).
     """
     cache = ImageCache.open(data)
     resolution = resolution or G.resolution
@@ -135,36 +137,37 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     num_real = min(num, cache.count)
     result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": num}
 
-    def fakes(count: int) -> Iterator[Tensor]:
-        return _progress(generated_batches(G, count, batch, device=device,
-                                           truncation=truncation, seed=seed + 1,
-                                           resolution=resolution, alpha=alpha),
-                         count, "generated images", progress)
-
-    if "fid" in metrics or "kid" in metrics:
-        extractor = InceptionFeatures(inception, device)
+    features = "fid" in metrics or "kid" in metrics
+    if features:
+        extractor = (inception if isinstance(inception, InceptionFeatures)
+                     else InceptionFeatures(inception, device))
         result["inception"] = str(extractor.file)
         real = real_features(cache, resolution, num, extractor, batch=batch, seed=seed,
                              folder=feature_folder, progress=progress)
-        fake = torch.cat([extractor(images) for images in fakes(num)])
-        if "fid" in metrics:
-            result["fid"] = frechet_inception_distance(real, fake)
-        if "kid" in metrics:
-            result["kid"], result["kid_std"] = kernel_inception_distance(real, fake)
+    # one pass over the generated images feeds both: Inception takes all of them, SWD the
+    # first num_real (it compares equal sets)
+    count = num if features else num_real
+    fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
+    for images in _progress(generated_batches(G, count, batch, device=device,
+                                              truncation=truncation, seed=seed + 1,
+                                              resolution=resolution, alpha=alpha),
+                            count, "generated images", progress):
+        if features:
+            fake_features.append(extractor(images))
+        if "swd" in metrics and taken < num_real:
+            fake_patches.add(to_model_range(images[:num_real - taken], "cpu", torch.float64))
+        taken += len(images)
+    if "fid" in metrics:
+        result["fid"] = frechet_inception_distance(real, torch.cat(fake_features))
+    if "kid" in metrics:
+        result["kid"], result["kid_std"] = kernel_inception_distance(real,
+                                                                     torch.cat(fake_features))
     if "swd" in metrics:
-        result["swd"] = _swd(real_batches(cache, resolution, num, batch, seed),
-                             fakes(num_real), seed)
+        real_patches = descriptors_of(
+            (to_model_range(images, "cpu", torch.float64)
+             for images in real_batches(cache, resolution, num, batch, seed)), seed=seed)
+        result["swd"] = swd_between(real_patches, fake_patches, seed=seed)
     return result
-
-
-def _swd(real: Iterator[Tensor], fake: Iterator[Tensor], seed: int) -> dict[str, float]:
-    sets = []
-    for offset, batches in enumerate((real, fake)):
-        descriptors = PatchDescriptors(seed=seed + offset)
-        for images in batches:
-            descriptors.add(images.double() / 127.5 - 1)
-        sets.append(descriptors)
-    return swd_between(*sets, seed=seed)
 
 
 def format_result(result: dict) -> str:

@@ -9,6 +9,8 @@ multiplied by 1e3, as the paper reports them; lower is better.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -103,6 +105,14 @@ class PatchDescriptors:
         return sum(p.shape[0] for p in next(iter(self.levels.values()), []))
 
 
+def descriptors_of(batches: Iterable[Tensor], **options) -> PatchDescriptors:
+    """The :class:`PatchDescriptors` of image batches; ``options`` are its arguments."""
+    descriptors = PatchDescriptors(**options)
+    for images in batches:
+        descriptors.add(images)
+    return descriptors
+
+
 def swd_between(real: PatchDescriptors, fake: PatchDescriptors, *, repeats: int = 4,
                 directions: int = 128, seed: int = 0) -> dict[str, float]:
     """SWD x 1e3 per pyramid level ("32", "16", ...) and their mean ("avg") between two
@@ -135,11 +145,8 @@ def sliced_wasserstein_distance(real: Tensor, fake: Tensor, *, patches_per_image
     if real.shape != fake.shape or real.dim() != 4:
         raise ValueError(f"SWD needs two (N, C, H, W) sets of one shape, got "
                          f"{tuple(real.shape)} and {tuple(fake.shape)}")
-    sets = []
-    for offset, images in enumerate((real, fake)):
-        descriptors = PatchDescriptors(patches_per_image=patches_per_image,
-                                       patch_size=patch_size, min_resolution=min_resolution,
-                                       seed=seed + offset)
-        descriptors.add(images)
-        sets.append(descriptors)
-    return swd_between(*sets, repeats=repeats, directions=directions, seed=seed)
+    options = dict(patches_per_image=patches_per_image, patch_size=patch_size,
+                   min_resolution=min_resolution)
+    return swd_between(descriptors_of([real], seed=seed, **options),
+                       descriptors_of([fake], seed=seed + 1, **options),
+                       repeats=repeats, directions=directions, seed=seed)

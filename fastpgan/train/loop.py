@@ -27,7 +27,7 @@ from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, subset_indices, to_model_range
 from fastpgan.metrics.evaluate import evaluate
-from fastpgan.metrics.inception import find_inception
+from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import sliced_wasserstein_distance
 from fastpgan.models import (
     ProGANDiscriminator,
@@ -116,8 +116,9 @@ class Trainer:
             self._resume(resume)
         self.log: JsonlLog | None = None
         self.board: TensorBoardLog | None = None
-        if config.fid_images > 0 and self.is_writer:  # a missing file stops us now, not later
-            find_inception(config.inception)
+        # loaded once, here, so a missing file stops the run before it starts
+        self.inception = (InceptionFeatures(config.inception, self.device)
+                          if config.fid_images > 0 and self.is_writer else None)
 
     # ------------------------------------------------------------------ set-up
 
@@ -408,10 +409,10 @@ class Trainer:
                      **{f"swd_{k}": v for k, v in swd.items() if k != "avg"})
 
     def _fid(self, resolution: int) -> None:
-        if not self.is_writer or self.config.fid_images <= 0:
+        if self.inception is None:
             return
         result = evaluate(self.ema.model, self.cache.path, ["fid"],
-                          num=self.config.fid_images, inception=self.config.inception,
+                          num=self.config.fid_images, inception=self.inception,
                           device=self.device, batch=64, resolution=resolution,
                           progress=self.config.progress)
         self._record(event="fid", resolution=resolution, fid=result["fid"],
