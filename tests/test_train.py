@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -165,6 +166,46 @@ def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
     assert records[-1]["event"] == "done"
 
 
+def test_progress_bar_and_log_show_gpu_memory_and_utilization(faces, tmp_path, capsys,
+                                                              monkeypatch):
+    import fastpgan.train.loop as loop
+
+    monkeypatch.setattr(loop, "gpu_figures", lambda device: {"gpu_mem_gib": 1.25,
+                                                             "gpu_util": 87})
+    Trainer(tiny(faces, tmp_path / "run", progress=True)).run()
+    bars = capsys.readouterr().err
+    assert "mem=1.2G" in bars and "util=87%" in bars
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+             .splitlines() if "d_loss" in line]
+    assert steps[-1]["gpu_mem_gib"] == 1.25 and steps[-1]["gpu_util"] == 87
+
+
+def test_gpu_utilization_is_read_from_the_nvml_device_with_the_cuda_device_uuid(monkeypatch):
+    """NVML numbers GPUs without CUDA_VISIBLE_DEVICES: cuda:0 may be NVML's GPU 3."""
+    import types
+
+    from fastpgan.train import report
+
+    class Properties:
+        uuid = "3a9c0e55-7f1b-4c1e-9d2a-0123456789ab"
+
+    nvml = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByUUID=lambda uuid: {"GPU-" + Properties.uuid: "third"}[uuid],
+        nvmlDeviceGetUtilizationRates=lambda handle: types.SimpleNamespace(
+            gpu={"third": 42}[handle]))
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Properties())
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda index: 3 * 2**29)
+    report._nvml_handle.cache_clear()
+    try:
+        figures = report.gpu_figures(torch.device("cuda", 0))
+    finally:
+        report._nvml_handle.cache_clear()
+    assert figures == {"gpu_mem_gib": 1.5, "gpu_util": 42}
+    assert report.progress_figures(figures) == {"mem": "1.5G", "util": "42%"}
+
+
 def test_non_finite_loss_stops_with_step_and_last_checkpoint(faces, tmp_path, monkeypatch):
     trainer = Trainer(tiny(faces, tmp_path / "run"))
     trainer.run(stop_at=16)
@@ -258,25 +299,38 @@ def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):
 
 
 def _fits_only(trainer, monkeypatch, largest):
-    """Makes the generator raise CUDA's out-of-memory error above ``largest`` samples."""
-    forward = trainer.G.forward
+    """Makes the generator raise CUDA's out-of-memory error above ``largest`` samples,
+    after its forward; returns weak references to the images of each failed call."""
+    forward, failed = trainer.G.forward, []
 
     def limited(z, *args, **kwargs):
+        images = forward(z, *args, **kwargs)
         if z.shape[0] > largest:
+            failed.append(weakref.ref(images))
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return forward(z, *args, **kwargs)
+        return images
 
     monkeypatch.setattr(trainer.G, "forward", limited)
+    return failed
 
 
 def test_out_of_memory_names_the_minibatch_that_fits(faces, tmp_path, monkeypatch):
     trainer = Trainer(tiny(faces, tmp_path / "run", batch=16))
-    _fits_only(trainer, monkeypatch, 4)
+    failed = _fits_only(trainer, monkeypatch, 4)
+    probe, alive_at_probe = trainer._largest_fitting, []
+
+    def recorded_probe(*args, **kwargs):
+        alive_at_probe.append(sum(ref() is not None for ref in failed))
+        return probe(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_largest_fitting", recorded_probe)
     before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
     with pytest.raises(OutOfMemoryError, match=r"out of memory at 4x4 stable .* minibatch of "
                                                r"16 .* a minibatch of 4 fits: continue with "
-                                               r"--resume latest --batch 4"):
+                                               r"--resume latest --batch 4") as raised:
         trainer.run()
+    assert alive_at_probe == [0], "the failed step's tensors must be freed before the probe"
+    assert "Tried to allocate 2 GiB" in str(raised.value.__cause__)
     assert all(torch.equal(v, trainer.G.state_dict()[k]) for k, v in before.items()), \
         "the probe does not train"
 

@@ -44,6 +44,7 @@ from fastpgan.train.report import (
     TensorBoardLog,
     gpu_figures,
     plot_training,
+    progress_figures,
     save_grid,
 )
 from fastpgan.train.schedule import Phase, build_phases, phase_at
@@ -207,6 +208,9 @@ class Trainer:
                 raise self._out_of_memory(phase, phase.alpha(self.shown))
         self._record(event="phase_start", phase=phase.name, resolution=phase.resolution,
                      micro_batch=self.micro_batch or local)
+        if self.device.type == "cuda":  # the logged peak memory is this phase's
+            torch.cuda.reset_peak_memory_stats(self.device)
+        gpu: dict = {}
         batches = self.data.batches(phase.resolution, phase.batch // self.world,
                                     start=self.phase_step)
         bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
@@ -214,22 +218,27 @@ class Trainer:
         sample_every = max(int(c.sample_kimg * 1000), 1)
         started, started_shown = time.perf_counter(), self.shown
         while self.shown < phase.end and (stop_at is None or self.shown < stop_at):
-            alpha = phase.alpha(self.shown)
+            alpha, failure = phase.alpha(self.shown), None
             try:
                 stats = self._step(next(batches), phase.resolution, alpha)
             except torch.cuda.OutOfMemoryError as exc:
-                raise self._out_of_memory(phase, alpha) from exc
+                # a copy without the traceback, whose frames hold the failed step's
+                # activations: the probe for a batch that fits runs after they are freed
+                failure = torch.cuda.OutOfMemoryError(str(exc))
+            if failure is not None:
+                raise self._out_of_memory(phase, alpha) from failure
             before, self.shown = self.shown, self.shown + phase.batch
             self.phase_step += 1
             rate = (self.shown - started_shown) / max(time.perf_counter() - started, 1e-9)
             stats.update(alpha=round(alpha, 4), img_per_s=round(rate, 1))
+            if self.phase_step % 10 == 0 or self.shown >= phase.end:
+                gpu = gpu_figures(self.device)
+                self._record(resolution=phase.resolution, **stats, **gpu)
             if bar is not None:
                 bar.update(min(self.shown, phase.end) - before)
                 bar.set_postfix(alpha=f"{alpha:.2f}", d=f"{stats['d_loss']:.3f}",
                                 g=f"{stats['g_loss']:.3f}", img_s=f"{rate:.0f}",
-                                refresh=False)
-            if self.phase_step % 10 == 0 or self.shown >= phase.end:
-                self._record(resolution=phase.resolution, **stats, **gpu_figures(self.device))
+                                **progress_figures(gpu), refresh=False)
             if self.shown >= phase.end:
                 break
             if self.shown // checkpoint_every > before // checkpoint_every:

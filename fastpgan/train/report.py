@@ -114,11 +114,15 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 
 def gpu_figures(device: torch.device) -> dict:
-    """Peak memory (GiB) from torch and utilization (%) from NVML, on CUDA; else {}."""
+    """On CUDA: the peak memory allocated since the last
+    ``torch.cuda.reset_peak_memory_stats`` (GiB, from torch) and the utilization (%, from
+    NVML, when nvidia-ml-py is installed); else {}."""
     if device.type != "cuda":
         return {}
-    figures = {"gpu_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
-    handle = _nvml_handle(device.index or 0)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    figures = {"gpu_mem_gib": round(torch.cuda.max_memory_allocated(index) / 2**30, 2)}
+    uuid = str(torch.cuda.get_device_properties(index).uuid)
+    handle = _nvml_handle(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
     if handle is not None:
         import pynvml
 
@@ -127,15 +131,27 @@ def gpu_figures(device: torch.device) -> dict:
 
 
 @functools.cache
-def _nvml_handle(index: int):
-    """NVML's handle of GPU ``index``, initialized once; None without nvidia-ml-py or NVML."""
+def _nvml_handle(uuid: str):
+    """NVML's handle of the GPU with this UUID, initialized once; None without
+    nvidia-ml-py or NVML. By UUID, because NVML's indices ignore CUDA_VISIBLE_DEVICES
+    (cuda:0 may be NVML's GPU 3)."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(index)
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
     except Exception:
         return None
+
+
+def progress_figures(figures: dict) -> dict[str, str]:
+    """``gpu_figures`` as short progress-bar fields: mem (peak GiB) and util."""
+    shown = {}
+    if "gpu_mem_gib" in figures:
+        shown["mem"] = f"{figures['gpu_mem_gib']:.1f}G"
+    if "gpu_util" in figures:
+        shown["util"] = f"{figures['gpu_util']}%"
+    return shown
 
 
 def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
