@@ -47,11 +47,14 @@ def _instance_norm(a: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 def adain_reference(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = None,
                     noise_weight: Tensor | None = None, bias: Tensor | None = None,
                     negative_slope: float | None = None, eps: float = 1e-8) -> Tensor:
-    """The definition of :func:`adain` in plain, differentiable PyTorch."""
+    """The definition of :func:`adain` in plain, differentiable PyTorch, in float32 for
+    half-precision x and rounded once to x's dtype, as the kernels do."""
     _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
-    _, a = _activation(x, noise, noise_weight, bias, negative_slope)
+    dtype = stat_dtype(x)
+    _, a = _activation(x.to(dtype), noise, noise_weight, bias, negative_slope)
     a_hat, _ = _instance_norm(a, eps)
-    return scale[:, :, None, None].to(x.dtype) * a_hat + shift[:, :, None, None].to(x.dtype)
+    y = scale[:, :, None, None].to(dtype) * a_hat + shift[:, :, None, None].to(dtype)
+    return y.to(x.dtype)
 
 
 def adain_backward_reference(grad_y: Tensor, x: Tensor, scale: Tensor,

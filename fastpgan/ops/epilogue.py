@@ -34,8 +34,13 @@ ACTIVATIONS = ("linear", "relu", "lrelu")
 
 
 def pixel_norm_reference(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """x / sqrt(mean over dim 1 of x^2 + eps), in plain PyTorch (Karras et al. 2017, 4.2)."""
-    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+    """x / sqrt(mean over dim 1 of x^2 + eps), in plain PyTorch (Karras et al. 2017, 4.2).
+
+    Computed in float32 for half-precision x (float16 has no 1e-8: a zero vector would
+    give 0 * inf) and rounded once to x's dtype, as the kernels do.
+    """
+    h = x.to(stat_dtype(x))
+    return (h * torch.rsqrt(h.square().mean(dim=1, keepdim=True) + eps)).to(x.dtype)
 
 
 def _channel_shape(x: Tensor) -> tuple[int, ...]:
@@ -46,8 +51,11 @@ def bias_act_reference(x: Tensor, bias: Tensor | None = None, *, act: str = "lre
                        negative_slope: float = 0.2, gain: float = 1.0,
                        clamp: float | None = None, pixel_norm: bool = False,
                        eps: float = 1e-8) -> Tensor:
-    """The definition of :func:`bias_act` in plain, twice-differentiable PyTorch."""
-    h = x if bias is None else x + bias.to(x.dtype).view(_channel_shape(x))
+    """The definition of :func:`bias_act` in plain, twice-differentiable PyTorch, in
+    float32 for half-precision x and rounded once to x's dtype, as the kernels do."""
+    h = x.to(stat_dtype(x))
+    if bias is not None:
+        h = h + bias.to(h.dtype).view(_channel_shape(x))
     if act == "lrelu":
         h = F.leaky_relu(h, negative_slope)
     elif act == "relu":
@@ -56,7 +64,7 @@ def bias_act_reference(x: Tensor, bias: Tensor | None = None, *, act: str = "lre
         h = h * gain
     if clamp is not None:
         h = h.clamp(-clamp, clamp)
-    return pixel_norm_reference(h, eps) if pixel_norm else h
+    return (pixel_norm_reference(h, eps) if pixel_norm else h).to(x.dtype)
 
 
 def bias_act(x: Tensor, bias: Tensor | None = None, *, act: str = "lrelu",

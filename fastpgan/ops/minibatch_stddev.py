@@ -40,11 +40,12 @@ def _group_deviation(x: Tensor, g: int, m: int, num_channels: int,
 
 def minibatch_stddev_reference(x: Tensor, group_size: int = 4, num_channels: int = 1,
                                eps: float = 1e-8) -> Tensor:
-    """The definition of :func:`minibatch_stddev` in plain, differentiable PyTorch."""
+    """The definition of :func:`minibatch_stddev` in plain, differentiable PyTorch; the
+    statistic in float32 for half-precision x (float16 has no 1e-8), as the kernels do."""
     _validate(x, group_size, num_channels, eps)
     n, _, h, w = x.shape
     g, m = _groups(x, group_size)
-    _, std = _group_deviation(x, g, m, num_channels, eps)
+    _, std = _group_deviation(x.to(stat_dtype(x)), g, m, num_channels, eps)
     stat = std.mean(dim=(2, 3))  # (M, F)
     stat = stat.repeat(g, 1).reshape(n, num_channels, 1, 1).expand(n, num_channels, h, w)
     return torch.cat([x, stat.to(x.dtype)], dim=1)

@@ -31,11 +31,13 @@ from fastpgan.ops.layout import stat_dtype
 def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, *,
                                demodulate: bool = True, eps: float = 1e-8,
                                padding: int | None = None) -> Tensor:
-    """The definition: per-sample modulated (and demodulated) weights, grouped conv."""
+    """The definition: per-sample modulated (and demodulated) weights, grouped conv; the
+    weights in float32 for half-precision x, the convolution in x's dtype."""
     _validate(x, weight, styles, eps)
     n, i, h, w = x.shape
     o, _, kh, kw = weight.shape
-    weights = weight[None] * styles[:, None, :, None, None].to(weight.dtype)  # (N, O, I, k, k)
+    f = stat_dtype(x)
+    weights = weight.to(f)[None] * styles[:, None, :, None, None].to(f)  # (N, O, I, k, k)
     if demodulate:
         weights = weights * torch.rsqrt(weights.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
     y = F.conv2d(x.reshape(1, n * i, h, w), weights.reshape(n * o, i, kh, kw).to(x.dtype),
@@ -44,8 +46,11 @@ def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, *,
 
 
 def demodulation(weight: Tensor, styles: Tensor, eps: float = 1e-8) -> Tensor:
-    """d[n, o] = (sum_i styles[n, i]^2 * sum_(kh, kw) weight[o, i]^2 + eps)^(-1/2)."""
-    return torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
+    """d[n, o] = (sum_i styles[n, i]^2 * sum_(kh, kw) weight[o, i]^2 + eps)^(-1/2), in
+    the inputs' dtype even under autocast (a float16 product can overflow, and float16 has
+    no 1e-8)."""
+    with torch.autocast(weight.device.type, enabled=False):
+        return torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool = True,

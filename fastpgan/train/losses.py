@@ -29,7 +29,8 @@ def wgan_gp_d(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *,
     if mix is None:
         mix = torch.rand(real.shape[0], device=real.device)
     mix = mix.to(real.device, real.dtype).view(-1, 1, 1, 1)
-    x_hat = torch.lerp(real.detach(), fake.detach(), mix).requires_grad_(True)
+    # under autocast the generator's images are bfloat16/float16 and the reals float32
+    x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), mix).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
     penalty = (grad.float().flatten(1).norm(dim=1) - 1).square()
     loss = (fake_scores.float() - real_scores.float() + gp_lambda * penalty[:, None]
