@@ -1,8 +1,8 @@
 // The bias + activation [+ pixel norm] epilogue shared by the CPU and CUDA kernels.
 //
 // Same contract as the Triton launchers in kernels/bias_act.py: x, y, dy and dx are
-// (N, C, *spatial), dense in NCHW or channels_last; r and grad_r are (N, 1, *spatial)
-// in float32 (float64 for float64 tensors); arithmetic is float32 (float64).
+// (N, C, *spatial), dense in NCHW or channels_last; bias (C,), r and grad_r
+// (N, 1, *spatial) are float32 (float64 for float64 tensors), as is the arithmetic.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -45,11 +45,11 @@ void forward_impl(const at::Tensor& x, const std::optional<at::Tensor>& bias, at
   using acc_t = at::opmath_type<scalar_t>;
   const Layout L = layout_of(x);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  const scalar_t* bp = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
+  const acc_t* bp = bias ? bias->const_data_ptr<acc_t>() : nullptr;
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   acc_t* rp = r ? r->mutable_data_ptr<acc_t>() : nullptr;
   auto act = [&](int64_t c, int64_t off) {
-    const acc_t h = static_cast<acc_t>(xp[off]) + (bp ? static_cast<acc_t>(bp[c]) : acc_t(0));
+    const acc_t h = static_cast<acc_t>(xp[off]) + (bp ? bp[c] : acc_t(0));
     return activate(h, e);
   };
   parallel_blocks(L, [&](int64_t n, int64_t p0, int64_t p1) {

@@ -25,7 +25,7 @@ __device__ inline acc_t group_sum(acc_t v) {
 
 template <int LANES, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ bias,
+forward_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ bias,
                scalar_t* __restrict__ y, acc_t* __restrict__ r, Layout L, Epilogue e) {
   const int64_t pixel = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / LANES;
   const int lane = threadIdx.x % LANES;
@@ -33,7 +33,7 @@ forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ bias
   const int64_t n = pixel / L.P, p = pixel % L.P;
   const int64_t base = n * L.C * L.P + p * L.stride_p;
   auto act = [&](int64_t c) {
-    const acc_t b = bias ? static_cast<acc_t>(bias[c]) : acc_t(0);
+    const acc_t b = bias ? bias[c] : acc_t(0);
     return activate(static_cast<acc_t>(x[base + c * L.stride_c]) + b, e);
   };
   acc_t inv = acc_t(1);
@@ -106,7 +106,7 @@ void bias_act_forward_cuda(const at::Tensor& x, const std::optional<at::Tensor>&
     using acc_t = at::opmath_type<scalar_t>;
     launch_per_pixel(L, [&](auto lanes, int64_t blocks) {
       forward_kernel<decltype(lanes)::value><<<blocks, kThreads, 0, stream>>>(
-          x.const_data_ptr<scalar_t>(), bias ? bias->const_data_ptr<scalar_t>() : nullptr,
+          x.const_data_ptr<scalar_t>(), bias ? bias->const_data_ptr<acc_t>() : nullptr,
           y.mutable_data_ptr<scalar_t>(), r ? r->mutable_data_ptr<acc_t>() : nullptr, L, e);
     });
   });

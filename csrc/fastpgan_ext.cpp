@@ -53,6 +53,11 @@ void check_dense(const at::Tensor& t, const char* name) {
               "bias_act: ", name, " must be dense in NCHW or channels_last");
 }
 
+// float32 (float64 for float64 x): the arithmetic type, and the kernels' bias type.
+at::ScalarType stat_type(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 }  // namespace
 
 void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias,
@@ -61,14 +66,17 @@ void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias
   check_dense(x, "x");
   TORCH_CHECK(y.strides() == x.strides(), "bias_act: y must have x's layout");
   const Epilogue e = make_epilogue(act, slope, gain, clamp, eps);
+  // Under autocast x is bfloat16/float16 while the bias parameter stays float32.
+  std::optional<at::Tensor> b;
+  if (bias) b = bias->to(stat_type(x)).contiguous();
   if (x.is_cuda()) {
 #ifdef FASTPGAN_WITH_CUDA
-    bias_act_forward_cuda(x, bias, y, r, e);
+    bias_act_forward_cuda(x, b, y, r, e);
 #else
     TORCH_CHECK(false, "fastpgan's extension was built without CUDA");
 #endif
   } else {
-    bias_act_forward_cpu(x, bias, y, r, e);
+    bias_act_forward_cpu(x, b, y, r, e);
   }
 }
 
@@ -94,8 +102,7 @@ std::optional<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tens
   if (!with_bias_grad) return std::nullopt;
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < dx.dim(); ++d) dims.push_back(d);
-  const auto stat = y.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return at::sum(dx, dims, /*keepdim=*/false, stat);
+  return at::sum(dx, dims, /*keepdim=*/false, stat_type(y));
 }
 
 }  // namespace fastpgan

@@ -147,6 +147,21 @@ def test_half_precision_within_1e_2(device, op, dtype):
                  TOLERANCE[dtype], "value")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("op", list(OPS))
+def test_float32_parameters_under_autocast(device, op, dtype):
+    """Autocast runs the convolution in half precision; the bias stays a float32 parameter
+    (the extension's epilogue read it as the activations' type and refused it)."""
+    x, weight, bias = _inputs(CASES[1], device)
+    with torch.autocast(torch.device(device).type, dtype=dtype):
+        y = OPS[op][0](x, weight, bias, **GENERATOR, backend="fused")
+    assert y.dtype == dtype
+    y.float().square().sum().backward()
+    assert bias.grad.dtype == torch.float32 and torch.isfinite(bias.grad).all()
+    assert_close(y, _definition(op, leaf64(x), leaf64(weight), leaf64(bias), **GENERATOR),
+                 TOLERANCE[dtype], "value")
+
+
 @pytest.mark.parametrize("op", list(OPS))
 def test_auto_on_cpu_tensors_is_the_reference(monkeypatch, op):
     monkeypatch.setattr(torch.ops, "fastpgan_ext", None)  # any extension call would fail

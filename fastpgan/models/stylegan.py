@@ -156,7 +156,8 @@ class StyleGANGenerator(Pretrained):
         w = self.mapping(z)
         if self.training:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(w.detach().to(self.w_avg.dtype).mean(0).lerp(self.w_avg,
+                                                                               self.w_avg_beta))
         layers = 2 * (stage + 1)
         ws = w.unsqueeze(1).expand(-1, layers, -1)
         crossover = self._crossover(mix_z, mix_layer, layers)
