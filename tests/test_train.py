@@ -161,6 +161,27 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path
         "the generator trained"
 
 
+@pytest.mark.parametrize("arch", ["progan", "stylegan"])
+def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, arch):
+    """What a GPU run does by default: the fused ops (Triton's interpreter and the CPU
+    extension here) on channels_last activations under bfloat16 autocast, WGAN-GP,
+    fade-in and stable phases."""
+    import fastpgan
+
+    before = fastpgan.get_backend()
+    fastpgan.set_backend("fused")
+    try:
+        trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch, precision="bf16",
+                               memory_format="channels_last", fade_kimg=0.012,
+                               stable_kimg=0.012))
+        initial = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+        trainer.run()
+    finally:
+        fastpgan.set_backend(before)
+    assert trainer.shown >= trainer.phases[-1].end
+    assert any(not torch.equal(v, trainer.G.state_dict()[k]) for k, v in initial.items())
+
+
 def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
     Trainer(tiny(faces, tmp_path / "run", swd_images=16, sample_kimg=0.016)).run()
     out = tmp_path / "run"

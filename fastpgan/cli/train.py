@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(StyleGAN's; the demo's)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"],
                    help="mixed precision (default: bf16 on GPUs that have it, else fp32)")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"],
+                   help="activation layout: channels_last (what tensor-core convolutions "
+                        "prefer) or contiguous (NCHW); auto is channels_last on CUDA")
     p.add_argument("--batch", type=_batch, help="minibatch: 'paper' (16 up to 128px, then 14, "
                                                 "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
                                                 "in micro-batches that fit the GPU, gradients "
@@ -114,6 +118,7 @@ def config_from_args(args: argparse.Namespace):
             and values["resolution"] == 1024):
         values["total_kimg"] = 12000.0
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
+                       memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
                        checkpoint_activations=args.checkpoint_activations,
                        compile=args.compile, tensorboard=args.tensorboard,

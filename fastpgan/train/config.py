@@ -9,6 +9,7 @@ from fastpgan.train.losses import LOSSES
 
 ARCHS = ("progan", "stylegan")
 PRECISIONS = ("bf16", "fp16", "fp32")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 # Settings that must match to resume a run. The rest may change between sessions, the
 # minibatch included (e.g. a smaller one after running out of GPU memory).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
@@ -28,6 +29,9 @@ class TrainConfig:
         loss: "wgan-gp" (ProGAN) or "logistic-r1" (StyleGAN).
         precision: "bf16", "fp16" (with a gradient scaler) or "fp32"; None picks bf16 on
             GPUs that support it, else fp32.
+        memory_format: "channels_last" (NHWC activations and weights, what cuDNN's tensor
+            core convolutions prefer), "contiguous" (NCHW), or "auto": channels_last on
+            CUDA, NCHW elsewhere.
         batch: "paper", "official", "auto" (the paper's minibatch in micro-batches that fit
             the GPU, measured at each phase start, with gradient accumulation; the
             minibatch standard deviation then groups within each micro-batch, as it does
@@ -64,6 +68,7 @@ class TrainConfig:
     resolution: int = 1024
     loss: str = "wgan-gp"
     precision: str | None = None
+    memory_format: str = "auto"
     batch: str | int = "paper"
     fade_kimg: float = 600.0
     stable_kimg: float = 600.0
@@ -97,7 +102,8 @@ class TrainConfig:
 
         check_resolution("--resolution", self.resolution)
         for name, value, allowed in (("arch", self.arch, ARCHS), ("loss", self.loss, LOSSES),
-                                     ("precision", self.precision, (*PRECISIONS, None))):
+                                     ("precision", self.precision, (*PRECISIONS, None)),
+                                     ("memory-format", self.memory_format, MEMORY_FORMATS)):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
         if isinstance(self.batch, str) and self.batch not in ("paper", "official", "auto"):

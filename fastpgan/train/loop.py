@@ -74,6 +74,9 @@ class Trainer:
         self.device = _device(config.device, self.rank)
         self.precision = config.precision or (
             "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32")
+        channels_last = (config.memory_format == "channels_last"
+                         or (config.memory_format == "auto" and self.device.type == "cuda"))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.out = Path(config.out)
         self.is_writer = self.rank == 0
         if self.is_writer:
@@ -129,9 +132,8 @@ class Trainer:
                     fmap_max=c.fmap_max, img_channels=c.channels)
         G = (ProGANGenerator(**size) if c.arch == "progan" else StyleGANGenerator(**size))
         D = ProGANDiscriminator(**size)
-        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        return (G.to(self.device, memory_format=fmt).train(),
-                D.to(self.device, memory_format=fmt).train())
+        return (G.to(self.device, memory_format=self.memory_format).train(),
+                D.to(self.device, memory_format=self.memory_format).train())
 
     def _optimizers(self, resolution: int) -> None:
         c = self.config
@@ -262,8 +264,7 @@ class Trainer:
         over micro-batches, weighted by their share, before its one optimizer step.
         """
         c, G, D = self.config, self.G, self.D
-        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        real = to_model_range(real_u8, self.device).contiguous(memory_format=fmt)
+        real = to_model_range(real_u8, self.device).contiguous(memory_format=self.memory_format)
         if alpha < 1.0 and resolution > 4:  # fade the reals as the generator fades
             coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
             real = torch.lerp(coarse, real, alpha)
