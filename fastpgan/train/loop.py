@@ -70,8 +70,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: str | None = None) -> None:
         config.validate()
         self.config = config
-        self.rank, self.world = _distributed()
-        self.device = _device(config.device, self.rank)
+        # the GPU first: NCCL's first collective (the barrier below) runs on the current one
+        self.device = _device(config.device)
+        self.rank, self.world = _distributed(self.device)
         self.precision = config.precision or (
             "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32")
         channels_last = (config.memory_format == "channels_last"
@@ -449,18 +450,23 @@ def _comparable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), joining the process group when torchrun started us."""
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size), joining the process group when torchrun started us: NCCL bound
+    to this process's GPU, or gloo on the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
-def _device(name: str | None, rank: int) -> torch.device:
+def _device(name: str | None) -> torch.device:
+    """The device named (None: CUDA when available), made current; a CUDA device without
+    an index is this process's GPU under torchrun (LOCAL_RANK)."""
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -468,7 +474,7 @@ def _device(name: str | None, rank: int) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA GPU is visible")
         if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return device
 
