@@ -421,19 +421,22 @@ def test_compiled_generator_forward_trains_like_the_eager_one(faces, tmp_path):
     assert set(compiled.G.state_dict()) == set(eager.G.state_dict())
 
 
-def test_fid_at_phase_ends_is_logged_and_leaves_training_untouched(faces, tmp_path,
-                                                                    stub_inception):
-    plain = Trainer(tiny(faces, tmp_path / "a"))
+@pytest.mark.parametrize("arch", ["progan", "stylegan"])  # StyleGAN's noise: global RNG
+def test_swd_and_fid_at_phase_ends_are_logged_and_leave_training_untouched(
+        faces, tmp_path, stub_inception, arch):
+    plain = Trainer(tiny(faces, tmp_path / "a", arch=arch))
     plain.run()
-    measured = Trainer(tiny(faces, tmp_path / "b", fid_images=12,
+    measured = Trainer(tiny(faces, tmp_path / "b", arch=arch, swd_images=16, fid_images=12,
                             inception=str(stub_inception)))
     measured.run()
     a, b = _weights(plain), _weights(measured)
-    assert all(torch.equal(a[k], b[k]) for k in a), "FID must not draw from training's RNG"
+    assert all(torch.equal(a[k], b[k]) for k in a), "metrics must not draw from training's RNG"
     records = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text()
                .splitlines()]
-    fid = [(r["kimg"], r["resolution"]) for r in records if r.get("event") == "fid"]
-    assert fid == [(0.0, 8), (0.024, 4), (0.048, 8), (0.072, 8)]  # start, 3 phase ends
+    for event in ("swd", "fid"):
+        stages = [(r["kimg"], r["resolution"]) for r in records if r.get("event") == event]
+        assert stages == [(0.0, 8), (0.024, 4), (0.048, 8), (0.072, 8)], event  # start, ends
     assert all(r["fid"] > 0 and r["fid_real"] == 12 for r in records if "fid" in r)
+    assert all(r["swd_avg"] > 0 for r in records if r.get("event") == "swd")
     with pytest.raises(ValueError, match="no Inception file"):
         Trainer(tiny(faces, tmp_path / "c", fid_images=4, inception=str(tmp_path / "no.pt")))

@@ -155,7 +155,7 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
         if features:
             fake_features.append(extractor(images))
         if "swd" in metrics and taken < num_real:
-            fake_patches.add(to_model_range(images[:num_real - taken], "cpu", torch.float64))
+            fake_patches.add(to_model_range(images[:num_real - taken], device, torch.float64))
         taken += len(images)
     if "fid" in metrics:
         result["fid"] = frechet_inception_distance(real, torch.cat(fake_features))
@@ -164,7 +164,7 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
                                                                      torch.cat(fake_features))
     if "swd" in metrics:
         real_patches = descriptors_of(
-            (to_model_range(images, "cpu", torch.float64)
+            (to_model_range(images, device, torch.float64)
              for images in real_batches(cache, resolution, num, batch, seed)), seed=seed)
         result["swd"] = swd_between(real_patches, fake_patches, seed=seed)
     return result

@@ -47,7 +47,8 @@ def _patches(level: Tensor, per_image: int, size: int, generator: torch.Generato
     cols = (xs[..., None] + offsets).view(n, per_image, 1, 1, size)
     batch = torch.arange(n).view(n, 1, 1, 1, 1)
     channel = torch.arange(c).view(1, 1, c, 1, 1)
-    patches = level.cpu()[batch, channel, rows, cols]  # (n, per_image, c, size, size)
+    index = [t.to(level.device) for t in (batch, channel, rows, cols)]
+    patches = level[tuple(index)].cpu()  # (n, per_image, c, size, size)
     return patches.reshape(n * per_image, c, size * size)
 
 
@@ -88,7 +89,8 @@ class PatchDescriptors:
         self.shape: tuple[int, ...] | None = None
 
     def add(self, images: Tensor) -> None:
-        """Adds the patches of (N, C, H, W) images (any value range, the same for both sets)."""
+        """Adds the patches of (N, C, H, W) images (any value range, the same for both sets);
+        the pyramid is built in float64 on the images' device, the patches kept on the CPU."""
         if images.dim() != 4 or (self.shape is not None and images.shape[1:] != self.shape):
             raise ValueError(f"SWD needs (N, C, H, W) images of one shape, got "
                              f"{tuple(images.shape)} after {self.shape}")
