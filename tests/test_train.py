@@ -1,6 +1,7 @@
 """fastpgan-train: schedule, losses, EMA, checkpoints, exact resume, kill -9, torchrun."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -180,6 +181,24 @@ def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, arch
         fastpgan.set_backend(before)
     assert trainer.shown >= trainer.phases[-1].end
     assert any(not torch.equal(v, trainer.G.state_dict()[k]) for k, v in initial.items())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("arch", ["progan", "stylegan"])
+def test_trains_on_cuda_with_the_defaults(faces, tmp_path, arch):
+    """A GPU run's defaults: bf16 autocast, channels_last, the Triton kernels and the
+    CUDA extension, --batch auto, SWD at phase ends, GPU figures in the log."""
+    trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch, device="cuda", precision=None,
+                           batch="auto", swd_images=16))
+    assert trainer.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert trainer.memory_format == torch.channels_last
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+               .splitlines()]
+    steps = [r for r in records if "d_loss" in r]
+    assert steps and steps[-1]["gpu_mem_gib"] > 0
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in steps)
+    assert [r["resolution"] for r in records if r.get("event") == "swd"] == [8, 4, 8, 8]
 
 
 def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
