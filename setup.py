@@ -8,10 +8,9 @@ are included when torch has CUDA and nvcc is found.
 """
 
 import os
+from glob import glob
 
 from setuptools import setup
-
-CSRC = ["csrc/fastpgan_ext.cpp", "csrc/epilogue_cpu.cpp"]
 
 
 def extension_build() -> dict:
@@ -21,12 +20,14 @@ def extension_build() -> dict:
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
+    # the sources as fastpgan/extension.py's JIT build takes them: .cpp, and .cu with CUDA
+    cpp, cu = sorted(glob("csrc/*.cpp")), sorted(glob("csrc/*.cu"))
     if torch.version.cuda is not None and CUDA_HOME is not None:
-        ext = CUDAExtension("fastpgan._ext", [*CSRC, "csrc/epilogue_cuda.cu"],
+        ext = CUDAExtension("fastpgan._ext", [*cpp, *cu],
                             define_macros=[("FASTPGAN_WITH_CUDA", None)],
                             extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})
     else:
-        ext = CppExtension("fastpgan._ext", CSRC, extra_compile_args=["-O3"])
+        ext = CppExtension("fastpgan._ext", cpp, extra_compile_args=["-O3"])
     return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension}}
 
 
@@ -39,8 +40,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.models", "fastpgan.data",
-              "fastpgan.train", "fastpgan.metrics", "fastpgan.generate", "fastpgan.cli",
-              "fastpgan.kernels", "fastpgan.csrc"],
+              "fastpgan.runs", "fastpgan.train", "fastpgan.metrics", "fastpgan.generate",
+              "fastpgan.cli", "fastpgan.kernels", "fastpgan.csrc"],
     package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
     package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
     install_requires=[

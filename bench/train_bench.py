@@ -25,9 +25,9 @@ import torch
 
 import fastpgan
 from fastpgan.data import build_cache
+from fastpgan.runs.schedule import build_phases
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
-from fastpgan.train.schedule import build_phases
 
 IMPLS = {"fused": "auto", "reference": "reference", "compiled-G": "reference"}
 

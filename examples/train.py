@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from faces import load_faces  # examples/ is on sys.path when this script runs
 
-from fastpgan.train.report import save_grid
+from fastpgan.runs.pictures import save_grid
 
 LATENT = 64
 

@@ -8,12 +8,13 @@ import torch
 from PIL import Image
 
 from fastpgan.cli.main import main
-from fastpgan.generate import load_generator, parse_seeds, seed_latents, slerp
+from fastpgan.generate import parse_seeds, seed_latents, slerp
 from fastpgan.generate.commands import mixing_layers
 from fastpgan.generate.project import load_target, project
 from fastpgan.models import ProGANGenerator, StyleGANGenerator
-from fastpgan.train.checkpoint import save_checkpoint
-from fastpgan.train.report import save_grid
+from fastpgan.runs import load_generator
+from fastpgan.runs.checkpoint import save_checkpoint
+from fastpgan.runs.pictures import save_grid
 
 
 def _saved(tmp_path, cls=ProGANGenerator):

@@ -220,8 +220,8 @@ def test_generator_output_keeps_channels_last_on_request():
 
 
 @pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
-def test_activation_checkpointing_changes_no_gradient(cls):
-    from fastpgan.models import checkpoint_activations
+def test_activation_checkpointing_changes_no_gradient(cls, monkeypatch):
+    import fastpgan.models.common as common
 
     G = _small(cls, backend="reference").double().eval()
     D = _small(ProGANDiscriminator, backend="reference").double()
@@ -235,11 +235,17 @@ def test_activation_checkpointing_changes_no_gradient(cls):
         return torch.autograd.grad(loss, [*G.parameters(), *D.parameters()], allow_unused=True)
 
     plain = grads()
-    checkpoint_activations([*G.blocks[-2:], *D.blocks[-2:]])
+    G.recompute_blocks(2)
+    D.recompute_blocks(2)
+    recomputed = []
+    monkeypatch.setattr(common, "checkpoint", lambda block, *a, **k: recomputed.append(block)
+                        or common.torch.utils.checkpoint.checkpoint(block, *a, **k))
     assert "G.blocks" not in G.state_dict() and set(G.state_dict()) == set(
         _small(cls).state_dict())
     for a, b in zip(plain, grads(), strict=True):
         assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-12, atol=0)
+    assert {id(block) for block in recomputed} == {id(b) for b in [*G.blocks[-2:],
+                                                                    *D.blocks[-2:]]}
 
 
 # Under autocast (the trainer's bf16/fp16 on a GPU) the fused ops get half-precision

@@ -17,12 +17,12 @@ from fastpgan.cli.train import build_parser, config_from_args
 from fastpgan.cli.train import main as train_main
 from fastpgan.data import build_cache
 from fastpgan.metrics import sliced_wasserstein_distance
-from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 from fastpgan.train.losses import logistic_r1_d, wgan_gp_d
-from fastpgan.train.schedule import BATCH_SCHEDULES, build_phases, phase_at
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_gpu_utilization_is_read_from_the_nvml_device_with_the_cuda_device_uuid(
     """NVML numbers GPUs without CUDA_VISIBLE_DEVICES: cuda:0 may be NVML's GPU 3."""
     import types
 
-    from fastpgan.train import report
+    from fastpgan.train import gpu as report
 
     class Properties:
         uuid = "3a9c0e55-7f1b-4c1e-9d2a-0123456789ab"

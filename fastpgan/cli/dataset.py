@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.data.cache import ImageCache, prepare_dataset
+
 
 def main(argv: list[str] | None = None) -> int:
     """Runs fastpgan-dataset; returns the exit status."""
@@ -21,8 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="RGB or grayscale")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache")
     args = p.parse_args(argv)
-    from fastpgan.data.cache import ImageCache, prepare_dataset
-
     try:
         folder = prepare_dataset(args.src, args.out, args.resolution, channels=args.channels,
                                  overwrite=args.overwrite)

@@ -15,6 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import torch
+
+from fastpgan.data.demo import open_training_data
+from fastpgan.doctor import main as doctor
+from fastpgan.generate import commands, parse_seeds
+from fastpgan.generate.project import load_target, project, save_projection
+from fastpgan.metrics import evaluate as metrics
+from fastpgan.models import StyleGANGenerator
+from fastpgan.runs import load_generator
 
 
 def _grid(text: str) -> int:
@@ -108,9 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, device: str) -> str:
     """Runs a generator subcommand; returns the line to print."""
-    from fastpgan.generate import commands, load_generator, parse_seeds
-    from fastpgan.models import StyleGANGenerator
-
     G = load_generator(args.ckpt)
     if isinstance(G, StyleGANGenerator):
         G.noise_mode = args.noise_mode
@@ -125,8 +133,6 @@ def _run(args: argparse.Namespace, device: str) -> str:
                                           truncation=args.truncation, device=device)
         return f"{gif} and {strip}"
     if args.command == "project":
-        from fastpgan.generate.project import load_target, project, save_projection
-
         target = load_target(args.target, G.resolution, G.config["img_channels"])
         result = project(G, target, steps=args.steps, loss=args.loss,
                          learning_rate=args.lr, restarts=args.restarts, seed=args.seed,
@@ -140,11 +146,6 @@ def _run(args: argparse.Namespace, device: str) -> str:
                                   layers=args.layers, truncation=args.truncation,
                                   device=device)
         return f"{grid}"
-    from pathlib import Path
-
-    from fastpgan.data.demo import open_training_data
-    from fastpgan.metrics import evaluate as metrics
-
     names = metrics.parse_metrics(args.metrics)
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
     options = dict(num=args.num, inception=args.inception, device=device, batch=args.batch,
@@ -170,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the subcommand named in argv (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
-        from fastpgan.doctor import main as doctor
-
         return doctor()
-    import torch
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         print(f"fastpgan {args.command}: {_run(args, device)}")

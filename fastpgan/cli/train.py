@@ -10,26 +10,44 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.train.config import (
+    ARCHS,
+    BATCH_NAMES,
+    MEMORY_FORMATS,
+    PRECISIONS,
+    TrainConfig,
+    default,
+)
+from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
+from fastpgan.train.losses import LOSSES
+
 # Settings the demo changes when --data is not given (explicit options still win).
 # The demo: logistic + R1, which learns these faces faster than WGAN-GP in a short run,
 # and most of its images at the final 32x32.
 DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_kimg=1.5,
             total_kimg=18.0, latent_dim=128, fmap_base=512, fmap_max=64, checkpoint_kimg=3.0,
             sample_kimg=3.0, swd_images=200, out="runs/demo")
-DEFAULTS = dict(resolution=1024, batch="paper", loss="wgan-gp", fade_kimg=600.0,
-                stable_kimg=600.0, total_kimg=None, latent_dim=512, fmap_base=8192,
-                fmap_max=512, checkpoint_kimg=100.0, sample_kimg=100.0, swd_images=1024,
-                out="runs/fastpgan")
+DEFAULTS = {name: default(name) for name in DEMO}
+"""The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
+OFFICIAL_TOTAL_KIMG = 12000.0
+"""The official code's total_kimg for 1024x1024 (600 + 600 kimg a resolution, lengthened)."""
+
+
+def _presets(name: str) -> str:
+    """"(X; Y for the demo)": a setting's default with --data and without it."""
+    shown = [format(v, "g") if isinstance(v, (int, float)) else v
+             for v in (DEFAULTS[name], DEMO[name])]
+    return f"({shown[0]}; {shown[1]} for the demo)"
 
 
 def _batch(text: str) -> str | int:
-    if text in ("paper", "official", "auto"):
+    if text in BATCH_NAMES:
         return text
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected paper, official, auto or a number, got {text!r}") from None
+            f"expected one of {', '.join(BATCH_NAMES)} or a number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"the minibatch must be positive, got {value}")
     return value
@@ -50,46 +68,49 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=_HelpFormatter)
     p.add_argument("--data", help="image cache (fastpgan-dataset), or an image folder or zip, "
                                   "cached on first use; omit for the bundled demo faces")
-    p.add_argument("--out", help="run folder for checkpoints, samples, log and plot "
-                                 "(runs/fastpgan; runs/demo for the demo)")
-    p.add_argument("--arch", default="progan", choices=["progan", "stylegan"],
+    p.add_argument("--out", help=f"run folder for checkpoints, samples, log and plot "
+                                 f"{_presets('out')}")
+    p.add_argument("--arch", default=default("arch"), choices=ARCHS,
                    help="ProGAN's generator, or StyleGAN's (both with ProGAN's discriminator)")
-    p.add_argument("--resolution", type=int, help="final resolution, a power of two "
-                                                  "(1024; 32 for the demo)")
-    p.add_argument("--loss", choices=["wgan-gp", "logistic-r1"],
+    p.add_argument("--resolution", type=int,
+                   help=f"final resolution, a power of two {_presets('resolution')}")
+    p.add_argument("--loss", choices=LOSSES,
                    help="WGAN-GP with drift (ProGAN's; the default) or logistic with R1 "
                         "(StyleGAN's; the demo's)")
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="mixed precision (default: bf16 on GPUs that have it, else fp32)")
-    p.add_argument("--memory-format", default="auto",
-                   choices=["auto", "channels_last", "contiguous"],
+    p.add_argument("--memory-format", default=default("memory_format"), choices=MEMORY_FORMATS,
                    help="activation layout: channels_last (what tensor-core convolutions "
                         "prefer) or contiguous (NCHW); auto is channels_last on CUDA")
     p.add_argument("--batch", type=_batch, help="minibatch: 'paper' (16 up to 128px, then 14, "
                                                 "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
                                                 "in micro-batches that fit the GPU, gradients "
                                                 "accumulated), or a number")
-    p.add_argument("--fade-kimg", type=float, help="thousands of real images per fade-in "
-                                                   "(600; 1.5 for the demo)")
-    p.add_argument("--stable-kimg", type=float, help="thousands of real images per "
-                                                     "stabilization (600; 1.5 for the demo)")
-    p.add_argument("--total-kimg", type=float, help="lengthen the last stabilization so the "
-                                                    "run shows this many kimg (12000 with "
-                                                    "--batch official; 18 for the demo)")
+    p.add_argument("--fade-kimg", type=float,
+                   help=f"thousands of real images per fade-in {_presets('fade_kimg')}")
+    p.add_argument("--stable-kimg", type=float, help=f"thousands of real images per "
+                                                     f"stabilization {_presets('stable_kimg')}")
+    p.add_argument("--total-kimg", type=float,
+                   help=f"lengthen the last stabilization so the run shows this many kimg "
+                        f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
+                        f"{DEMO['total_kimg']:g} for the demo)")
     p.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint file")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, latents and data order")
+    p.add_argument("--seed", type=int, default=default("seed"),
+                   help="seed for weights, latents and data order")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--latent-dim", type=int, help="size of z (512; 128 for the demo)")
-    p.add_argument("--fmap-base", type=int, help="channels = min(fmap_base / 2^(log2 res - 1), "
-                                                 "fmap_max) (8192; 512 for the demo)")
-    p.add_argument("--fmap-max", type=int, help="the most channels of a layer (512; 64 demo)")
+    p.add_argument("--latent-dim", type=int, help=f"size of z {_presets('latent_dim')}")
+    p.add_argument("--fmap-base", type=int, help=f"channels = min(fmap_base / 2^(log2 res - 1)"
+                                                 f", fmap_max) {_presets('fmap_base')}")
+    p.add_argument("--fmap-max", type=int,
+                   help=f"the most channels of a layer {_presets('fmap_max')}")
     p.add_argument("--checkpoint-kimg", type=float, help="checkpoint interval in kimg (also at "
                                                          "every phase end)")
-    p.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints kept")
+    p.add_argument("--keep-checkpoints", type=int, default=default("keep_checkpoints"),
+                   help="checkpoints kept")
     p.add_argument("--sample-kimg", type=float, help="sample grid interval in kimg (also at "
                                                      "every phase end)")
     p.add_argument("--swd-images", type=int, help="images for SWD at phase ends (0: off)")
-    p.add_argument("--fid-images", type=int, default=0,
+    p.add_argument("--fid-images", type=int, default=default("fid_images"),
                    help="generated images for FID at phase ends (0: off; needs the "
                         "Inception-v3 file, as fastpgan metrics does)")
     p.add_argument("--inception", help="the Inception-v3 file for --fid-images (default: "
@@ -102,21 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "its gradient penalty needs a double backward)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to OUT/tensorboard (needs the tensorboard package)")
-    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    p.add_argument("--workers", type=int, default=default("workers"),
+                   help="data loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig for parsed arguments, with the demo's settings when --data is absent."""
-    from fastpgan.train.config import TrainConfig
-
     preset = DEMO if args.data is None else DEFAULTS
     values = {k: getattr(args, k) if getattr(args, k) is not None else v
               for k, v in preset.items()}
     if (values["total_kimg"] is None and values["batch"] == "official"
             and values["resolution"] == 1024):
-        values["total_kimg"] = 12000.0
+        values["total_kimg"] = OFFICIAL_TOTAL_KIMG
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
@@ -129,8 +149,6 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Runs fastpgan-train; returns the exit status (2 for bad input, with a message)."""
     args = build_parser().parse_args(argv)
-    from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
-
     try:
         config = config_from_args(args)
         trainer = Trainer(config, resume=args.resume)

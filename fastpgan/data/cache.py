@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastpgan.models.common import check_resolution
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MANIFEST = "manifest.json"
 
@@ -54,8 +56,6 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
     The folder appears only when complete (built beside it, then renamed). An existing
     cache is replaced only with ``overwrite``.
     """
-    from fastpgan.models.common import check_resolution
-
     check_resolution("build_cache", resolution)
     out = Path(out)
     if out.exists() and not overwrite:

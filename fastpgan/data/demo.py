@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
-from fastpgan.data.cache import MANIFEST, build_cache
+from fastpgan.data.cache import MANIFEST, build_cache, prepare_dataset
 
 MAX_RESOLUTION = 32  # the crops are 25x25: larger would only be upsampling
 
@@ -60,10 +61,6 @@ def open_training_data(data: str | None, resolution: int, channels: int) -> Path
         raise ValueError(f"--data {data}: no such file or folder")
     if (path / MANIFEST).exists():
         return path
-    import hashlib
-
-    from fastpgan.data.cache import prepare_dataset
-
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     folder = cache_root() / f"{path.stem}-{key}-{resolution}-c{channels}"
     if not (folder / MANIFEST).exists():

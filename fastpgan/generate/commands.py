@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from fastpgan.generate.latents import seed_latents, slerp
 from fastpgan.models import StyleGANGenerator
-from fastpgan.train.report import save_animation, save_grid
+from fastpgan.runs.pictures import save_animation, save_grid
 
 
 def _images(G: nn.Module, z: Tensor, truncation: float, device: str) -> Tensor:

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from fastpgan.data.cache import load_square
 from fastpgan.generate.latents import seed_latents
+from fastpgan.metrics.inception import InceptionPerceptualDistance
 from fastpgan.models import StyleGANGenerator
-from fastpgan.train.report import save_animation, save_grid
+from fastpgan.runs.pictures import save_animation, save_grid
 
 PROJECTION_LOSSES = ("l2", "l1", "inception")
 W_SAMPLES = 4096  # latents mapped to estimate w's mean and spread
@@ -64,8 +65,6 @@ def _render(G: nn.Module, latents: Tensor) -> Tensor:
 def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
     """Per-image distances (N,) from images (N, C, R, R) to the target (1, C, R, R)."""
     if loss == "inception":
-        from fastpgan.metrics.inception import InceptionPerceptualDistance
-
         perceptual = InceptionPerceptualDistance(inception, target.device)
         with torch.no_grad():
             target_activations = perceptual.activations(target)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from fastpgan.atomic import atomic_write
 from fastpgan.data.cache import MANIFEST, ImageCache, level_name
@@ -27,6 +28,7 @@ from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_di
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import StyleGANGenerator
+from fastpgan.runs import checkpoint_generator, list_checkpoints, load_checkpoint
 
 METRICS = ("swd", "fid", "kid")
 
@@ -69,8 +71,6 @@ def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch
 
 def _progress(batches: Iterator[Tensor], total: int, desc: str, enabled: bool = True
               ) -> Iterator[Tensor]:
-    from tqdm import tqdm
-
     with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not enabled) as bar:
         for images in batches:
             yield images
@@ -189,11 +189,6 @@ def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metric
     """:func:`evaluate` for every checkpoint in ``run``/checkpoints, oldest first, each at
     the resolution and alpha it was training; each result also holds "kimg" and "alpha".
     ``options`` are :func:`evaluate`'s."""
-    from tqdm import tqdm
-
-    from fastpgan.generate.load import checkpoint_generator
-    from fastpgan.train.checkpoint import list_checkpoints, load_checkpoint
-
     files = list_checkpoints(Path(run) / "checkpoints")
     if not files:
         raise ValueError(f"{run} has no checkpoints/ to evaluate")

@@ -1,14 +1,15 @@
-"""What the ProGAN and StyleGAN networks share: channel counts and resolution checks."""
+"""What the ProGAN and StyleGAN networks share: channel counts, resolution checks and the
+growing network's blocks."""
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Iterable
 
+import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from fastpgan.models.pretrained import Pretrained
 from fastpgan.nn.progressive import check_alpha
 
 
@@ -43,14 +44,33 @@ def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | Non
     return stage, check_alpha(name, alpha)
 
 
-def checkpoint_activations(blocks: Iterable[nn.Module]) -> None:
-    """Makes each block recompute its activations in the backward pass instead of keeping them.
+class GrowingNetwork(Pretrained):
+    """Base of the progressive networks: one block per resolution in ``blocks`` (lowest
+    first), of which the highest may recompute their activations in the backward pass.
 
-    Trades one more forward of these blocks for their activation memory (the highest
-    resolutions hold most of it). Non-reentrant checkpointing keeps the RNG state, so
-    StyleGAN's noise is recomputed identically, and supports the double backward of
-    gradient penalties. Parameters and state_dict keys are unchanged.
+    Subclasses run block i as ``self.run_block(i, *inputs)``.
     """
-    for block in blocks:
-        forward = type(block).forward.__get__(block)
-        block.forward = functools.partial(checkpoint, forward, use_reentrant=False)
+
+    blocks: nn.ModuleList
+    _recomputed: frozenset[int] = frozenset()
+
+    def recompute_blocks(self, count: int) -> None:
+        """Makes the ``count`` highest-resolution blocks recompute their activations in the
+        backward pass instead of keeping them (0: none).
+
+        Trades one more forward of these blocks for their activation memory (the highest
+        resolutions hold most of it). Non-reentrant checkpointing keeps the RNG state, so
+        StyleGAN's noise is recomputed identically, and supports the double backward of
+        gradient penalties. Parameters and state_dict keys are unchanged.
+        """
+        if count < 0:
+            raise ValueError(f"{type(self).__name__}: count must be >= 0, got {count}")
+        total = len(self.blocks)
+        self._recomputed = frozenset(range(max(total - count, 0), total))
+
+    def run_block(self, index: int, *inputs: Tensor | None) -> Tensor:
+        """Block ``index`` applied to ``inputs``, recomputed in the backward if asked."""
+        block = self.blocks[index]
+        if index in self._recomputed and torch.is_grad_enabled():
+            return checkpoint(block, *inputs, use_reentrant=False)
+        return block(*inputs)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.models.common import channels_at, check_resolution, generator_stage
-from fastpgan.models.pretrained import Pretrained
+from fastpgan.models.common import GrowingNetwork, channels_at, check_resolution, generator_stage
 from fastpgan.nn import (
     BiasAct,
     ConvDownsample2d,
@@ -28,7 +27,7 @@ from fastpgan.nn.progressive import check_alpha
 from fastpgan.ops import pixel_norm
 
 
-class ProGANGenerator(Pretrained):
+class ProGANGenerator(GrowingNetwork):
     """z (N, latent_dim) -> image (N, img_channels, r, r) for r = 4, 8, ..., resolution.
 
     z is pixel-normalized, a dense layer (equalized-LR gain sqrt(2)/4, as in the official
@@ -86,18 +85,18 @@ class ProGANGenerator(Pretrained):
         x = self.conv4(x)
         if stage == 0:
             return self.to_rgb[0](x)
-        for block in self.blocks[:stage - 1]:
-            x = block(x)
+        for i in range(stage - 1):
+            x = self.run_block(i, x)
         if alpha == 0.0:
             return F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
-        new = self.to_rgb[stage](self.blocks[stage - 1](x))
+        new = self.to_rgb[stage](self.run_block(stage - 1, x))
         if alpha == 1.0:
             return new
         old = F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
         return self.fade(old, new, alpha)
 
 
-class ProGANDiscriminator(Pretrained):
+class ProGANDiscriminator(GrowingNetwork):
     """images (N, img_channels, r, r) -> scores (N, 1), for r = 4, 8, ..., resolution.
 
     A 1x1 fromRGB + leaky ReLU per resolution; each resolution above 4x4 a 3x3
@@ -154,12 +153,12 @@ class ProGANDiscriminator(Pretrained):
         if stage == 0 or alpha == 1.0:
             x = self.from_rgb[stage](images)
             if stage:
-                x = self.blocks[stage - 1](x)
+                x = self.run_block(stage - 1, x)
         else:
             x = self.from_rgb[stage - 1](F.avg_pool2d(images, 2))
             if alpha > 0.0:
-                x = self.fade(x, self.blocks[stage - 1](self.from_rgb[stage](images)), alpha)
-        for block in reversed(self.blocks[:max(stage - 1, 0)]):
-            x = block(x)
+                x = self.fade(x, self.run_block(stage - 1, self.from_rgb[stage](images)), alpha)
+        for i in reversed(range(stage - 1)):
+            x = self.run_block(i, x)
         x = self.conv4(self.mbstd(x))
         return self.out(self.dense(x.flatten(1)))

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.models.common import channels_at, check_resolution, generator_stage
-from fastpgan.models.pretrained import Pretrained
+from fastpgan.models.common import GrowingNetwork, channels_at, check_resolution, generator_stage
 from fastpgan.nn import AdaIN, EqualizedConv2d, EqualizedLinear, FadeIn, ToRGB, UpsampleConv2d
 from fastpgan.ops import pixel_norm
 
@@ -74,7 +73,7 @@ class StyleBlock(nn.Module):
         return self.adain1(self.conv1(x), w1)
 
 
-class StyleGANGenerator(Pretrained):
+class StyleGANGenerator(GrowingNetwork):
     """z (N, latent_dim) -> image (N, img_channels, r, r), StyleGAN's style-based generator.
 
     A mapping network turns z into w; the synthesis network starts from a learned 4x4
@@ -185,13 +184,13 @@ class StyleGANGenerator(Pretrained):
     def synthesis(self, ws: Tensor, stage: int, alpha: float) -> Tensor:
         """Images at resolution 4 * 2^stage from per-layer styles ws (N, layers, w_dim)."""
         x = None
-        for i, block in enumerate(self.blocks[:stage]):
-            x = block(x, ws[:, 2 * i], ws[:, 2 * i + 1])
+        for i in range(stage):
+            x = self.run_block(i, x, ws[:, 2 * i], ws[:, 2 * i + 1])
         if stage == 0 or alpha == 1.0:
-            return self.to_rgb[stage](self.blocks[stage](x, ws[:, 2 * stage],
-                                                         ws[:, 2 * stage + 1]))
+            return self.to_rgb[stage](self.run_block(stage, x, ws[:, 2 * stage],
+                                                     ws[:, 2 * stage + 1]))
         old = F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
         if alpha == 0.0:
             return old
-        new = self.to_rgb[stage](self.blocks[stage](x, ws[:, 2 * stage], ws[:, 2 * stage + 1]))
+        new = self.to_rgb[stage](self.run_block(stage, x, ws[:, 2 * stage], ws[:, 2 * stage + 1]))
         return self.fade(old, new, alpha)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from fastpgan.models import ARCHITECTURES
+from fastpgan.models.common import check_resolution
+from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.losses import LOSSES
 
-ARCHS = ("progan", "stylegan")
+ARCHS = tuple(ARCHITECTURES)
 PRECISIONS = ("bf16", "fp16", "fp32")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+BATCH_NAMES = (*BATCH_SCHEDULES, "auto")
+"""Named minibatch schedules; "auto" is the paper's in micro-batches that fit the GPU."""
 # Settings that must match to resume a run. The rest may change between sessions, the
 # minibatch included (e.g. a smaller one after running out of GPU memory).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
@@ -98,16 +103,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first setting out of its domain."""
-        from fastpgan.models.common import check_resolution
-
         check_resolution("--resolution", self.resolution)
         for name, value, allowed in (("arch", self.arch, ARCHS), ("loss", self.loss, LOSSES),
                                      ("precision", self.precision, (*PRECISIONS, None)),
                                      ("memory-format", self.memory_format, MEMORY_FORMATS)):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
-        if isinstance(self.batch, str) and self.batch not in ("paper", "official", "auto"):
-            raise ValueError(f"--batch must be paper, official, auto or a number, got "
+        if isinstance(self.batch, str) and self.batch not in BATCH_NAMES:
+            raise ValueError(f"--batch must be one of {BATCH_NAMES} or a number, got "
                              f"{self.batch!r}")
         if isinstance(self.batch, int) and self.batch < 1:
             raise ValueError(f"--batch must be positive, got {self.batch}")
@@ -117,3 +120,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The settings as JSON-ready values."""
         return dataclasses.asdict(self)
+
+
+def default(name: str):
+    """TrainConfig's default value of the setting ``name``."""
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)

@@ -28,25 +28,15 @@ from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
 from fastpgan.metrics.evaluate import evaluate
 from fastpgan.metrics.inception import InceptionFeatures
-from fastpgan.models import (
-    ProGANDiscriminator,
-    ProGANGenerator,
-    StyleGANGenerator,
-    checkpoint_activations,
-)
-from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs import run_networks
+from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
+from fastpgan.runs.pictures import save_grid
+from fastpgan.runs.schedule import Phase, build_phases, phase_at
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
+from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.losses import D_LOSS, G_LOSS
-from fastpgan.train.report import (
-    JsonlLog,
-    TensorBoardLog,
-    gpu_figures,
-    plot_training,
-    progress_figures,
-    save_grid,
-)
-from fastpgan.train.schedule import Phase, build_phases, phase_at
 
 GRID_SAMPLES = 64
 
@@ -69,41 +59,19 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: str | None = None) -> None:
         config.validate()
         self.config = config
-        # the GPU first: NCCL's first collective (the barrier below) runs on the current one
-        self.device = _device(config.device)
-        self.rank, self.world = _distributed(self.device)
+        self.device, self.rank, self.world = _placement(config.device)
+        self.is_writer = self.rank == 0
         self.precision = config.precision or (
             "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32")
         channels_last = (config.memory_format == "channels_last"
                          or (config.memory_format == "auto" and self.device.type == "cuda"))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.out = Path(config.out)
-        self.is_writer = self.rank == 0
-        if self.is_writer:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cache_dir = open_training_data(config.data, config.resolution, config.channels)
-        if self.world > 1:
-            dist.barrier()
-            if not self.is_writer:
-                cache_dir = open_training_data(config.data, config.resolution, config.channels)
-        self.cache = ImageCache.open(cache_dir)
-        if self.cache.resolution < config.resolution:
-            raise ValueError(f"the data cache {cache_dir} goes up to {self.cache.resolution}px, "
-                             f"below --resolution {config.resolution}")
-        config.channels = self.cache.channels
-        self.phases = build_phases(config.resolution, config.fade_kimg, config.stable_kimg,
-                                   config.batch, total_kimg=config.total_kimg)
-        for phase in self.phases:
-            if phase.batch % self.world:
-                raise ValueError(f"the {phase.name} minibatch {phase.batch} does not split over "
-                                 f"{self.world} processes")
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)  # StyleGAN's style-mixing draws
-        np.random.seed(config.seed)
+        self.cache = self._open_data()
+        self.phases = self._plan()
+        _seed_everything(config.seed)
         self.G, self.D = self._networks()
         self.ema = EMA(self.G, config.ema_decay)
-        if config.checkpoint_activations:
-            checkpoint_activations([*self.G.blocks[-2:], *self.D.blocks[-2:]])
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
@@ -126,12 +94,40 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
 
-    def _networks(self) -> tuple[nn.Module, nn.Module]:
+    def _open_data(self) -> ImageCache:
+        """The training images' cache, built by rank 0 (the others wait for it); the run's
+        channels follow the data."""
         c = self.config
-        size = dict(resolution=c.resolution, latent_dim=c.latent_dim, fmap_base=c.fmap_base,
-                    fmap_max=c.fmap_max, img_channels=c.channels)
-        G = (ProGANGenerator(**size) if c.arch == "progan" else StyleGANGenerator(**size))
-        D = ProGANDiscriminator(**size)
+        if self.is_writer:
+            self.out.mkdir(parents=True, exist_ok=True)
+            folder = open_training_data(c.data, c.resolution, c.channels)
+        if self.world > 1:
+            dist.barrier()
+            if not self.is_writer:
+                folder = open_training_data(c.data, c.resolution, c.channels)
+        cache = ImageCache.open(folder)
+        if cache.resolution < c.resolution:
+            raise ValueError(f"the data cache {folder} goes up to {cache.resolution}px, "
+                             f"below --resolution {c.resolution}")
+        c.channels = cache.channels
+        return cache
+
+    def _plan(self) -> list[Phase]:
+        """The schedule's phases, each minibatch checked to split over the processes."""
+        c = self.config
+        phases = build_phases(c.resolution, c.fade_kimg, c.stable_kimg, c.batch,
+                              total_kimg=c.total_kimg)
+        for phase in phases:
+            if phase.batch % self.world:
+                raise ValueError(f"the {phase.name} minibatch {phase.batch} does not split over "
+                                 f"{self.world} processes")
+        return phases
+
+    def _networks(self) -> tuple[nn.Module, nn.Module]:
+        G, D = run_networks(self.config.to_dict())
+        if self.config.checkpoint_activations:
+            G.recompute_blocks(2)
+            D.recompute_blocks(2)
         return (G.to(self.device, memory_format=self.memory_format).train(),
                 D.to(self.device, memory_format=self.memory_format).train())
 
@@ -444,6 +440,20 @@ class Trainer:
 
 def _comparable(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+def _placement(name: str | None) -> tuple[torch.device, int, int]:
+    """(device, rank, world size): the GPU is chosen first, because NCCL's first
+    collective runs on the current one."""
+    device = _device(name)
+    return (device, *_distributed(device))
+
+
+def _seed_everything(seed: int) -> None:
+    """Seeds torch's, Python's (StyleGAN's style-mixing draws) and NumPy's global RNGs."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:

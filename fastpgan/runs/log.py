@@ -1,59 +1,14 @@
-"""What a run shows a person: image grids, a JSONL log, GPU figures and a plot."""
+"""A run's record: the JSONL log, its TensorBoard copy, and the plot made from it."""
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 from pathlib import Path
 
 import torch
 
-from fastpgan.data.loader import to_uint8
-
-
-def image_grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:
-    """(N, C, H, W) images in [-1, 1] as one uint8 (H * rows, W * columns, C) grid."""
-    n, c, h, w = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = torch.zeros((rows * h, columns * w, c), dtype=torch.uint8)
-    for i, image in enumerate(to_uint8(images)):
-        r, col = divmod(i, columns)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image.permute(1, 2, 0)
-    return grid
-
-
-def grid_picture(images: torch.Tensor, columns: int | None = None, upscale_to: int = 0):
-    """Images in [-1, 1] as one PIL image grid, nearest-upscaled to at least upscale_to px
-    wide."""
-    from PIL import Image
-
-    grid = image_grid(images, columns).numpy()
-    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    if upscale_to and picture.width < upscale_to:
-        factor = math.ceil(upscale_to / picture.width)
-        picture = picture.resize((picture.width * factor, picture.height * factor),
-                                 Image.Resampling.NEAREST)
-    return picture
-
-
-def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int | None = None,
-              upscale_to: int = 0) -> Path:
-    """Saves images in [-1, 1] as a PNG grid (nearest-upscaled to at least upscale_to px)."""
-    path = Path(path)
-    grid_picture(images, columns, upscale_to).save(path)
-    return path
-
-
-def save_animation(frames: list[torch.Tensor], path: str | os.PathLike, *, columns: int = 1,
-                   upscale_to: int = 0, frame_ms: int = 50) -> Path:
-    """Saves a looping GIF; each frame is a batch of images in [-1, 1] laid out as a grid."""
-    pictures = [grid_picture(frame, columns, upscale_to) for frame in frames]
-    path = Path(path)
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
-    return path
+from fastpgan.runs.pictures import image_grid
 
 
 class JsonlLog:
@@ -111,47 +66,6 @@ def read_log(path: str | os.PathLike) -> list[dict]:
         except ValueError:
             continue
     return records
-
-
-def gpu_figures(device: torch.device) -> dict:
-    """On CUDA: the peak memory allocated since the last
-    ``torch.cuda.reset_peak_memory_stats`` (GiB, from torch) and the utilization (%, from
-    NVML, when nvidia-ml-py is installed); else {}."""
-    if device.type != "cuda":
-        return {}
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    figures = {"gpu_mem_gib": round(torch.cuda.max_memory_allocated(index) / 2**30, 2)}
-    uuid = str(torch.cuda.get_device_properties(index).uuid)
-    handle = _nvml_handle(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-    if handle is not None:
-        import pynvml
-
-        figures["gpu_util"] = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
-    return figures
-
-
-@functools.cache
-def _nvml_handle(uuid: str):
-    """NVML's handle of the GPU with this UUID, initialized once; None without
-    nvidia-ml-py or NVML. By UUID, because NVML's indices ignore CUDA_VISIBLE_DEVICES
-    (cuda:0 may be NVML's GPU 3)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
-    except Exception:
-        return None
-
-
-def progress_figures(figures: dict) -> dict[str, str]:
-    """``gpu_figures`` as short progress-bar fields: mem (peak GiB) and util."""
-    shown = {}
-    if "gpu_mem_gib" in figures:
-        shown["mem"] = f"{figures['gpu_mem_gib']:.1f}G"
-    if "gpu_util" in figures:
-        shown["util"] = f"{figures['gpu_util']}%"
-    return shown
 
 
 def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:

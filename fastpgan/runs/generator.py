@@ -1,14 +1,36 @@
-"""Loads a generator from a saved model folder or from a training checkpoint."""
+"""The networks a run trains, and its generator loaded back from a saved model folder, a
+run folder or a training checkpoint."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from fastpgan.models import Pretrained, ProGANGenerator, StyleGANGenerator
+from fastpgan.models.architectures import architecture
+from fastpgan.models.pretrained import load_checked
+from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint
+from fastpgan.runs.schedule import build_phases, phase_at
+
+
+def network_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments both networks of a run take, from its settings (a
+    ``TrainConfig`` as a dict, as a checkpoint stores it)."""
+    return dict(resolution=config["resolution"], latent_dim=config["latent_dim"],
+                fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
+                img_channels=config["channels"])
+
+
+def run_networks(config: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of a run's architecture and size, freshly initialized, on the CPU."""
+    arch = architecture(config["arch"])
+    arguments = network_arguments(config)
+    return arch.generator(**arguments), arch.discriminator(**arguments)
 
 
 def load_generator(path: str | os.PathLike) -> nn.Module:
@@ -18,8 +40,6 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
     run folder (its ``generator/``, else its newest checkpoint), or a training checkpoint
     file, whose EMA generator is used. Raises ValueError naming what could not be read.
     """
-    from fastpgan.train.checkpoint import latest_checkpoint, load_checkpoint
-
     path = Path(path)
     if path.is_dir() and (path / "generator" / "config.json").exists():
         path = path / "generator"
@@ -51,14 +71,8 @@ class CheckpointGenerator:
 
 def checkpoint_generator(state: dict) -> CheckpointGenerator:
     """The EMA generator of a loaded checkpoint (eval mode, CPU) and its schedule stage."""
-    from fastpgan.models.pretrained import load_checked
-    from fastpgan.train.schedule import build_phases, phase_at
-
     config = state["config"]
-    cls = ProGANGenerator if config["arch"] == "progan" else StyleGANGenerator
-    G = cls(resolution=config["resolution"], latent_dim=config["latent_dim"],
-            fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
-            img_channels=config["channels"])
+    G = architecture(config["arch"]).generator(**network_arguments(config))
     load_checked(G, state["G_ema"])
     phase = phase_at(build_phases(config["resolution"], config["fade_kimg"],
                                   config["stable_kimg"], config["batch"],

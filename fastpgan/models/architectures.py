@@ -1,0 +1,34 @@
+"""Architecture names, as ``fastpgan-train --arch`` and checkpoints spell them, and the
+networks each one builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastpgan.models.pretrained import Pretrained
+from fastpgan.models.progan import ProGANDiscriminator, ProGANGenerator
+from fastpgan.models.stylegan import StyleGANGenerator
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The generator and discriminator classes of one architecture."""
+
+    generator: type[Pretrained]
+    discriminator: type[Pretrained]
+
+
+ARCHITECTURES = {
+    "progan": Architecture(ProGANGenerator, ProGANDiscriminator),
+    # StyleGAN's generator against ProGAN's discriminator (Karras et al. 2019, section 2)
+    "stylegan": Architecture(StyleGANGenerator, ProGANDiscriminator),
+}
+
+
+def architecture(name: str) -> Architecture:
+    """The architecture called ``name``; ValueError listing the known ones otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; expected one of "
+                         f"{tuple(ARCHITECTURES)}") from None

@@ -1,0 +1,15 @@
+"""What a training run leaves behind, for the trainer that writes it and every command
+that reads it: the checkpoint format and its atomic writer, the progressive schedule and
+a run's position in it, the networks of a run and its generator loaded back, sample
+grids and animations, and the log with its plot.
+
+This room sits below ``train``, ``metrics`` and ``generate``, which all read runs; it
+imports only ``models``, ``data`` and the shared atomic writer.
+"""
+
+from fastpgan.runs.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from fastpgan.runs.generator import checkpoint_generator, load_generator, run_networks
+from fastpgan.runs.pictures import save_animation, save_grid
+
+__all__ = ["checkpoint_generator", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
+           "load_generator", "run_networks", "save_animation", "save_grid"]
