@@ -30,11 +30,10 @@ WAVES = [2, 4, 8, 16]
 
 def _launch(x, b, dy, y, r, dx, forward: bool) -> None:
     if forward:
-        kb.bias_act_forward(x, b, y, r, act=kb.ACT_LRELU, slope=0.2, gain=1.0, clamp=None,
-                            eps=1e-8)
+        kb.bias_act_forward(x, b, y, r, slope=0.2, gain=1.0, clamp=None, eps=1e-8)
     else:
-        kb.bias_act_backward(dy, y, r, None, dx, with_bias_grad=True, act=kb.ACT_LRELU,
-                             slope=0.2, gain=1.0, clamp=None)
+        kb.bias_act_backward(dy, y, r, None, dx, with_bias_grad=True, slope=0.2, gain=1.0,
+                             clamp=None)
 
 
 def _time_config(tensors, forward: bool, block_c: int, block_p: int, warps: int,

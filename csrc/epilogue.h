@@ -19,8 +19,9 @@ struct Layout {
 
 Layout layout_of(const at::Tensor& t);
 
+// fastpgan.ops.Epilogue as the kernels take it: the activation is its slope for negative
+// inputs (1: linear, 0: ReLU, else leaky ReLU).
 struct Epilogue {
-  bool lrelu;
   double slope, gain;
   bool has_clamp;
   double clamp;  // forward: the clamp; backward: the |y| threshold from clamp_threshold()
@@ -29,7 +30,7 @@ struct Epilogue {
 
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t activate(acc_t h, const Epilogue& e) {
-  acc_t a = (e.lrelu && !(h > acc_t(0))) ? h * acc_t(e.slope) : h;
+  acc_t a = h > acc_t(0) ? h : h * acc_t(e.slope);
   a *= acc_t(e.gain);
   if (e.has_clamp) {
     const acc_t c = acc_t(e.clamp);
@@ -42,7 +43,7 @@ C10_HOST_DEVICE inline acc_t activate(acc_t h, const Epilogue& e) {
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t activation_derivative(acc_t y, acc_t limit, const Epilogue& e) {
   if (e.has_clamp && !((y < acc_t(0) ? -y : y) < limit)) return acc_t(0);
-  return (e.lrelu && !(y > acc_t(0))) ? acc_t(e.gain * e.slope) : acc_t(e.gain);
+  return y > acc_t(0) ? acc_t(e.gain) : acc_t(e.gain * e.slope);
 }
 
 void bias_act_forward_cpu(const at::Tensor& x, const std::optional<at::Tensor>& bias,

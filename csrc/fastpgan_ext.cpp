@@ -43,9 +43,8 @@ at::Tensor resample_conv(const at::Tensor& x, const at::Tensor& weight,
 
 namespace {
 
-Epilogue make_epilogue(int64_t act, double slope, double gain, std::optional<double> clamp,
-                       double eps) {
-  return Epilogue{act != 0, slope, gain, clamp.has_value(), clamp.value_or(0.0), eps};
+Epilogue make_epilogue(double slope, double gain, std::optional<double> clamp, double eps) {
+  return Epilogue{slope, gain, clamp.has_value(), clamp.value_or(0.0), eps};
 }
 
 void check_dense(const at::Tensor& t, const char* name) {
@@ -61,11 +60,11 @@ at::ScalarType stat_type(const at::Tensor& t) {
 }  // namespace
 
 void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias,
-                      at::Tensor& y, const std::optional<at::Tensor>& r, int64_t act,
-                      double slope, double gain, std::optional<double> clamp, double eps) {
+                      at::Tensor& y, const std::optional<at::Tensor>& r, double slope,
+                      double gain, std::optional<double> clamp, double eps) {
   check_dense(x, "x");
   TORCH_CHECK(y.strides() == x.strides(), "bias_act: y must have x's layout");
-  const Epilogue e = make_epilogue(act, slope, gain, clamp, eps);
+  const Epilogue e = make_epilogue(slope, gain, clamp, eps);
   // Under autocast x is bfloat16/float16 while the bias parameter stays float32.
   std::optional<at::Tensor> b;
   if (bias) b = bias->to(stat_type(x)).contiguous();
@@ -83,13 +82,12 @@ void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias
 std::optional<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tensor& y,
                                             const std::optional<at::Tensor>& r,
                                             const std::optional<at::Tensor>& grad_r,
-                                            at::Tensor& dx, bool with_bias_grad, int64_t act,
-                                            double slope, double gain,
-                                            std::optional<double> clamp) {
+                                            at::Tensor& dx, bool with_bias_grad, double slope,
+                                            double gain, std::optional<double> clamp) {
   check_dense(y, "y");
   TORCH_CHECK(dy.strides() == y.strides() && dx.strides() == y.strides(),
               "bias_act: dy and dx must have y's layout");
-  const Epilogue e = make_epilogue(act, slope, gain, clamp, 0.0);
+  const Epilogue e = make_epilogue(slope, gain, clamp, 0.0);
   if (y.is_cuda()) {
 #ifdef FASTPGAN_WITH_CUDA
     bias_act_backward_cuda(dy, y, r, grad_r, dx, e);
@@ -114,27 +112,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("WITH_CUDA") = false;
 #endif
-  m.def("shifted_sum_kernel", &fastpgan::shifted_sum_kernel,
-        "The (k+1)x(k+1) sum of the four one-pixel shifts of a zero-padded kernel",
-        py::arg("weight"), py::arg("scale") = 1.0);
   m.def("bias_act_forward", &fastpgan::bias_act_forward,
         "Writes y = epilogue(x) (and r, the pixel norm's inverse norm, when given)",
         py::arg("x"), py::arg("bias"), py::arg("y"), py::arg("r"), py::kw_only(),
-        py::arg("act"), py::arg("slope"), py::arg("gain"), py::arg("clamp"), py::arg("eps"));
+        py::arg("slope"), py::arg("gain"), py::arg("clamp"), py::arg("eps"));
   m.def("bias_act_backward", &fastpgan::bias_act_backward,
         "Writes dx from dy and the saved y (and r); returns the bias gradient if asked",
         py::arg("dy"), py::arg("y"), py::arg("r"), py::arg("grad_r"), py::arg("dx"),
-        py::kw_only(), py::arg("with_bias_grad"), py::arg("act"), py::arg("slope"),
-        py::arg("gain"), py::arg("clamp"));
+        py::kw_only(), py::arg("with_bias_grad"), py::arg("slope"), py::arg("gain"),
+        py::arg("clamp"));
 }
 
 // resample_conv is registered as an operator made of ATen calls (CompositeImplicitAutograd),
-// so autograd and torch.compile see through it: torch.ops.fastpgan_ext.resample_conv.
-TORCH_LIBRARY(fastpgan_ext, m) {
+// so autograd and torch.compile see through it: torch.ops.fastpgan.resample_conv, in the
+// namespace the Python-defined ops share (hence a fragment).
+TORCH_LIBRARY_FRAGMENT(fastpgan, m) {
   m.def("resample_conv(Tensor x, Tensor weight, Tensor? bias, bool up, float weight_gain=1.0) "
         "-> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastpgan_ext, CompositeImplicitAutograd, m) {
+TORCH_LIBRARY_IMPL(fastpgan, CompositeImplicitAutograd, m) {
   m.impl("resample_conv", &fastpgan::resample_conv);
 }

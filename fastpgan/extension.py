@@ -9,10 +9,10 @@ The extension is looked for, in order:
    folder named after the torch version, so an upgrade rebuilds instead of loading a
    stale binary. A file lock keeps two processes from building at once.
 
-The CUDA sources are compiled when torch has CUDA and ``nvcc`` is found; otherwise the
-extension is CPU-only. A failed build is remembered for the life of the process and
-its compiler output is kept in ``build.log`` in the build folder, whose path every
-message names.
+Its sources are every ``.cpp`` file in ``csrc/`` and, when torch has CUDA and ``nvcc``
+is found, every ``.cu`` file; otherwise the extension is CPU-only. A failed build is
+remembered for the life of the process and its compiler output is kept in ``build.log``
+in the build folder, whose path every message names.
 """
 
 from __future__ import annotations
@@ -27,10 +27,6 @@ import types
 from pathlib import Path
 
 import torch
-
-SOURCES = ("fastpgan_ext.cpp", "epilogue_cpu.cpp")
-CUDA_SOURCES = ("epilogue_cuda.cu",)
-HEADERS = ("epilogue.h",)
 
 
 @dataclasses.dataclass
@@ -58,6 +54,12 @@ _status: ExtensionStatus | None = None
 def source_dir() -> Path:
     """The folder holding the extension's C++ and CUDA sources."""
     return Path(importlib.import_module("fastpgan.csrc").__file__).parent
+
+
+def sources_in(folder: Path, with_cuda: bool) -> list[Path]:
+    """The extension's sources in ``folder``: its .cpp files, and its .cu files
+    ``with_cuda`` (setup.py picks them the same way)."""
+    return sorted(folder.glob("*.cpp")) + (sorted(folder.glob("*.cu")) if with_cuda else [])
 
 
 def cuda_build_note() -> str | None:
@@ -143,7 +145,7 @@ def _jit_build(folder: Path, with_cuda: bool) -> types.ModuleType:
 
     folder.mkdir(parents=True, exist_ok=True)
     src = source_dir()
-    sources = [str(src / name) for name in SOURCES + (CUDA_SOURCES if with_cuda else ())]
+    sources = [str(path) for path in sources_in(src, with_cuda)]
     name = module_name(with_cuda)
     with FileLock(str(folder / "fastpgan.lock")):
         if not any(folder.glob(f"{name}*.so")) and not any(folder.glob(f"{name}*.pyd")):

@@ -31,7 +31,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import compute_dtype, multiprocessors
+from .common import (
+    STORAGE_DTYPES,
+    UNIT_STRIDES,
+    Spec,
+    compute_dtype,
+    multiprocessors,
+    spec,
+)
 
 MAX_TILE = 4096
 """Elements per program tile (half that for float64)."""
@@ -446,3 +453,30 @@ def adain_backward(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
                             g.c, g.p, 1.0 / g.p, g.chunk_size, *g.strides, *g.noise_strides,
                             g.slope, **g.meta)
     rows[2:] = partial.sum(dim=2)
+
+
+# ------------------------------------------------------------------- ahead-of-time specs
+
+
+def aot_specs() -> list[Spec]:
+    """The one-tile kernels where a row fits a tile, the chunked ones where it does not,
+    at the tiles ``_blocks`` picks, in both layouts."""
+    shapes = {"c512_32x32": (512, 32 * 32), "c512_64x64": (512, 64 * 64),
+              "c32_512x512": (32, 512 * 512)}
+    specs = []
+    for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
+        for layout, unit in UNIT_STRIDES.items():
+            for shape_name, (c, p) in shapes.items():
+                block_c, block_p, num_warps = _blocks(c, p, layout == "nchw", elem_bytes)
+                constexprs = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True, BLOCK_C=block_c,
+                                  BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
+                                  noise_stride_p=1, **unit)
+                kernels = ((adain_fwd_kernel, adain_bwd_kernel) if p <= block_p else
+                           (adain_stats_kernel, adain_norm_kernel, adain_grad_sums_kernel,
+                            adain_grad_kernel))
+                specs += [spec(kernel, f"{layout}/{shape_name}", dtype, constexprs,
+                               stat_buffers=("mean_ptr", "rstd_ptr", "partial_ptr", "sums_ptr",
+                                             "rows_ptr"),
+                               fp32_args=("inv_p", "slope", "eps"))
+                          for kernel in kernels]
+    return specs

@@ -16,8 +16,10 @@ the sign of y is the sign of the pre-activation, so nothing beyond what the next
 already keeps has to be stored. It also reduces the bias gradient: each program sums
 its tiles over pixels and either adds the sums atomically into the (C,) result or,
 when torch.use_deterministic_algorithms is on, writes them to its own row of a partial
-buffer that the caller sums in a fixed order (about 9 us more at the ProGAN size on an
-H100, mostly the column sum of 2048 partial rows).
+buffer that the caller sums in a fixed order (its measured cost: bench/NOTES.md).
+
+The activation is one number, its slope for negative inputs: leaky ReLU with slope 1
+is the identity and with slope 0 ReLU, so no kernel is specialized by activation.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import compute_dtype, multiprocessors
-
-ACT_LINEAR = 0
-ACT_LRELU = 1
+from .common import (
+    STORAGE_DTYPES,
+    UNIT_STRIDES,
+    Spec,
+    compute_dtype,
+    multiprocessors,
+    spec,
+)
 
 MAX_TILE = 4096
 """Elements per program tile for 1-, 2- and 4-byte types (half that for float64); NCHW
@@ -57,15 +63,12 @@ def _load_tile(ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE: tl.constexpr)
 
 @triton.jit
 def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, clamp,
-              ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
-              COMPUTE: tl.constexpr):
-    """Loads an x tile and returns clamp(act(x + b) * gain), its offsets and mask."""
+              HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, COMPUTE: tl.constexpr):
+    """Loads an x tile and returns clamp(lrelu(x + b, slope) * gain), its offsets and mask."""
     h, offsets, mask = _load_tile(x_ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
     if HAS_BIAS:
         h += tl.load(b_ptr + c, mask=c < C, other=0).to(COMPUTE)[:, None]
-    if ACT == 1:
-        h = tl.where(h > 0, h, h * slope)
-    a = h * gain
+    a = tl.where(h > 0, h, h * slope) * gain
     if HAS_CLAMP:
         a = tl.minimum(tl.maximum(a, -clamp), clamp)
     # Padding lanes must not enter the pixel-norm sum.
@@ -73,13 +76,10 @@ def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, c
 
 
 @triton.jit
-def _act_derivative(y, r, slope, gain, clamp, ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
-                    PIXEL_NORM: tl.constexpr, COMPUTE: tl.constexpr):
-    """d clamp(act(h) * gain) / dh, read off the (normalized) output y."""
-    if ACT == 1:
-        d = tl.where(y > 0, gain, gain * slope)
-    else:
-        d = tl.zeros(y.shape, COMPUTE) + gain
+def _act_derivative(y, r, slope, gain, clamp, HAS_CLAMP: tl.constexpr,
+                    PIXEL_NORM: tl.constexpr):
+    """d clamp(lrelu(h, slope) * gain) / dh, read off the (normalized) output y."""
+    d = tl.where(y > 0, gain, gain * slope)
     if HAS_CLAMP:
         if PIXEL_NORM:
             d = tl.where(tl.abs(y) < clamp * r[None, :], d, 0)
@@ -93,11 +93,11 @@ def bias_act_fwd_kernel(
     x_ptr, b_ptr, y_ptr, r_ptr,
     C, P, stride_n, stride_c, stride_p,
     slope, gain, clamp, eps,
-    ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PIXEL_NORM: tl.constexpr, NUM_C_BLOCKS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    """y = clamp(act(x + b) * gain) [* rsqrt(mean_c(.^2) + eps)], r = that rsqrt."""
+    """y = clamp(lrelu(x + b, slope) * gain) [* rsqrt(mean_c(.^2) + eps)], r = that rsqrt."""
     n = tl.program_id(2).to(tl.int64)
     p0 = tl.program_id(0).to(tl.int64) * BLOCK_P
     p_left = P - p0
@@ -109,20 +109,20 @@ def bias_act_fwd_kernel(
         c = tl.arange(0, BLOCK_C)
         if NUM_C_BLOCKS == 1:
             a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
-                                         slope, gain, clamp, ACT, HAS_BIAS, HAS_CLAMP, COMPUTE)
+                                         slope, gain, clamp, HAS_BIAS, HAS_CLAMP, COMPUTE)
             r = 1.0 / tl.sqrt(tl.sum(a * a, axis=0) / C + eps)
             tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
         else:
             sum_sq = tl.zeros([BLOCK_P], COMPUTE)
             for c0 in range(0, C, BLOCK_C):
                 a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
-                                             stride_p, slope, gain, clamp, ACT, HAS_BIAS,
+                                             stride_p, slope, gain, clamp, HAS_BIAS,
                                              HAS_CLAMP, COMPUTE)
                 sum_sq += tl.sum(a * a, axis=0)
             r = 1.0 / tl.sqrt(sum_sq / C + eps)
             for c0 in range(0, C, BLOCK_C):
                 a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
-                                             stride_p, slope, gain, clamp, ACT, HAS_BIAS,
+                                             stride_p, slope, gain, clamp, HAS_BIAS,
                                              HAS_CLAMP, COMPUTE)
                 tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
         # r is a contiguous (N, P) array; n * P + p is also right for a folded batch (N == 1).
@@ -130,15 +130,14 @@ def bias_act_fwd_kernel(
     else:
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
-                                     slope, gain, clamp, ACT, HAS_BIAS, HAS_CLAMP, COMPUTE)
+                                     slope, gain, clamp, HAS_BIAS, HAS_CLAMP, COMPUTE)
         tl.store(y_ptr + offsets, a.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp,
-                   ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, COMPUTE: tl.constexpr):
+def _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, HAS_CLAMP: tl.constexpr):
     """dh = act'(h) * r * (dy - y * dot), dot = mean_c(dy * y) (+ r * g_r / C)."""
-    d = _act_derivative(y, r, slope, gain, clamp, ACT, HAS_CLAMP, True, COMPUTE)
+    d = _act_derivative(y, r, slope, gain, clamp, HAS_CLAMP, True)
     return d * r[None, :] * (dy - y * dot[None, :])
 
 
@@ -147,7 +146,7 @@ def bias_act_bwd_kernel(
     dy_ptr, y_ptr, r_ptr, gr_ptr, dx_ptr, db_ptr,
     C, P, stride_n, stride_c, stride_p, num_p_programs, iters,
     slope, gain, clamp,
-    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, PIXEL_NORM: tl.constexpr,
+    HAS_CLAMP: tl.constexpr, PIXEL_NORM: tl.constexpr,
     HAS_GR: tl.constexpr, HAS_DB: tl.constexpr, DB_ATOMIC: tl.constexpr,
     NUM_C_BLOCKS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
@@ -196,7 +195,7 @@ def bias_act_bwd_kernel(
                 gr = tl.load(gr_ptr + n * P + p0 + pl, mask=pl < p_left, other=0).to(COMPUTE)
                 dot += r * gr / C
             if NUM_C_BLOCKS == 1:
-                dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, ACT, HAS_CLAMP, COMPUTE)
+                dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, HAS_CLAMP)
                 tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
                 db_acc += tl.sum(dh, axis=1)
             else:
@@ -205,8 +204,7 @@ def bias_act_bwd_kernel(
                                                    stride_p, COMPUTE)
                     y, offsets, mask = _load_tile(y_tile, c0 + c, pl, C, p_left, stride_c,
                                                   stride_p, COMPUTE)
-                    dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, ACT, HAS_CLAMP,
-                                        COMPUTE)
+                    dh = _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, HAS_CLAMP)
                     tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
                     if HAS_DB:
                         # More channels than one tile: accumulate in memory (this
@@ -221,7 +219,7 @@ def bias_act_bwd_kernel(
             dy, offsets, mask = _load_tile(dy_tile, c, pl, C, p_left, stride_c, stride_p,
                                            COMPUTE)
             y, offsets, mask = _load_tile(y_tile, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
-            dh = _act_derivative(y, y, slope, gain, clamp, ACT, HAS_CLAMP, False, COMPUTE) * dy
+            dh = _act_derivative(y, y, slope, gain, clamp, HAS_CLAMP, False) * dy
             tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
             db_acc += tl.sum(dh, axis=1)
     if HAS_DB and (NUM_C_BLOCKS == 1 or not PIXEL_NORM):
@@ -255,15 +253,13 @@ def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     return 1, c, n * p, 0, 1, c
 
 
-
 def _blocks(c: int, p: int, stride_p: int, pixel_norm: bool,
             elem_bytes: int) -> tuple[int, int, int, int]:
     """BLOCK_C, BLOCK_P, number of channel blocks and num_warps for a (C, P) view.
 
-    Measured on an H100 (bench/NOTES.md): with C = 512 in bfloat16, NCHW tiles of 512
-    channels x 32 pixels (64-byte rows, 16 warps) and channels_last tiles of 512 x 8
-    (4 warps) were within 2 % of the fastest without spilling; NCHW rows of 8 pixels ran
-    at a third of that speed.
+    NCHW tiles keep MIN_ROW_BYTES-long channel rows (shorter rows waste DRAM sectors)
+    and channels_last tiles span the channels; bench/NOTES.md has the sweeps behind the
+    numbers.
     """
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
     min_p = min(triton.next_power_of_2(p), MIN_ROW_BYTES // elem_bytes) if stride_p == 1 else 1
@@ -271,8 +267,8 @@ def _blocks(c: int, p: int, stride_p: int, pixel_norm: bool,
     # NCHW tiles may grow 4x: whole DRAM sectors matter more than register space.
     block_c = min(triton.next_power_of_2(c), max_c, 4 * max_tile // min_p)
     block_p = max(min_p, min(triton.next_power_of_2(p), max_tile // block_c))
-    # About 32 elements a thread (16 in float64): 64 was up to 2 % faster in some
-    # configurations and 10x slower where ptxas spilled most of the tile.
+    # About 32 elements a thread (16 in float64): more spilled most of the tile in some
+    # configurations (bench/NOTES.md).
     num_warps = min(16, max(4, block_c * block_p * max(elem_bytes, 4) // 4096))
     return block_c, block_p, triton.cdiv(c, block_c), num_warps
 
@@ -285,7 +281,7 @@ def _launch_blocks(t: torch.Tensor, pixel_norm: bool) -> tuple[tuple[int, ...], 
 
 
 def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
-                     r: torch.Tensor | None, *, act: int, slope: float, gain: float,
+                     r: torch.Tensor | None, *, slope: float, gain: float,
                      clamp: float | None, eps: float) -> None:
     """Launches the forward kernel; y (like x) and r ((N, 1, *spatial), float32) are written.
 
@@ -299,7 +295,7 @@ def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
         x, bias if bias is not None else x, y, r if pixel_norm else x,
         c, p, stride_n, stride_c, stride_p,
         float(slope), float(gain), float(clamp or 0.0), float(eps),
-        ACT=act, HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None,
+        HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None,
         PIXEL_NORM=pixel_norm, NUM_C_BLOCKS=num_c_blocks,
         BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(x.dtype),
         num_warps=num_warps,
@@ -310,8 +306,7 @@ def _programs_per_row(device: torch.device, rows: int, p_blocks: int) -> int:
     """Pixel-block programs per (sample, channel block): about 16 waves of the GPU in all.
 
     Fewer programs, each looping over more blocks, shrink the bias-gradient partial
-    buffer; on an H100 at the ProGAN size 16 waves were the fastest of 2, 4, 8 and 16 in
-    NCHW and within 3 % of the fastest in channels_last.
+    buffer; bench/NOTES.md has the sweep over 2, 4, 8 and 16 waves.
     """
     if device.type == "cuda":
         target = 16 * multiprocessors(device)
@@ -322,7 +317,7 @@ def _programs_per_row(device: torch.device, rows: int, p_blocks: int) -> int:
 
 def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
                       grad_r: torch.Tensor | None, dx: torch.Tensor, *, with_bias_grad: bool,
-                      act: int, slope: float, gain: float,
+                      slope: float, gain: float,
                       clamp: float | None) -> torch.Tensor | None:
     """Launches the backward kernel, writing dx; returns the bias gradient or None.
 
@@ -349,10 +344,42 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
         db if db is not None else dx,
         c, p, stride_n, stride_c, stride_p, p_programs, triton.cdiv(p_blocks, p_programs),
         float(slope), float(gain), float(clamp or 0.0),
-        ACT=act, HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
+        HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
         HAS_GR=grad_r is not None, HAS_DB=with_bias_grad, DB_ATOMIC=atomic,
         NUM_C_BLOCKS=num_c_blocks,
         BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(y.dtype),
         num_warps=num_warps,
     )
     return None if db is None else db[0] if atomic else db.sum(0)
+
+
+# ------------------------------------------------------------------- ahead-of-time specs
+
+
+def aot_specs() -> list[Spec]:
+    """Both kernels at the tiles ``_blocks`` picks for realistic shapes, in both layouts."""
+    shapes = {  # name: (C, P) of a realistic call
+        "c512": (512, 64 * 64),
+        "c16": (16, 1024 * 1024),
+        "c1100": (1100, 8 * 8),  # more channels than one pixel-norm tile: two passes
+    }
+    specs = []
+    for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
+        for layout, unit in UNIT_STRIDES.items():
+            for shape_name, (c, p) in shapes.items():
+                for pixel_norm in (True, False):
+                    if shape_name == "c1100" and not pixel_norm:
+                        continue  # only pixel norm has a multi-pass variant
+                    block_c, block_p, num_c_blocks, num_warps = _blocks(
+                        c, p, unit.get("stride_p", c), pixel_norm, elem_bytes)
+                    constexprs = dict(HAS_BIAS=True, HAS_CLAMP=True, PIXEL_NORM=pixel_norm,
+                                      HAS_GR=True, HAS_DB=True, DB_ATOMIC=True,
+                                      NUM_C_BLOCKS=num_c_blocks, BLOCK_C=block_c,
+                                      BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
+                                      **unit)
+                    variant = f"{layout}/{shape_name}/{'pn' if pixel_norm else 'act'}"
+                    specs += [spec(kernel, variant, dtype, constexprs,
+                                   stat_buffers=("r_ptr", "gr_ptr", "db_ptr"),
+                                   fp32_args=("slope", "gain", "clamp", "eps"))
+                              for kernel in (bias_act_fwd_kernel, bias_act_bwd_kernel)]
+    return specs

@@ -1,8 +1,9 @@
-"""Helpers shared by the kernel launchers."""
+"""Helpers shared by the kernel launchers and the kernels' ahead-of-time specifications."""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import triton.language as tl
@@ -22,3 +23,64 @@ def multiprocessors(device: torch.device) -> int:
     """The SM count of a CUDA device, looked up once per device."""
     return _multiprocessors(device.index if device.index is not None
                             else torch.cuda.current_device())
+
+
+# ------------------------------------------------- ahead-of-time compile specifications
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One ahead-of-time compile of one kernel: its argument types and constexpr values.
+
+    Each kernel module lists its own in ``aot_specs()``, at the configurations its
+    launcher picks on realistic shapes; ``python -m fastpgan.kernels.aot`` compiles them.
+    """
+
+    kernel: str
+    variant: str
+    dtype: str
+    signature: dict[str, str]
+    constexprs: dict[str, object]
+
+
+STORAGE_DTYPES = {"fp32": (tl.float32, 4), "fp16": (tl.float32, 2), "bf16": (tl.float32, 2),
+                  "fp64": (tl.float64, 8)}
+"""Storage type -> (arithmetic type, bytes per element): every kernel compiles for each."""
+
+UNIT_STRIDES = {"nchw": {"stride_p": 1}, "channels_last": {"stride_c": 1}}
+"""Layout -> its unit stride. Triton specializes an integer argument equal to 1 into a
+constant at launch, so the unit stride of each layout is a constexpr when compiled."""
+
+
+def stat_type(dtype: str) -> str:
+    """The statistics' pointer type for a storage type: fp64 for fp64, else fp32."""
+    return "fp64" if dtype == "fp64" else "fp32"
+
+
+def signature_by_convention(fn, dtype: str, constexprs: dict[str, object],
+                            stat_buffers: tuple[str, ...],
+                            fp32_args: tuple[str, ...]) -> dict[str, str]:
+    """Argument types of a kernel by naming convention: pointers named in
+    ``stat_buffers`` hold statistics, other ``*_ptr`` arguments the storage type, the
+    ``fp32_args`` are float scalars and every other argument an i32."""
+    signature = {}
+    for name in fn.arg_names:
+        if name in constexprs:  # every constexpr of a spec has a value
+            continue
+        if name.endswith("_ptr"):
+            signature[name] = f"*{stat_type(dtype) if name in stat_buffers else dtype}"
+        else:
+            signature[name] = "fp32" if name in fp32_args else "i32"
+    return signature
+
+
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
+
+
+def spec(fn, variant: str, dtype: str, constexprs: dict[str, object], *,
+         stat_buffers: tuple[str, ...] = (), fp32_args: tuple[str, ...] = ()) -> Spec:
+    """The Spec of kernel ``fn``: of ``constexprs``, the values ``fn`` takes and the launch
+    options; its other arguments typed by :func:`signature_by_convention`."""
+    taken = {k: v for k, v in constexprs.items() if k in fn.arg_names or k in LAUNCH_OPTIONS}
+    return Spec(fn.__name__, variant, dtype,
+                signature_by_convention(fn, dtype, taken, stat_buffers, fp32_args), taken)

@@ -29,7 +29,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import compute_dtype
+from .common import (
+    STORAGE_DTYPES,
+    UNIT_STRIDES,
+    Spec,
+    compute_dtype,
+    spec,
+)
 
 MAX_TILE = 2048
 """Elements of one group member's tile (half that for float64)."""
@@ -147,7 +153,6 @@ def member_strides(t: torch.Tensor, group_count: int) -> tuple[int, int, int, in
     return t.stride(0), t.stride(1), t.stride(3), group_count * t.stride(0)
 
 
-
 def _blocks(cf: int, hw: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
     """BLOCK_C, BLOCK_P and num_warps: the contiguous dimension first, up to MAX_TILE."""
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
@@ -214,3 +219,30 @@ def minibatch_stddev_backward(dout: torch.Tensor, x: torch.Tensor, dx: torch.Ten
         BLOCK_C=geo["block_c"], BLOCK_P=geo["block_p"], COMPUTE=compute_dtype(x.dtype),
         num_warps=geo["num_warps"],
     )
+
+
+# ------------------------------------------------------------------- ahead-of-time specs
+
+
+def aot_specs() -> list[Spec]:
+    """The three kernels at the tiles the launchers pick for ProGAN's 4x4 block and a
+    32x32 map, in both layouts."""
+    shapes = {"progan4x4": (512, 4 * 4, 4), "c512_32x32": (512, 32 * 32, 16)}  # C, HW, tiles
+    specs = []
+    for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
+        for layout, unit in UNIT_STRIDES.items():
+            for shape_name, (c, hw, num_tiles) in shapes.items():
+                block_c, block_p, num_warps = _blocks(c, hw, layout == "nchw", elem_bytes)
+                variant = f"{layout}/{shape_name}"
+                units = {f"{tensor}_{name}": 1 for name in unit for tensor in ("x", "out", "dout")}
+                tiles = dict(BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute,
+                             num_warps=num_warps, **units)
+                typed = dict(stat_buffers=("partial_ptr", "gs_ptr"),
+                             fp32_args=("eps", "scale", "inv_count"))
+                specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed))
+                specs.append(spec(mbstd_bwd_kernel, variant, dtype, tiles, **typed))
+                stat = dict(BLOCK_T=triton.next_power_of_2(num_tiles),
+                            BLOCK_P=triton.next_power_of_2(hw), COMPUTE=compute, num_warps=4,
+                            **units)
+                specs.append(spec(mbstd_stat_kernel, variant, dtype, stat, **typed))
+    return specs

@@ -50,3 +50,12 @@ class StubInception(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.project(x)).mean((2, 3))
 
+
+
+def third_order(fn, x: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of tanh(fn(x)).sum(), of its squared norm, and of the cubed second
+    gradient, each with respect to x: first, second and third derivatives of fn."""
+    g, = torch.autograd.grad(torch.tanh(fn(x)).sum(), x, create_graph=True)
+    h, = torch.autograd.grad(g.square().sum(), x, create_graph=True)
+    t, = torch.autograd.grad(h.pow(3).sum(), x)
+    return [g, h, t]

@@ -35,7 +35,7 @@ def test_set_backend_round_trip_and_validation():
 def test_process_default_is_used_when_no_backend_is_given(monkeypatch):
     calls = []
     monkeypatch.setattr(backend, "_default", "reference")
-    monkeypatch.setattr("fastpgan.ops.epilogue.bias_act_reference",
+    monkeypatch.setattr("fastpgan.ops.epilogue.epilogue_reference",
                         lambda *a, **k: calls.append(1) or a[0])
     bias_act(torch.randn(2, 3))
     assert calls == [1]
@@ -48,8 +48,8 @@ def test_auto_uses_reference_for_cpu_tensors(monkeypatch):
 
 
 def test_auto_warns_once_and_falls_back_when_kernels_fail_to_load(monkeypatch):
-    monkeypatch.setattr(backend, "_kernels", None)
-    monkeypatch.setattr(backend, "_kernels_error", "ImportError: no triton")
+    monkeypatch.setattr(backend, "_kernel_modules", {})
+    monkeypatch.setattr(backend, "_kernel_errors", {"bias_act": "ImportError: no triton"})
     monkeypatch.setattr(backend, "_warned", set())
     cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match="no triton"):

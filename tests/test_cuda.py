@@ -13,7 +13,7 @@ def test_auto_dispatches_cuda_tensors_to_the_kernels(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("reference path taken for a CUDA tensor")
 
-    monkeypatch.setattr("fastpgan.ops.epilogue.bias_act_reference", fail)
+    monkeypatch.setattr("fastpgan.ops.epilogue.epilogue_reference", fail)
     y = bias_act(torch.randn(4, 8, 5, 5, device="cuda"), backend="auto")
     assert y.is_cuda
 

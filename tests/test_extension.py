@@ -54,11 +54,11 @@ def test_failed_build_is_remembered_and_its_log_named(monkeypatch, tmp_path, fre
 
     cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match=re.escape(str(log))) as record:
-        assert backend.use_extension("upsample_conv2d", cuda_like, "auto") is False
-        assert backend.use_extension("upsample_conv2d", cuda_like, "auto") is False
+        assert backend.use_fused("upsample_conv2d", cuda_like, "auto") is False
+        assert backend.use_fused("upsample_conv2d", cuda_like, "auto") is False
     assert len(record) == 1, "the fallback warns once"
     with pytest.raises(RuntimeError, match=r"fastpgan\.doctor"):
-        backend.use_extension("upsample_conv2d", cuda_like, "fused")
+        backend.use_fused("upsample_conv2d", cuda_like, "fused")
 
 
 def test_missing_compiler_is_named_without_trying_to_build(monkeypatch, fresh_status):
@@ -76,7 +76,7 @@ def test_cuda_tensors_need_a_cuda_build(monkeypatch, fresh_status):
         module=types.ModuleType("fake"), with_cuda=False, cuda_note="nvcc not found"))
     cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float32)
     with pytest.warns(RuntimeWarning, match="built without CUDA: nvcc not found"):
-        assert backend.use_extension("conv2d_downsample", cuda_like, "auto") is False
+        assert backend.use_fused("conv2d_downsample", cuda_like, "auto") is False
 
 
 def test_two_processes_build_once_under_the_lock(tmp_path):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 import torch
-from helpers import TOLERANCE, assert_close, leaf64, random_input
+from helpers import TOLERANCE, assert_close, leaf64, random_input, third_order
 
 from fastpgan.nn import MinibatchStdDev
 from fastpgan.ops import minibatch_stddev, minibatch_stddev_reference
@@ -189,3 +189,12 @@ def test_module_matches_the_op(device):
     x = torch.randn(4, 9, 3, 3, device=device)
     assert_close(layer(x), minibatch_stddev_reference(x.double().cpu(), 2, 3), 1e-5, "module")
     assert "group_size=2, num_channels=3" in repr(layer)
+
+
+def test_third_order_gradients_match_float64():
+    """The double backward is itself differentiable: a third derivative is exact too."""
+    x = random_input((8, 6, 3, 3), "cpu", torch.float64)
+    fused = third_order(lambda x: minibatch_stddev(x, 4, 2, backend="fused"), x)
+    reference = third_order(lambda x: minibatch_stddev_reference(x, 4, 2), x)
+    for order, (a, b) in enumerate(zip(fused, reference, strict=True), 1):
+        assert_close(a, b, 1e-12, f"order {order}")

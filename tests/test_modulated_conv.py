@@ -104,3 +104,12 @@ def test_module_starts_unmodulated_and_matches_the_op(device):
     expected = modulated_conv2d_reference(x.double().cpu(), weight,
                                           torch.ones(2, 6, dtype=torch.float64))
     assert_close(layer(x, w), expected, 1e-5, "module")
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_opcheck(demodulate):
+    """The rewrite is a registered ATen composite: schema, fakes and autograd hold."""
+    x, weight, styles = (random_input((2, 3, 5, 5), "cpu", channels_last=True),
+                         random_input((4, 3, 3, 3), "cpu"), random_input((2, 3), "cpu"))
+    torch.library.opcheck(torch.ops.fastpgan.modulated_conv2d.default,
+                          (x, weight, styles, demodulate, 1e-8, 1))

@@ -164,7 +164,7 @@ def test_float32_parameters_under_autocast(device, op, dtype):
 
 @pytest.mark.parametrize("op", list(OPS))
 def test_auto_on_cpu_tensors_is_the_reference(monkeypatch, op):
-    monkeypatch.setattr(torch.ops, "fastpgan_ext", None)  # any extension call would fail
+    monkeypatch.setattr(torch.ops, "fastpgan", None)  # any fused call would fail
     x, weight, bias = _inputs(CASES[0], "cpu")
     assert OPS[op][0](x, weight, bias, backend="auto").shape[1] == 5
 
@@ -196,3 +196,16 @@ def test_compiles_without_graph_breaks(op):
     fn = torch.compile(lambda x, w, b: OPS[op][0](x, w, b, **GENERATOR, backend="fused"),
                        fullgraph=True, backend="aot_eager")
     assert_close(fn(x, weight, bias), OPS[op][1](x, weight, bias, **GENERATOR), 1e-5, "value")
+
+
+@pytest.mark.parametrize("up", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck(up, channels_last):
+    """The extension's convolution is a registered ATen composite: schema, fakes and
+    autograd hold."""
+    from fastpgan.extension import load_extension
+
+    assert load_extension() is not None, "the extension builds on every CI machine"
+    x = random_input((2, 3, 6, 6), "cpu", channels_last=channels_last)
+    weight, bias = random_input((4, 3, 3, 3), "cpu"), random_input((4,), "cpu")
+    torch.library.opcheck(torch.ops.fastpgan.resample_conv.default, (x, weight, bias, up, 0.5))

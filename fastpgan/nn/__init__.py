@@ -1,13 +1,15 @@
-"""Drop-in layers built on :mod:`fastpgan.ops`."""
+"""Drop-in layers built on :mod:`fastpgan.ops`.
 
-from fastpgan.nn.activation import BiasAct
-from fastpgan.nn.equalized import EqualizedConv2d, EqualizedLinear
-from fastpgan.nn.minibatch_stddev import MinibatchStdDev
-from fastpgan.nn.normalization import PixelNorm
-from fastpgan.nn.progressive import FadeIn, FromRGB, ToRGB
-from fastpgan.nn.resample import ConvDownsample2d, UpsampleConv2d
-from fastpgan.nn.style import AdaIN, ModulatedConv2d, NoiseInjection
+This package imports every layer module in it and exports what each lists in its
+``__all__``, so a new layer needs no line here.
+"""
 
-__all__ = ["AdaIN", "BiasAct", "ConvDownsample2d", "EqualizedConv2d", "EqualizedLinear", "FadeIn",
-           "FromRGB", "MinibatchStdDev", "ModulatedConv2d", "NoiseInjection", "PixelNorm", "ToRGB",
-           "UpsampleConv2d"]
+import importlib
+import pkgutil
+
+__all__: list[str] = []
+for _module in pkgutil.iter_modules(__path__):
+    _layers = importlib.import_module(f"{__name__}.{_module.name}")
+    globals().update({name: getattr(_layers, name) for name in _layers.__all__})
+    __all__ += _layers.__all__
+__all__.sort()

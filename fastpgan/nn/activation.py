@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fastpgan.ops import bias_act
-from fastpgan.ops.epilogue import check_epilogue
+from fastpgan.nn.equalized import lr_scaled
+from fastpgan.ops.epilogue import Epilogue, apply_epilogue
+
+__all__ = ["BiasAct"]
 
 
 class BiasAct(nn.Module):
@@ -19,11 +21,9 @@ class BiasAct(nn.Module):
 
     Args:
         num_channels: C (x is (N, C, ...)).
-        activation: "linear", "relu" or "lrelu".
-        negative_slope: leaky ReLU's slope.
-        gain: factor after the activation.
-        clamp: clamp the result to [-clamp, clamp] (None: no clamp).
-        pixel_norm: normalize over channels per pixel afterwards.
+        activation, negative_slope, gain, clamp, pixel_norm: the module's
+            :class:`~fastpgan.ops.epilogue.Epilogue` (``epilogue``; ``activation`` is its
+            ``act``).
         bias: learn a bias (initialized to bias_init), or add none.
         bias_init: the bias's initial value.
         lr_mul: learning-rate multiplier of the bias (stored as b / lr_mul).
@@ -36,23 +36,18 @@ class BiasAct(nn.Module):
                  lr_mul: float = 1.0, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, backend: str | None = None) -> None:
         super().__init__()
-        check_epilogue("BiasAct", activation, negative_slope, gain, clamp, 0.0)
+        self.epilogue = Epilogue(activation, negative_slope, gain, clamp,
+                                 pixel_norm).checked("BiasAct")
         self.bias = (nn.Parameter(torch.full((num_channels,), bias_init / lr_mul,
                                              device=device, dtype=dtype)) if bias else None)
-        self.activation, self.negative_slope, self.gain = activation, negative_slope, gain
-        self.clamp, self.pixel_norm, self.lr_mul, self.backend = clamp, pixel_norm, lr_mul, backend
+        self.lr_mul, self.backend = lr_mul, backend
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the epilogue to x of shape (N, C, ...)."""
-        bias = self.bias
-        if bias is not None and self.lr_mul != 1.0:
-            bias = bias * self.lr_mul
-        return bias_act(x, bias, act=self.activation, negative_slope=self.negative_slope,
-                        gain=self.gain, clamp=self.clamp, pixel_norm=self.pixel_norm,
-                        backend=self.backend)
+        return apply_epilogue(x, lr_scaled(self.bias, self.lr_mul), self.epilogue,
+                              backend=self.backend, op="BiasAct")
 
     def extra_repr(self) -> str:
         """Channels and the epilogue's settings."""
         channels = "no bias" if self.bias is None else f"{self.bias.numel()}"
-        return (f"{channels}, activation={self.activation}, negative_slope={self.negative_slope}"
-                f", gain={self.gain:.4g}, clamp={self.clamp}, pixel_norm={self.pixel_norm}")
+        return f"{channels}, {self.epilogue.describe()}"

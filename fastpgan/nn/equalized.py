@@ -18,10 +18,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fastpgan.ops import bias_act
-from fastpgan.ops.epilogue import ACTIVATIONS
+from fastpgan.ops.epilogue import Epilogue, apply_epilogue
+
+__all__ = ["EqualizedConv2d", "EqualizedLinear"]
 
 SQRT2 = math.sqrt(2.0)
+
+
+def lr_scaled(bias: Tensor | None, lr_mul: float) -> Tensor | None:
+    """A parameter stored divided by its learning-rate multiplier, multiplied back."""
+    return bias if bias is None or lr_mul == 1.0 else bias * lr_mul
 
 
 class _Equalized:
@@ -29,17 +35,15 @@ class _Equalized:
 
     weight: nn.Parameter
     bias: nn.Parameter | None
+    epilogue: Epilogue
 
-    def _set_equalized(self, gain: float, lr_mul: float, bias_init: float, activation: str,
-                       negative_slope: float, act_gain: float, clamp: float | None,
-                       pixel_norm: bool, backend: str | None) -> None:
+    def _set_equalized(self, gain: float, lr_mul: float, bias_init: float,
+                       epilogue: Epilogue, backend: str | None) -> None:
         if gain <= 0 or lr_mul <= 0:
             raise ValueError(f"gain and lr_mul must be > 0, got gain={gain}, lr_mul={lr_mul}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.gain, self.lr_mul, self.bias_init = gain, lr_mul, bias_init
-        self.activation, self.negative_slope, self.act_gain = activation, negative_slope, act_gain
-        self.clamp, self.pixel_norm, self.backend = clamp, pixel_norm, backend
+        self.epilogue = epilogue.checked(type(self).__name__, act_name="activation")
+        self.backend = backend
 
     def reset_parameters(self) -> None:
         """Weights ~ N(0, 1 / lr_mul^2); biases = bias_init / lr_mul."""
@@ -54,27 +58,15 @@ class _Equalized:
         return self.gain * self.lr_mul / math.sqrt(self.weight[0].numel())
 
     def _scaled_parameters(self) -> tuple[Tensor, Tensor | None]:
-        bias = self.bias
-        if bias is not None and self.lr_mul != 1.0:
-            bias = bias * self.lr_mul
-        return self.weight * self.weight_gain, bias
-
-    def _plain_epilogue(self) -> bool:
-        return (self.activation == "linear" and self.act_gain == 1.0 and self.clamp is None
-                and not self.pixel_norm)
+        return self.weight * self.weight_gain, lr_scaled(self.bias, self.lr_mul)
 
     def _epilogue(self, y: Tensor, bias: Tensor | None) -> Tensor:
-        return bias_act(y, bias, act=self.activation, negative_slope=self.negative_slope,
-                        gain=self.act_gain, clamp=self.clamp, pixel_norm=self.pixel_norm,
-                        backend=self.backend)
+        return apply_epilogue(y, bias, self.epilogue, backend=self.backend,
+                              op=type(self).__name__)
 
     def _epilogue_repr(self) -> str:
-        text = f", gain={self.gain:.4g}, lr_mul={self.lr_mul:g}, activation={self.activation}"
-        if self.act_gain != 1.0:
-            text += f", act_gain={self.act_gain:.4g}"
-        if self.clamp is not None:
-            text += f", clamp={self.clamp:g}"
-        return text + (", pixel_norm=True" if self.pixel_norm else "")
+        text = f", gain={self.gain:.4g}, lr_mul={self.lr_mul:g}"
+        return text + (f", {self.epilogue.describe()}" if self.epilogue.describe() else "")
 
 
 class EqualizedLinear(_Equalized, nn.Linear):
@@ -84,8 +76,10 @@ class EqualizedLinear(_Equalized, nn.Linear):
         gain: He gain (sqrt(2) in ProGAN, 1 for output layers).
         lr_mul: learning-rate multiplier (StyleGAN's mapping network: 0.01).
         bias_init: initial bias value.
-        activation, negative_slope, act_gain, clamp, pixel_norm: the bias_act epilogue
-            (act_gain is bias_act's ``gain``).
+        activation, negative_slope, act_gain, clamp, pixel_norm: the layer's
+            :class:`~fastpgan.ops.epilogue.Epilogue` (``epilogue``): act, negative_slope,
+            gain, clamp and pixel_norm. ``act_gain`` is named apart from ``gain``, the He
+            gain of the weight.
         backend: backend of the epilogue, None for the process default.
     """
 
@@ -95,14 +89,15 @@ class EqualizedLinear(_Equalized, nn.Linear):
                  activation: str = "linear", negative_slope: float = 0.2,
                  act_gain: float = 1.0, clamp: float | None = None, pixel_norm: bool = False,
                  backend: str | None = None) -> None:
-        self._set_equalized(gain, lr_mul, bias_init, activation, negative_slope, act_gain,
-                            clamp, pixel_norm, backend)
+        self._set_equalized(gain, lr_mul, bias_init,
+                            Epilogue(activation, negative_slope, act_gain, clamp, pixel_norm),
+                            backend)
         super().__init__(in_features, out_features, bias, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the layer to x of shape (..., in_features)."""
         weight, bias = self._scaled_parameters()
-        if self._plain_epilogue():
+        if self.epilogue.is_identity:
             return F.linear(x, weight, bias)
         y = F.linear(x.reshape(-1, self.in_features), weight)
         return self._epilogue(y, bias).view(*x.shape[:-1], self.out_features)
@@ -130,15 +125,16 @@ class EqualizedConv2d(_Equalized, nn.Conv2d):
                  negative_slope: float = 0.2, act_gain: float = 1.0,
                  clamp: float | None = None, pixel_norm: bool = False,
                  backend: str | None = None) -> None:
-        self._set_equalized(gain, lr_mul, bias_init, activation, negative_slope, act_gain,
-                            clamp, pixel_norm, backend)
+        self._set_equalized(gain, lr_mul, bias_init,
+                            Epilogue(activation, negative_slope, act_gain, clamp, pixel_norm),
+                            backend)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the layer to x of shape (N, in_channels, H, W)."""
         weight, bias = self._scaled_parameters()
-        if self._plain_epilogue():
+        if self.epilogue.is_identity:
             return self._conv_forward(x, weight, bias)
         return self._epilogue(self._conv_forward(x, weight, None), bias)
 

@@ -6,6 +6,8 @@ from torch import Tensor, nn
 
 from fastpgan.ops import minibatch_stddev
 
+__all__ = ["MinibatchStdDev"]
+
 
 class MinibatchStdDev(nn.Module):
     """Appends the minibatch standard deviation as extra channels (Karras et al. 2017, 3).

@@ -6,6 +6,8 @@ from torch import Tensor, nn
 
 from fastpgan.ops import pixel_norm
 
+__all__ = ["PixelNorm"]
+
 
 class PixelNorm(nn.Module):
     """x / sqrt(mean over channels of x^2 + eps) per pixel (Karras et al. 2017, 4.2).

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 from fastpgan.nn.equalized import SQRT2, EqualizedConv2d
 
+__all__ = ["FadeIn", "FromRGB", "ToRGB"]
+
 
 class ToRGB(EqualizedConv2d):
     """Features to an image: a linear 1x1 equalized convolution, gain 1 (ProGAN's toRGB).

@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastpgan.nn.equalized import SQRT2, EqualizedConv2d
-from fastpgan.ops import conv2d_downsample, upsample_conv2d
+from fastpgan.nn.equalized import SQRT2, EqualizedConv2d, lr_scaled
+from fastpgan.ops.resample_conv import resample_conv2d
+
+__all__ = ["ConvDownsample2d", "UpsampleConv2d"]
 
 
 class _ResampleConv2d(EqualizedConv2d):
-    """An odd k x k equalized convolution whose forward also resamples by 2."""
+    """An odd k x k equalized convolution whose forward also resamples by 2 (up or down)."""
 
-    _resample = staticmethod(upsample_conv2d)
+    up: bool
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  bias: bool = True, device: torch.device | str | None = None,
@@ -37,13 +39,9 @@ class _ResampleConv2d(EqualizedConv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the layer to x of shape (N, in_channels, H, W)."""
-        bias = self.bias
-        if bias is not None and self.lr_mul != 1.0:
-            bias = bias * self.lr_mul
-        return self._resample(x, self.weight, bias, weight_gain=self.weight_gain,
-                              act=self.activation, negative_slope=self.negative_slope,
-                              gain=self.act_gain, clamp=self.clamp, pixel_norm=self.pixel_norm,
-                              backend=self.backend)
+        return resample_conv2d(x, self.weight, lr_scaled(self.bias, self.lr_mul), up=self.up,
+                               weight_gain=self.weight_gain, epilogue=self.epilogue,
+                               backend=self.backend)
 
 
 class UpsampleConv2d(_ResampleConv2d):
@@ -58,6 +56,8 @@ class UpsampleConv2d(_ResampleConv2d):
     stride, padding, dilation, groups and padding_mode.
     """
 
+    up = True
+
 
 class ConvDownsample2d(_ResampleConv2d):
     """y = epilogue(avg_pool2d(conv2d(x, W * c), 2), b * lr_mul): (N, O, H // 2, W // 2).
@@ -69,4 +69,4 @@ class ConvDownsample2d(_ResampleConv2d):
     Args are as for :class:`UpsampleConv2d`.
     """
 
-    _resample = staticmethod(conv2d_downsample)
+    up = False

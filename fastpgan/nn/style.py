@@ -8,6 +8,8 @@ from torch import Tensor, nn
 from fastpgan.nn.equalized import EqualizedLinear
 from fastpgan.ops import adain, modulated_conv2d
 
+__all__ = ["AdaIN", "ModulatedConv2d", "NoiseInjection"]
+
 NOISE_MODES = ("random", "fixed", "none")
 
 

@@ -1,21 +1,42 @@
-"""Fused ops. Each has a plain-PyTorch ``*_reference`` (the ground truth) and a fused path.
+"""fastpgan's fused ops, one module each, all made to one contract.
 
-Every op takes ``backend="auto" | "fused" | "reference"`` (see :mod:`fastpgan.backend`).
+The contract. An op module opens by saying what the op computes, from which paper or
+code, and how its double backward works. It then has:
+
+- ``<op>_reference``: the definition in plain PyTorch, readable and differentiable to any
+  order. It is the ground truth of the tests and the path taken wherever the fused one
+  does not apply. It checks its arguments as the op does.
+- ``<op>``: the public function. It checks its arguments (ValueError or TypeError naming
+  the op and the problem), then lets :func:`fastpgan.backend.use_fused` choose between
+  the reference and the fused path for this call (``backend="auto" | "fused" |
+  "reference"``).
+- the fused path, as ``torch.library`` operators in the ``fastpgan`` namespace, so that
+  ``torch.compile`` and CUDA graphs run through it without a graph break. An op on
+  kernels of ours (provider "triton" or "extension") is a pair of custom ops, the
+  forward and its backward, each with a registered fake; the forward's autograd calls
+  the backward op, whose own registered autograd is the double backward (WGAN-GP and R1
+  differentiate the discriminator's gradient): fused where that is cheap, else autograd
+  through the op's closed-form backward in PyTorch (:mod:`fastpgan.ops.autograd`), for a
+  reason its module gives in one line. An op made of ATen operations (provider "torch",
+  or the extension's convolution) is registered as an ATen composite, whose fake tensors
+  and every order of gradient come from those operations.
+- dtypes and layouts: float32, float16 and bfloat16 in (float64 too), arithmetic in
+  float32 (float64 for float64), output in the input's dtype and memory format (NCHW
+  and channels_last).
+- one :class:`fastpgan.backend.OpInfo` registered at the end of the module, which the
+  doctor, these exports and the tests read.
+
+This package imports every op module in it, so a new op needs no line here: its public
+function and its reference are exported under their own names.
 """
 
-from fastpgan.ops.adain import adain, adain_reference
-from fastpgan.ops.epilogue import bias_act, bias_act_reference
-from fastpgan.ops.minibatch_stddev import minibatch_stddev, minibatch_stddev_reference
-from fastpgan.ops.modulated_conv import modulated_conv2d, modulated_conv2d_reference
-from fastpgan.ops.normalization import pixel_norm, pixel_norm_reference
-from fastpgan.ops.resample_conv import (
-    conv2d_downsample,
-    conv2d_downsample_reference,
-    upsample_conv2d,
-    upsample_conv2d_reference,
-)
+import importlib
+import pkgutil
 
-__all__ = ["adain", "adain_reference", "bias_act", "bias_act_reference", "conv2d_downsample",
-           "conv2d_downsample_reference", "minibatch_stddev", "minibatch_stddev_reference",
-           "modulated_conv2d", "modulated_conv2d_reference", "pixel_norm",
-           "pixel_norm_reference", "upsample_conv2d", "upsample_conv2d_reference"]
+from fastpgan.backend import OPS
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+globals().update({fn.__name__: fn for op in OPS.values() for fn in (op.function, op.reference)})
+__all__ = sorted(fn.__name__ for op in OPS.values() for fn in (op.function, op.reference))

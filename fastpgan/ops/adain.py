@@ -5,10 +5,13 @@ a = leaky_relu(h) when a slope is given, instance normalization of a over H x W 
 (n, c) with the biased variance, y = scale[n, c] * a_hat + shift[n, c]. The caller
 computes scale and shift from w (StyleGAN: an equalized dense layer, scale = 1 + style).
 
-The fused path is two ``torch.library`` custom ops, ``fastpgan::adain`` and
-``fastpgan::adain_backward`` (kernels: ``fastpgan.kernels.adain``). A plain backward runs
-the fused kernel; a backward that must itself be differentiated (create_graph=True)
-uses :func:`adain_backward_reference`, the closed form in plain PyTorch.
+Fused path: the custom ops ``fastpgan::adain`` and ``fastpgan::adain_backward`` on the
+kernels of ``fastpgan.kernels.adain``; every first-order backward runs the fused kernel.
+
+Double backward: the backward op's autograd differentiates the closed-form backward
+(:func:`adain_backward_reference`) in plain PyTorch, deliberately: only a penalty on
+the generator (StyleGAN2's path length) differentiates AdaIN twice, and fastpgan's
+StyleGAN trains with none.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import load_kernels, use_fused
+from fastpgan.backend import OpInfo, kernel_module, register, use_fused
+from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 
@@ -50,6 +54,12 @@ def adain_reference(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | 
     """The definition of :func:`adain` in plain, differentiable PyTorch, in float32 for
     half-precision x and rounded once to x's dtype, as the kernels do."""
     _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
+    return _reference(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
+
+
+def _reference(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
+               noise_weight: Tensor | None, bias: Tensor | None,
+               negative_slope: float | None, eps: float) -> Tensor:
     dtype = stat_dtype(x)
     _, a = _activation(x.to(dtype), noise, noise_weight, bias, negative_slope)
     a_hat, _ = _instance_norm(a, eps)
@@ -67,6 +77,17 @@ def adain_backward_reference(grad_y: Tensor, x: Tensor, scale: Tensor,
     With g = scale * dy: da = rstd * (g - mean_p(g) - a_hat * mean_p(g * a_hat)) and
     dh = da * leaky_relu'(h); differentiable again by autograd.
     """
+    dh, rows = _closed_form_backward(grad_y, x, scale, noise, noise_weight, bias,
+                                     negative_slope, eps)
+    return (dh.to(x.dtype), *_parameter_grads(dh, rows, noise, noise_weight, bias))
+
+
+def _closed_form_backward(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor | None,
+                          noise_weight: Tensor | None, bias: Tensor | None,
+                          negative_slope: float | None, eps: float) -> tuple[Tensor, Tensor]:
+    """(dh, rows): dL/dh in the statistics' dtype and, per row (n, c), the sums the fused
+    backward also yields, rows[k, n, c] for k = 0 sum(dy), 1 sum(dy * a_hat), 2 sum(dh),
+    3 sum(dh * noise)."""
     dtype = stat_dtype(x)
     h, a = _activation(x.to(dtype), noise, noise_weight, bias, negative_slope)
     a_hat, rstd = _instance_norm(a, eps)
@@ -75,15 +96,28 @@ def adain_backward_reference(grad_y: Tensor, x: Tensor, scale: Tensor,
     da = rstd * (g - g.mean(dim=(2, 3), keepdim=True)
                  - a_hat * (g * a_hat).mean(dim=(2, 3), keepdim=True))
     dh = da if negative_slope is None else torch.where(h > 0, da, da * negative_slope)
+    noise_sums = (torch.zeros_like(dh[:, :, 0, 0]) if noise is None
+                  else (dh * noise.to(dtype)).sum(dim=(2, 3)))
+    rows = torch.stack([dy.sum(dim=(2, 3)), (dy * a_hat).sum(dim=(2, 3)), dh.sum(dim=(2, 3)),
+                        noise_sums])
+    return dh, rows
+
+
+def _parameter_grads(dh: Tensor, rows: Tensor, noise: Tensor | None,
+                     noise_weight: Tensor | None, bias: Tensor | None, *,
+                     with_dnoise: bool = True
+                     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """(dscale, dshift, dnoise, dnoise_weight, dbias) from dL/dh and the per-row sums;
+    dnoise, a pass over dh, only ``with_dnoise``."""
     dnoise = dnoise_weight = dbias = None
     if noise is not None:
-        dnoise = (dh * _per_channel(noise_weight).to(dtype)).sum(dim=1, keepdim=True)
-        dnoise = dnoise.sum(dim=0, keepdim=True) if noise.shape[0] == 1 else dnoise
-        dnoise_weight = (dh * noise.to(dtype)).sum(dim=(0, 2, 3))
+        if with_dnoise:
+            dnoise = (dh * _per_channel(noise_weight).to(dh.dtype)).sum(dim=1, keepdim=True)
+            dnoise = dnoise.sum(dim=0, keepdim=True) if noise.shape[0] == 1 else dnoise
+        dnoise_weight = rows[3].sum(0)
     if bias is not None:
-        dbias = dh.sum(dim=(0, 2, 3))
-    return (dh.to(x.dtype), (dy * a_hat).sum(dim=(2, 3)), dy.sum(dim=(2, 3)), dnoise,
-            dnoise_weight, dbias)
+        dbias = rows[2].sum(0)
+    return rows[1], rows[0], dnoise, dnoise_weight, dbias
 
 
 def adain(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = None,
@@ -104,8 +138,7 @@ def adain(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = Non
     """
     _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
     if not use_fused("adain", x, backend):
-        return adain_reference(x, scale, shift, noise=noise, noise_weight=noise_weight,
-                               bias=bias, negative_slope=negative_slope, eps=eps)
+        return _reference(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
     y, _, _ = torch.ops.fastpgan.adain(
         x, scale, shift, noise, noise_weight, bias,
         None if negative_slope is None else float(negative_slope), float(eps))
@@ -157,7 +190,7 @@ def _adain_op(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
     x = x.contiguous(memory_format=memory_format(x))
     y, mean, rstd = _forward_outputs(x)
     if x.numel():
-        load_kernels().adain.adain_forward(
+        kernel_module("adain").adain_forward(
             x, scale.contiguous(), shift.contiguous(), _dense(noise), _dense(noise_weight),
             _dense(bias), y, mean, rstd, slope=slope, eps=eps)
     else:
@@ -188,23 +221,12 @@ def _adain_setup(ctx, inputs, output) -> None:
 
 def _adain_grad(ctx, grad_y: Tensor | None, grad_mean: Tensor | None, grad_rstd: Tensor | None):
     x, scale, noise, noise_weight, bias, mean, rstd = ctx.saved_tensors
-    slope, eps = ctx.config
     if grad_y is None:
         return None, None, None, None, None, None, None, None
-    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-        dx, dscale, dshift, dnoise, dnoise_weight, dbias = adain_backward_reference(
-            grad_y, x, scale, noise, noise_weight, bias, slope, eps)
-    else:
-        dx, rows = torch.ops.fastpgan.adain_backward(grad_y, x, scale, noise, noise_weight,
-                                                     bias, mean, rstd, slope)
-        dshift, dscale = rows[0], rows[1]
-        dbias = None if bias is None else rows[2].sum(0)
-        dnoise_weight = dnoise = None
-        if noise is not None:
-            dnoise_weight = rows[3].sum(0)
-            if ctx.needs_input_grad[3]:
-                dnoise = (dx * noise_weight.view(1, -1, 1, 1).to(dx.dtype)).sum(1, keepdim=True)
-                dnoise = dnoise.sum(0, keepdim=True) if noise.shape[0] == 1 else dnoise
+    dx, rows = torch.ops.fastpgan.adain_backward(grad_y, x, scale, noise, noise_weight, bias,
+                                                 mean, rstd, *ctx.config)
+    dscale, dshift, dnoise, dnoise_weight, dbias = _parameter_grads(
+        dx, rows, noise, noise_weight, bias, with_dnoise=ctx.needs_input_grad[3])
     return (dx, dscale.to(ctx.dtypes[0]), dshift.to(ctx.dtypes[1]),
             None if dnoise is None else dnoise.to(noise.dtype),
             None if dnoise_weight is None else dnoise_weight.to(noise_weight.dtype),
@@ -217,12 +239,12 @@ _adain_op.register_autograd(_adain_grad, setup_context=_adain_setup)
 @torch.library.custom_op("fastpgan::adain_backward", mutates_args=())
 def _adain_backward_op(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor | None,
                        noise_weight: Tensor | None, bias: Tensor | None, mean: Tensor,
-                       rstd: Tensor, slope: float | None) -> tuple[Tensor, Tensor]:
+                       rstd: Tensor, slope: float | None, eps: float) -> tuple[Tensor, Tensor]:
     x = x.contiguous(memory_format=memory_format(x))
     grad_y = grad_y.contiguous(memory_format=memory_format(x))
     dx, rows = _backward_outputs(x)
     if x.numel():
-        load_kernels().adain.adain_backward(
+        kernel_module("adain").adain_backward(
             grad_y, x, scale.contiguous(), _dense(noise), _dense(noise_weight), _dense(bias),
             mean, rstd, dx, rows, slope=slope)
     else:
@@ -237,5 +259,36 @@ def _backward_outputs(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @_adain_backward_op.register_fake
-def _adain_backward_fake(grad_y, x, scale, noise, noise_weight, bias, mean, rstd, slope):
+def _adain_backward_fake(grad_y, x, scale, noise, noise_weight, bias, mean, rstd, slope, eps):
     return _backward_outputs(x)
+
+
+def _backward_setup(ctx, inputs, output) -> None:
+    grad_y, x, scale, noise, noise_weight, bias, _, _, slope, eps = inputs
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(grad_y, x, scale, noise, noise_weight, bias)
+    ctx.config = (slope, eps)
+
+
+def _backward_grad(ctx, grad_dx: Tensor | None, grad_rows: Tensor | None):
+    """The double backward: autograd through the closed-form backward (the mean and rstd
+    inputs are functions of x, whose gradient this already holds in full)."""
+    slope, eps = ctx.config
+
+    def closed_form(grad_y, x, scale, noise, noise_weight, bias):
+        dh, rows = _closed_form_backward(grad_y, x, scale, noise, noise_weight, bias, slope,
+                                         eps)
+        return dh.to(x.dtype), rows
+
+    grads = closed_form_vjp(closed_form, ctx.saved_tensors, ctx.needs_input_grad[:6],
+                            (grad_dx, grad_rows))
+    return (*grads, None, None, None, None)
+
+
+_adain_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+
+register(OpInfo(
+    "adain", adain, adain_reference, "triton", kernels="adain",
+    library_ops=("fastpgan::adain", "fastpgan::adain_backward"),
+    double_backward="autograd through the closed-form backward (PyTorch): only a "
+                    "generator penalty would need it fused"))

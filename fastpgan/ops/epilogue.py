@@ -1,16 +1,19 @@
 """bias_act: the layer epilogue bias -> activation -> gain -> clamp [-> pixel norm] in one pass.
 
 This is ProGAN's generator epilogue (conv -> bias -> leaky ReLU -> pixel norm, Karras et
-al. 2017, sections 4.1-4.2) and its discriminator's bias + leaky ReLU. The fused path is
-two ``torch.library`` custom ops, ``fastpgan::bias_act`` and
-``fastpgan::bias_act_backward``, so ``torch.compile`` runs through them without a graph
-break:
+al. 2017, sections 4.1-4.2) and its discriminator's bias + leaky ReLU, with StyleGAN2's
+gain and clamp (NVlabs' bias_act). Its settings are one value, :class:`Epilogue`, which
+the layers hold and the resampling convolutions take.
 
-- forward saves only the output y (and, with pixel norm, the per-pixel inverse norm r);
-- the backward op is itself differentiable: without pixel norm its derivative is the
-  same backward kernel applied to the incoming gradient (the activation's derivative is
-  piecewise constant), which gives WGAN-GP and R1 a fused double backward at any order;
-  with pixel norm the second-order terms are plain PyTorch expressions (below).
+Fused path: the custom ops ``fastpgan::bias_act`` (y and, with pixel norm, the per-pixel
+inverse norm r) and ``fastpgan::bias_act_backward`` (dx and the bias gradient from the
+saved y and r), on the Triton kernels of ``fastpgan.kernels.bias_act`` or, for the
+resampling convolutions, the C++/CUDA extension's epilogue.
+
+Double backward: the backward op is itself differentiable. Without pixel norm its
+derivative is the same backward kernel applied to the incoming gradient (the
+activation's derivative is piecewise constant), fused at any order; with pixel norm the
+second-order terms are closed-form PyTorch expressions (``_backward_grad``).
 
 Gradients are read off y: an element whose value lies within one rounding step of
 ``clamp`` counts as clamped (``clamp_threshold``). y is stored rounded to its dtype, so
@@ -20,17 +23,81 @@ within that band (relative width 2^-7 in bfloat16, 2^-19 in float32) gets no gra
 
 from __future__ import annotations
 
+import dataclasses
 import types
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import load_kernels, use_fused
+from fastpgan.backend import OpInfo, kernel_module, register, use_fused
 from fastpgan.extension import load_extension
 from fastpgan.ops.layout import memory_format, stat_dtype
 
-ACTIVATIONS = ("linear", "relu", "lrelu")
+ACTIVATIONS: dict[str, float | None] = {"linear": 1.0, "relu": 0.0, "lrelu": None}
+"""Activation -> its slope for negative inputs, the one number the kernels take (None:
+the epilogue's ``negative_slope``). Slope 1 is the identity, slope 0 ReLU."""
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What follows a layer's convolution or matrix product: y = clamp(act(h + bias) *
+    gain, -clamp, clamp), pixel-normalized over channels if asked.
+
+    Attributes:
+        act: "linear", "relu" or "lrelu" (leaky ReLU with ``negative_slope``).
+        negative_slope: leaky ReLU's slope for negative inputs, >= 0.
+        gain: positive factor applied after the activation.
+        clamp: if given, the result is clamped to [-clamp, clamp] (before pixel norm).
+        pixel_norm: divide by sqrt(mean over channels of the square + eps) per pixel.
+        eps: pixel norm's epsilon.
+    """
+
+    act: str = "linear"
+    negative_slope: float = 0.2
+    gain: float = 1.0
+    clamp: float | None = None
+    pixel_norm: bool = False
+    eps: float = 1e-8
+
+    @property
+    def slope(self) -> float:
+        """The activation's slope for negative inputs (1 for linear, 0 for ReLU)."""
+        slope = ACTIVATIONS[self.act]
+        return float(self.negative_slope if slope is None else slope)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the epilogue only adds the bias, which a convolution can do itself."""
+        return (self.slope == 1.0 and self.gain == 1.0 and self.clamp is None
+                and not self.pixel_norm)
+
+    def checked(self, op: str, act_name: str = "act") -> Epilogue:
+        """self, after raising ValueError (naming ``op``) for a setting outside its domain;
+        ``act_name`` is what the caller's argument for ``act`` is called."""
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"{op}: {act_name} must be one of {tuple(ACTIVATIONS)}, got "
+                             f"{self.act!r}")
+        if self.negative_slope < 0:
+            raise ValueError(f"{op}: negative_slope must be >= 0, got {self.negative_slope}")
+        if self.gain <= 0:
+            raise ValueError(f"{op}: gain must be > 0, got {self.gain}")
+        if self.clamp is not None and self.clamp <= 0:
+            raise ValueError(f"{op}: clamp must be > 0 or None, got {self.clamp}")
+        if self.eps < 0:
+            raise ValueError(f"{op}: eps must be >= 0, got {self.eps}")
+        return self
+
+    def kernel_arguments(self) -> tuple[float, float, float | None, bool, float]:
+        """(slope, gain, clamp, pixel_norm, eps): the epilogue as the custom op takes it."""
+        return (self.slope, float(self.gain), None if self.clamp is None else float(self.clamp),
+                bool(self.pixel_norm), float(self.eps))
+
+    def describe(self) -> str:
+        """The settings that differ from the defaults, e.g. "act=lrelu, pixel_norm=True"."""
+        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                         if getattr(self, f.name) != f.default
+                         and not (f.name == "negative_slope" and self.act != "lrelu"))
 
 
 def pixel_norm_reference(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -39,8 +106,12 @@ def pixel_norm_reference(x: Tensor, eps: float = 1e-8) -> Tensor:
     Computed in float32 for half-precision x (float16 has no 1e-8: a zero vector would
     give 0 * inf) and rounded once to x's dtype, as the kernels do.
     """
-    h = x.to(stat_dtype(x))
-    return (h * torch.rsqrt(h.square().mean(dim=1, keepdim=True) + eps)).to(x.dtype)
+    _validate("pixel_norm", x, None)
+    return _pixel_norm(x.to(stat_dtype(x)), eps).to(x.dtype)
+
+
+def _pixel_norm(h: Tensor, eps: float) -> Tensor:
+    return h * torch.rsqrt(h.square().mean(dim=1, keepdim=True) + eps)
 
 
 def _channel_shape(x: Tensor) -> tuple[int, ...]:
@@ -53,18 +124,23 @@ def bias_act_reference(x: Tensor, bias: Tensor | None = None, *, act: str = "lre
                        eps: float = 1e-8) -> Tensor:
     """The definition of :func:`bias_act` in plain, twice-differentiable PyTorch, in
     float32 for half-precision x and rounded once to x's dtype, as the kernels do."""
+    epilogue = Epilogue(act, negative_slope, gain, clamp, pixel_norm, eps).checked("bias_act")
+    _validate("bias_act", x, bias)
+    return epilogue_reference(x, bias, epilogue)
+
+
+def epilogue_reference(x: Tensor, bias: Tensor | None, epilogue: Epilogue) -> Tensor:
+    """:func:`bias_act_reference` for an :class:`Epilogue` (arguments checked by the caller)."""
     h = x.to(stat_dtype(x))
     if bias is not None:
         h = h + bias.to(h.dtype).view(_channel_shape(x))
-    if act == "lrelu":
-        h = F.leaky_relu(h, negative_slope)
-    elif act == "relu":
-        h = F.relu(h)
-    if gain != 1.0:
-        h = h * gain
-    if clamp is not None:
-        h = h.clamp(-clamp, clamp)
-    return (pixel_norm_reference(h, eps) if pixel_norm else h).to(x.dtype)
+    if epilogue.slope != 1.0:
+        h = torch.where(h > 0, h, h * epilogue.slope)
+    if epilogue.gain != 1.0:
+        h = h * epilogue.gain
+    if epilogue.clamp is not None:
+        h = h.clamp(-epilogue.clamp, epilogue.clamp)
+    return (_pixel_norm(h, epilogue.eps) if epilogue.pixel_norm else h).to(x.dtype)
 
 
 def bias_act(x: Tensor, bias: Tensor | None = None, *, act: str = "lrelu",
@@ -76,73 +152,53 @@ def bias_act(x: Tensor, bias: Tensor | None = None, *, act: str = "lrelu",
         x: (N, C, ...) activations; NCHW or channels_last, float32/float16/bfloat16
             (float64 too). The output keeps x's dtype and memory format.
         bias: (C,) or None.
-        act: "linear", "relu" or "lrelu" (leaky ReLU with ``negative_slope``).
-        negative_slope: slope of leaky ReLU for negative inputs, >= 0.
-        gain: positive factor applied after the activation.
-        clamp: if given, the result is clamped to [-clamp, clamp] (before pixel norm).
-        pixel_norm: divide by sqrt(mean over channels of the square + eps) per pixel.
-        eps: pixel norm's epsilon.
+        act, negative_slope, gain, clamp, pixel_norm, eps: the :class:`Epilogue`.
         backend: "auto", "fused", "reference" or None for the process default.
     """
-    _validate(x, bias, act, negative_slope, gain, clamp, eps)
+    epilogue = Epilogue(act, negative_slope, gain, clamp, pixel_norm, eps).checked("bias_act")
+    return apply_epilogue(x, bias, epilogue, backend=backend)
+
+
+def apply_epilogue(x: Tensor, bias: Tensor | None, epilogue: Epilogue, *,
+                   backend: str | None = None, op: str = "bias_act") -> Tensor:
+    """:func:`bias_act` with its settings as one checked :class:`Epilogue` (what the layers
+    hold); ``op`` names the caller in errors."""
+    _validate(op, x, bias)
     if not use_fused("bias_act", x, backend):
-        return bias_act_reference(x, bias, act=act, negative_slope=negative_slope, gain=gain,
-                                  clamp=clamp, pixel_norm=pixel_norm, eps=eps)
-    return fused_bias_act(x, bias, act=act, negative_slope=negative_slope, gain=gain,
-                          clamp=clamp, pixel_norm=pixel_norm, eps=eps, provider="triton")
+        return epilogue_reference(x, bias, epilogue)
+    return fused_epilogue(x, bias, epilogue, provider="triton")
 
 
-def fused_bias_act(x: Tensor, bias: Tensor | None, *, act: str, negative_slope: float,
-                   gain: float, clamp: float | None, pixel_norm: bool, eps: float,
+def fused_epilogue(x: Tensor, bias: Tensor | None, epilogue: Epilogue, *,
                    provider: str) -> Tensor:
     """The fused path of :func:`bias_act` (arguments checked by the caller).
 
     provider names the kernels: "triton" (kernels/bias_act.py) or "extension" (the C++ /
     CUDA epilogue of :mod:`fastpgan.extension`, which the resampling convolutions use).
     """
-    if bias is not None and bias.device != x.device:
-        raise ValueError(f"bias_act: bias is on {bias.device}, x on {x.device}")
-    slope = 0.0 if act == "relu" else float(negative_slope)
-    y, _ = torch.ops.fastpgan.bias_act(x, bias, act != "linear", slope, float(gain),
-                                      None if clamp is None else float(clamp),
-                                      pixel_norm, float(eps), provider)
+    y, _ = torch.ops.fastpgan.bias_act(x, bias, *epilogue.kernel_arguments(), provider)
     return y
+
+
+def _validate(op: str, x: Tensor, bias: Tensor | None) -> None:
+    if x.dim() < 2:
+        raise ValueError(f"{op}: x must be (N, C, ...) with at least 2 dimensions, "
+                         f"got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{op}: x must be a floating-point tensor, got {x.dtype}")
+    if bias is not None and (bias.dim() != 1 or bias.numel() != x.shape[1]):
+        raise ValueError(f"{op}: bias must have shape ({x.shape[1]},) for x of shape "
+                         f"{tuple(x.shape)}, got {tuple(bias.shape)}")
+    if bias is not None and bias.device != x.device:
+        raise ValueError(f"{op}: bias is on {bias.device}, x on {x.device}")
+
+
+# ---------------------------------------------------------------- fused path (custom ops)
 
 
 def _kernels(provider: str) -> types.ModuleType:
     """The module whose bias_act_forward / bias_act_backward launch the kernels."""
-    return load_kernels().bias_act if provider == "triton" else load_extension()
-
-
-def _validate(x: Tensor, bias: Tensor | None, act: str, negative_slope: float, gain: float,
-              clamp: float | None, eps: float) -> None:
-    if x.dim() < 2:
-        raise ValueError(f"bias_act: x must be (N, C, ...) with at least 2 dimensions, "
-                         f"got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"bias_act: x must be a floating-point tensor, got {x.dtype}")
-    if bias is not None and (bias.dim() != 1 or bias.numel() != x.shape[1]):
-        raise ValueError(f"bias_act: bias must have shape ({x.shape[1]},) for x of shape "
-                         f"{tuple(x.shape)}, got {tuple(bias.shape)}")
-    check_epilogue("bias_act", act, negative_slope, gain, clamp, eps)
-
-
-def check_epilogue(op: str, act: str, negative_slope: float, gain: float, clamp: float | None,
-                   eps: float) -> None:
-    """Raises ValueError, naming ``op``, for epilogue arguments outside their domain."""
-    if act not in ACTIVATIONS:
-        raise ValueError(f"{op}: act must be one of {ACTIVATIONS}, got {act!r}")
-    if negative_slope < 0:
-        raise ValueError(f"{op}: negative_slope must be >= 0, got {negative_slope}")
-    if gain <= 0:
-        raise ValueError(f"{op}: gain must be > 0, got {gain}")
-    if clamp is not None and clamp <= 0:
-        raise ValueError(f"{op}: clamp must be > 0 or None, got {clamp}")
-    if eps < 0:
-        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-
-
-# ---------------------------------------------------------------- fused path (custom ops)
+    return kernel_module("bias_act") if provider == "triton" else load_extension()
 
 
 def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -153,30 +209,30 @@ def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tenso
 
 
 @torch.library.custom_op("fastpgan::bias_act", mutates_args=())
-def _bias_act_op(x: Tensor, bias: Tensor | None, lrelu: bool, slope: float, gain: float,
+def _bias_act_op(x: Tensor, bias: Tensor | None, slope: float, gain: float,
                  clamp: float | None, pixel_norm: bool, eps: float,
                  provider: str = "triton") -> tuple[Tensor, Tensor]:
     x, y, r = _forward_buffers(x, pixel_norm)
     if x.numel():
         _kernels(provider).bias_act_forward(
             x, None if bias is None else bias.contiguous(), y, r if pixel_norm else None,
-            act=int(lrelu), slope=slope, gain=gain, clamp=clamp, eps=eps)
+            slope=slope, gain=gain, clamp=clamp, eps=eps)
     return y, r
 
 
 @_bias_act_op.register_fake
-def _bias_act_fake(x, bias, lrelu, slope, gain, clamp, pixel_norm, eps, provider="triton"):
+def _bias_act_fake(x, bias, slope, gain, clamp, pixel_norm, eps, provider="triton"):
     _, y, r = _forward_buffers(x, pixel_norm)
     return y, r
 
 
 def _bias_act_setup(ctx, inputs, output) -> None:
-    _, bias, lrelu, slope, gain, clamp, pixel_norm, _, provider = inputs
+    _, bias, slope, gain, clamp, pixel_norm, _, provider = inputs
     y, r = output
     # Unused outputs (r, outside double backward) get None rather than a zero-filled grad.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(y, r if pixel_norm else None)
-    ctx.epilogue = (lrelu, slope, gain, clamp)
+    ctx.epilogue = (slope, gain, clamp)
     ctx.provider = provider
     ctx.bias_dtype = None if bias is None else bias.dtype
 
@@ -191,7 +247,7 @@ def _bias_act_grad(ctx, grad_y: Tensor | None, grad_r: Tensor | None):
                                                   ctx.bias_dtype is not None, *ctx.epilogue,
                                                   ctx.provider)
     db = None if ctx.bias_dtype is None else db.to(ctx.bias_dtype)
-    return dx, db, None, None, None, None, None, None, None
+    return dx, db, None, None, None, None, None, None
 
 
 _bias_act_op.register_autograd(_bias_act_grad, setup_context=_bias_act_setup)
@@ -206,31 +262,31 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
 
 @torch.library.custom_op("fastpgan::bias_act_backward", mutates_args=())
 def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
-                          bias_grad: bool, lrelu: bool, slope: float, gain: float,
-                          clamp: float | None, provider: str = "triton") -> tuple[Tensor, Tensor]:
+                          bias_grad: bool, slope: float, gain: float, clamp: float | None,
+                          provider: str = "triton") -> tuple[Tensor, Tensor]:
     # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
     grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad and y.numel() == 0)
     if y.numel() == 0:
         return dx, db.zero_()
     bias_grad_sum = _kernels(provider).bias_act_backward(
         grad_y, y, r, None if grad_r is None else grad_r.contiguous(), dx,
-        with_bias_grad=bias_grad, act=int(lrelu), slope=slope, gain=gain,
+        with_bias_grad=bias_grad, slope=slope, gain=gain,
         clamp=None if clamp is None else clamp_threshold(clamp, y.dtype))
     return dx, db if bias_grad_sum is None else bias_grad_sum
 
 
 @_bias_act_backward_op.register_fake
-def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp,
+def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, slope, gain, clamp,
                             provider="triton"):
     _, dx, db = _backward_buffers(grad_y, y, bias_grad)
     return dx, db
 
 
 def _backward_setup(ctx, inputs, output) -> None:
-    grad_y, y, r, grad_r, bias_grad, lrelu, slope, gain, clamp, provider = inputs
+    grad_y, y, r, grad_r, bias_grad, slope, gain, clamp, provider = inputs
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_y, y, r, grad_r)
-    ctx.epilogue = (lrelu, slope, gain, clamp)
+    ctx.epilogue = (slope, gain, clamp)
     ctx.provider = provider
     ctx.bias_grad = bias_grad
 
@@ -246,13 +302,13 @@ def clamp_threshold(clamp: float, dtype: torch.dtype) -> float:
     return clamp * (1 - max(torch.finfo(dtype).eps, 16 * torch.finfo(arithmetic).eps))
 
 
-def _act_derivative(y: Tensor, r: Tensor | None, lrelu: bool, slope: float, gain: float,
+def _act_derivative(y: Tensor, r: Tensor | None, slope: float, gain: float,
                     clamp: float | None, stored: torch.dtype) -> Tensor:
     """d clamp(act(h) * gain) / dh as a function of the output y (constant a.e.).
 
     stored is the dtype y was saved in, which sets how close to clamp counts as clamped.
     """
-    d = torch.where(y > 0, gain, gain * slope) if lrelu else torch.full_like(y, gain)
+    d = torch.where(y > 0, gain, gain * slope)
     if clamp is not None:
         clamp = clamp_threshold(clamp, stored)
         limit = clamp if r is None else clamp * r
@@ -270,7 +326,7 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
         # dx = D(y) * grad_y with D piecewise constant: linear in grad_y, flat in y.
         d_grad_y, _ = torch.ops.fastpgan.bias_act_backward(g, y, None, None, False,
                                                            *ctx.epilogue, ctx.provider)
-        return d_grad_y, None, None, None, None, None, None, None, None, None
+        return d_grad_y, None, None, None, None, None, None, None, None
     # With pixel norm, dx = D * r * (dy - y * (q + r * g_r / C)), q = mean_c(dy * y).
     # For L = sum(g * dx) and u = D * g, s = sum_c(u * y), t = sum_c(u * dy):
     #   L = r t - r s q - r^2 s g_r / C, differentiated by hand below (D constant a.e.).
@@ -287,7 +343,13 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     d_r = t - s * q - 2 * r * s * gr / c
     d_grad_r = None if grad_r is None else -r * r * s / c
     return (d_grad_y.to(grad_y.dtype), d_y.to(y.dtype), d_r, d_grad_r,
-            None, None, None, None, None, None)
+            None, None, None, None, None)
 
 
 _bias_act_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+
+register(OpInfo(
+    "bias_act", bias_act, bias_act_reference, "triton", kernels="bias_act",
+    library_ops=("fastpgan::bias_act", "fastpgan::bias_act_backward"),
+    double_backward="the backward op's own autograd: fused without pixel norm, closed-form "
+                    "PyTorch second-order terms with it"))

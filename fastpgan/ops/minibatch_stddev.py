@@ -6,13 +6,14 @@ per channel group f, the standard deviation over the G members, sqrt(biased vari
 eps), is averaged over the C/F channels and H x W pixels, and the result is appended as
 F constant channels.
 
-The fused path is two ``torch.library`` custom ops, ``fastpgan::minibatch_stddev`` and
-``fastpgan::minibatch_stddev_backward`` (kernels: ``fastpgan.kernels.minibatch_stddev``,
-whose docstring says how the statistic is reduced). A plain backward runs the fused
-kernel. A backward that must itself be differentiated (create_graph=True, as in WGAN-GP
-and R1) is computed by :func:`minibatch_stddev_backward_reference` in plain PyTorch,
-which autograd differentiates to any order; the layer sits at the discriminator's 4x4
-block, where that costs microseconds.
+Fused path: the custom ops ``fastpgan::minibatch_stddev`` and
+``fastpgan::minibatch_stddev_backward`` on the kernels of
+``fastpgan.kernels.minibatch_stddev`` (whose docstring says how the statistic is
+reduced); every first-order backward runs the fused kernel.
+
+Double backward (WGAN-GP, R1): the backward op's autograd differentiates the closed-form
+backward (:func:`minibatch_stddev_backward_reference`) in plain PyTorch, deliberately:
+the layer sits at the discriminator's 4x4 block, where that costs microseconds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastpgan.backend import load_kernels, use_fused
+from fastpgan.backend import OpInfo, kernel_module, register, use_fused
+from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 
@@ -43,6 +45,10 @@ def minibatch_stddev_reference(x: Tensor, group_size: int = 4, num_channels: int
     """The definition of :func:`minibatch_stddev` in plain, differentiable PyTorch; the
     statistic in float32 for half-precision x (float16 has no 1e-8), as the kernels do."""
     _validate(x, group_size, num_channels, eps)
+    return _reference(x, group_size, num_channels, eps)
+
+
+def _reference(x: Tensor, group_size: int, num_channels: int, eps: float) -> Tensor:
     n, _, h, w = x.shape
     g, m = _groups(x, group_size)
     _, std = _group_deviation(x.to(stat_dtype(x)), g, m, num_channels, eps)
@@ -84,7 +90,7 @@ def minibatch_stddev(x: Tensor, group_size: int = 4, num_channels: int = 1,
     """
     _validate(x, group_size, num_channels, eps)
     if not use_fused("minibatch_stddev", x, backend):
-        return minibatch_stddev_reference(x, group_size, num_channels, eps)
+        return _reference(x, group_size, num_channels, eps)
     return torch.ops.fastpgan.minibatch_stddev(x, int(group_size), int(num_channels),
                                                float(eps))
 
@@ -125,7 +131,7 @@ def _minibatch_stddev_op(x: Tensor, group_size: int, num_channels: int, eps: flo
     x = x.contiguous(memory_format=memory_format(x))
     out = _output(x, num_channels)
     g, _ = _groups(x, group_size)
-    load_kernels().minibatch_stddev.minibatch_stddev_forward(
+    kernel_module("minibatch_stddev").minibatch_stddev_forward(
         x, out, group_size=g, num_channels=num_channels, eps=eps)
     return out
 
@@ -143,10 +149,7 @@ def _setup(ctx, inputs, output) -> None:
 
 def _grad(ctx, grad_out: Tensor):
     (x,) = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: keep the backward differentiable
-        dx = minibatch_stddev_backward_reference(grad_out, x, *ctx.config)
-    else:
-        dx = torch.ops.fastpgan.minibatch_stddev_backward(grad_out, x, *ctx.config)
+    dx = torch.ops.fastpgan.minibatch_stddev_backward(grad_out, x, *ctx.config)
     return dx, None, None, None
 
 
@@ -160,7 +163,7 @@ def _minibatch_stddev_backward_op(grad_out: Tensor, x: Tensor, group_size: int,
     grad_out = grad_out.contiguous(memory_format=memory_format(x))
     dx = torch.empty_like(x)
     g, _ = _groups(x, group_size)
-    load_kernels().minibatch_stddev.minibatch_stddev_backward(
+    kernel_module("minibatch_stddev").minibatch_stddev_backward(
         grad_out, x, dx, group_size=g, num_channels=num_channels, eps=eps)
     return dx
 
@@ -168,3 +171,29 @@ def _minibatch_stddev_backward_op(grad_out: Tensor, x: Tensor, group_size: int,
 @_minibatch_stddev_backward_op.register_fake
 def _minibatch_stddev_backward_fake(grad_out, x, group_size, num_channels, eps):
     return torch.empty_like(x.contiguous(memory_format=memory_format(x)))
+
+
+def _backward_setup(ctx, inputs, output) -> None:
+    grad_out, x, group_size, num_channels, eps = inputs
+    ctx.save_for_backward(grad_out, x)
+    ctx.config = (group_size, num_channels, eps)
+
+
+def _backward_grad(ctx, grad_dx: Tensor):
+    """The double backward: autograd through the closed-form backward."""
+    def closed_form(grad_out: Tensor, x: Tensor) -> tuple[Tensor]:
+        return (minibatch_stddev_backward_reference(grad_out, x, *ctx.config),)
+
+    grads = closed_form_vjp(closed_form, ctx.saved_tensors, ctx.needs_input_grad[:2],
+                            (grad_dx,))
+    return (*grads, None, None, None)
+
+
+_minibatch_stddev_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+
+register(OpInfo(
+    "minibatch_stddev", minibatch_stddev, minibatch_stddev_reference, "triton",
+    kernels="minibatch_stddev",
+    library_ops=("fastpgan::minibatch_stddev", "fastpgan::minibatch_stddev_backward"),
+    double_backward="autograd through the closed-form backward (PyTorch): at the 4x4 "
+                    "block it costs microseconds"))

@@ -5,16 +5,18 @@ is divided by sqrt(sum over (i, kh, kw) of w'[n, o]^2 + eps); sample n is convol
 its own w'[n]. :func:`modulated_conv2d_reference` does exactly that, as one grouped
 convolution over N modulated weight copies (N x O x I x k x k values materialized).
 
-The fast path uses the same algebra the other way round: scaling the weight's input
-channels by styles[n] equals scaling x's channels, and the demodulation factor is one
-per (n, o), so
+Fused path: the same algebra the other way round, the ATen-composite library op
+``fastpgan::modulated_conv2d``. Scaling the weight's input channels by styles[n] equals
+scaling x's channels, and the demodulation factor is one per (n, o), so
 
     y = conv2d(x * styles[n, :, None, None], weight) * d[n, :, None, None],
     d[n, o] = (sum_i styles[n, i]^2 * sum_(kh, kw) weight[o, i]^2 + eps)^(-1/2),
 
 one convolution with the shared weight (cuDNN's best case, a batch of N) and d from a
-small (N x I) @ (I x O) product, with no per-sample weights. It is plain PyTorch, so
-every order of gradient comes from autograd, and it needs no Triton.
+small (N x I) @ (I x O) product, with no per-sample weights and no kernel of ours.
+
+Double backward: autograd through the composite's ATen operations, at any order; its
+fake tensors come from the same decomposition.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import resolve_backend
+from fastpgan.backend import OpInfo, register, use_fused
 from fastpgan.ops.checks import check_conv
 from fastpgan.ops.layout import stat_dtype
 
@@ -34,6 +36,12 @@ def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, *,
     """The definition: per-sample modulated (and demodulated) weights, grouped conv; the
     weights in float32 for half-precision x, the convolution in x's dtype."""
     _validate(x, weight, styles, eps)
+    return _reference(x, weight, styles, demodulate, eps,
+                      weight.shape[-1] // 2 if padding is None else padding)
+
+
+def _reference(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool, eps: float,
+               padding: int) -> Tensor:
     n, i, h, w = x.shape
     o, _, kh, kw = weight.shape
     f = stat_dtype(x)
@@ -41,7 +49,7 @@ def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, *,
     if demodulate:
         weights = weights * torch.rsqrt(weights.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
     y = F.conv2d(x.reshape(1, n * i, h, w), weights.reshape(n * o, i, kh, kw).to(x.dtype),
-                 padding=kh // 2 if padding is None else padding, groups=n)
+                 padding=padding, groups=n)
     return y.reshape(n, o, *y.shape[2:])
 
 
@@ -69,12 +77,23 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: b
             (always the rewrite) or "reference".
     """
     _validate(x, weight, styles, eps)
-    name = resolve_backend("modulated_conv2d", backend)
-    if name == "reference" or (name == "auto" and not x.is_cuda):
-        return modulated_conv2d_reference(x, weight, styles, demodulate=demodulate, eps=eps,
-                                          padding=padding)
-    y = F.conv2d(x * styles[:, :, None, None].to(x.dtype), weight.to(x.dtype),
-                 padding=weight.shape[-1] // 2 if padding is None else padding)
+    padding = weight.shape[-1] // 2 if padding is None else padding
+    if not use_fused("modulated_conv2d", x, backend):
+        return _reference(x, weight, styles, demodulate, eps, padding)
+    return torch.ops.fastpgan.modulated_conv2d(x, weight, styles, demodulate, float(eps),
+                                               int(padding))
+
+
+_library = torch.library.Library("fastpgan", "FRAGMENT")
+torch.library.define("fastpgan::modulated_conv2d",
+                     "(Tensor x, Tensor weight, Tensor styles, bool demodulate, float eps, "
+                     "int padding) -> Tensor", lib=_library)
+
+
+@torch.library.impl("fastpgan::modulated_conv2d", "CompositeImplicitAutograd", lib=_library)
+def _modulated_conv2d_rewrite(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool,
+                              eps: float, padding: int) -> Tensor:
+    y = F.conv2d(x * styles[:, :, None, None].to(x.dtype), weight.to(x.dtype), padding=padding)
     if demodulate:
         f = stat_dtype(x)
         y = y * demodulation(weight.to(f), styles.to(f), eps)[:, :, None, None].to(y.dtype)
@@ -88,3 +107,9 @@ def _validate(x: Tensor, weight: Tensor, styles: Tensor, eps: float) -> None:
                          f"{x.shape[1]}), got {tuple(styles.shape)}")
     if eps < 0:
         raise ValueError(f"modulated_conv2d: eps must be >= 0, got {eps}")
+
+
+register(OpInfo(
+    "modulated_conv2d", modulated_conv2d, modulated_conv2d_reference, "torch",
+    library_ops=("fastpgan::modulated_conv2d",),
+    double_backward="autograd through the composite's ATen operations"))

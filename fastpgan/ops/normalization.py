@@ -1,14 +1,18 @@
-"""pixel_norm: ProGAN's per-pixel feature normalization (Karras et al. 2017, section 4.2).
+"""pixel_norm: ProGAN's per-pixel feature normalization (Karras et al. 2017, section 4.2),
+x / sqrt(mean over channels of x^2 + eps).
 
-The fused path is :func:`fastpgan.ops.bias_act` with no bias, a linear activation and
-pixel norm on, so both share one kernel pair and one set of tests.
+Fused path: :func:`fastpgan.ops.bias_act` with no bias, a linear activation and pixel
+norm on, so both share one pair of custom ops (``fastpgan::bias_act`` and its backward),
+one kernel pair and one set of tests. Double backward: bias_act's, whose pixel-norm
+second-order terms are closed-form PyTorch expressions.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from fastpgan.ops.epilogue import bias_act, pixel_norm_reference
+from fastpgan.backend import OpInfo, register
+from fastpgan.ops.epilogue import Epilogue, apply_epilogue, pixel_norm_reference
 
 __all__ = ["pixel_norm", "pixel_norm_reference"]
 
@@ -21,4 +25,11 @@ def pixel_norm(x: Tensor, eps: float = 1e-8, *, backend: str | None = None) -> T
     if x.dim() < 2:
         raise ValueError(f"pixel_norm: x must be (N, C) or (N, C, H, W), got shape "
                          f"{tuple(x.shape)}")
-    return bias_act(x, None, act="linear", pixel_norm=True, eps=eps, backend=backend)
+    epilogue = Epilogue(pixel_norm=True, eps=eps).checked("pixel_norm")
+    return apply_epilogue(x, None, epilogue, backend=backend, op="pixel_norm")
+
+
+register(OpInfo(
+    "pixel_norm", pixel_norm, pixel_norm_reference, "triton", kernels="bias_act",
+    library_ops=("fastpgan::bias_act", "fastpgan::bias_act_backward"),
+    double_backward="bias_act's: closed-form PyTorch second-order terms"))
