@@ -1,0 +1,191 @@
+"""The package's structure: every import points down the layer order (fastpgan.LAYERS),
+every Triton kernel has an ahead-of-time spec, and every op follows the op contract."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import fastpgan
+from fastpgan.backend import OPS
+
+ROOT = Path(fastpgan.__file__).parent
+PACKAGES = {"fastpgan": ROOT, "fastpgan.kernels": ROOT.parent / "kernels"}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (kernels/ is installed as fastpgan.kernels)."""
+    found = {}
+    for package, folder in PACKAGES.items():
+        for file in folder.rglob("*.py"):
+            parts = list(file.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join([package, *parts])] = file
+    return found
+
+
+def _room(module: str) -> str | None:
+    """The room of a fastpgan module ("ops" for fastpgan.ops.adain); None for the root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _level(module: str) -> int:
+    room = _room(module)
+    return next(i for i, rooms in enumerate(fastpgan.LAYERS) if room in rooms)
+
+
+def _imports(module: str, source: str, is_package: bool) -> list[tuple[str, int, bool]]:
+    """(imported fastpgan module, line, inside a function or class) for each import."""
+    tree = ast.parse(source)
+    nested = {id(node) for scope in ast.walk(tree)
+              if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+              for node in ast.walk(scope) if node is not scope}
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # "from fastpgan import ops" imports the module fastpgan.ops
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                       for alias in node.names]
+        else:
+            continue
+        found += [(t, node.lineno, id(node) in nested) for t in targets
+                  if t == "fastpgan" or t.startswith("fastpgan.")]
+    return found
+
+
+MODULES = _modules()
+
+
+def _violations(module: str, source: str, is_package: bool) -> list[str]:
+    """What is wrong with one module's imports of fastpgan, one line each."""
+    problems = []
+    for target, line, nested in _imports(module, source, is_package):
+        if nested:
+            problems.append(f"{module}:{line} imports {target} inside a function or class")
+        if _room(module) is not None and (_room(target) is None
+                                          or _level(target) > _level(module)):
+            problems.append(f"{module}:{line} imports {target}, a room above its own")
+    return problems
+
+
+def test_every_module_is_in_a_room():
+    rooms = {room for layer in fastpgan.LAYERS for room in layer}
+    homeless = sorted(m for m in MODULES if _room(m) is not None and _room(m) not in rooms)
+    assert not homeless, f"add these rooms to fastpgan.LAYERS: {homeless}"
+
+
+def test_every_import_points_down_and_none_hides_in_a_function():
+    problems = [p for module, file in MODULES.items()
+                for p in _violations(module, file.read_text(encoding="utf-8"),
+                                     file.name == "__init__.py")]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("source,problem", [
+    ("from fastpgan.train.loop import Trainer\n", "a room above its own"),
+    ("from ..runs import checkpoint\n", "a room above its own"),
+    ("def f():\n    from fastpgan.ops import bias_act\n", "inside a function"),
+    ("import fastpgan\n", "a room above its own"),
+])
+def test_the_import_check_catches_what_it_must(source, problem):
+    assert any(problem in p for p in _violations("fastpgan.models.progan", source, False))
+
+
+def test_the_import_check_allows_imports_from_below():
+    source = ("from fastpgan.ops import bias_act\n"
+              "from fastpgan.models.pretrained import load_checked\n")
+    assert _violations("fastpgan.models.progan", source, False) == []
+
+
+# ---------------------------------------------------------------- kernels
+
+triton = pytest.importorskip("triton")
+
+
+@triton.jit
+def lonely_kernel(x_ptr):
+    """A kernel no module declares a spec for (the check below must name it)."""
+    triton.language.store(x_ptr, 0)
+
+
+def test_every_triton_kernel_has_an_aot_spec():
+    from fastpgan.kernels import aot
+
+    modules = aot.kernel_modules()
+    assert {"adain", "bias_act", "minibatch_stddev"} <= set(modules), "found on disk"
+    assert aot.without_specs(modules) == []
+    stray = types.ModuleType(__name__)
+    stray.lonely_kernel = lonely_kernel
+    assert aot.without_specs({"stray": stray}) == ["stray.lonely_kernel"]
+
+
+# ---------------------------------------------------------------- the op contract
+
+
+def test_every_op_is_registered_and_exported():
+    assert set(OPS) == {"adain", "bias_act", "conv2d_downsample", "minibatch_stddev",
+                        "modulated_conv2d", "pixel_norm", "upsample_conv2d"}
+    for op in OPS.values():
+        assert getattr(fastpgan.ops, op.name) is op.function
+        assert getattr(fastpgan.ops, f"{op.name}_reference") is op.reference
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_follows_the_contract(name):
+    op = OPS[name]
+    function = dict(inspect.signature(op.function).parameters)
+    reference = dict(inspect.signature(op.reference).parameters)
+    assert function.pop("backend").default is None, "backend=None: the process default"
+    assert [(p.name, p.kind, p.default) for p in function.values()] == [
+        (p.name, p.kind, p.default) for p in reference.values()], \
+        "the reference takes the op's arguments"
+    doc = sys.modules[op.function.__module__].__doc__
+    assert re.search(r"et al\.\s+\d{4}|NVlabs", doc), "the module names its source"
+    assert "Double backward" in doc and "Fused path" in doc, "and how it is computed"
+    if op.provider == "extension":
+        fastpgan.extension.load_extension()
+    for qualname in op.library_ops:
+        namespace, opname = qualname.split("::")
+        assert hasattr(getattr(torch.ops, namespace), opname), qualname
+    with pytest.raises(ValueError, match=name):
+        BAD_CALLS[name](op.reference)
+
+
+_x3 = torch.randn(2, 3, 4)  # a 3-D activation: no op takes it
+BAD_CALLS = {
+    "adain": lambda f: f(_x3, torch.randn(2, 3), torch.randn(2, 3)),
+    "bias_act": lambda f: f(_x3, torch.randn(4)),
+    "conv2d_downsample": lambda f: f(_x3, torch.randn(5, 3, 3, 3)),
+    "minibatch_stddev": lambda f: f(_x3),
+    "modulated_conv2d": lambda f: f(_x3, torch.randn(5, 3, 3, 3), torch.randn(2, 3)),
+    "pixel_norm": lambda f: f(torch.randn(3)),
+    "upsample_conv2d": lambda f: f(_x3, torch.randn(5, 3, 3, 3)),
+}
+"""A call of each op with a bad argument, which its reference must refuse, naming the op."""
+
+
+def test_every_op_has_a_bad_call():
+    assert set(BAD_CALLS) == set(OPS)
+
+
+def test_doctor_reports_every_op():
+    from fastpgan.doctor import report
+
+    text = "\n".join(report())
+    assert all(f"  {name} " in text for name in OPS)
