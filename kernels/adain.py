@@ -204,7 +204,9 @@ def adain_norm_kernel(
     s1, s2 = _combine(partial_ptr, n, c, c_mask, C, COMPUTE)
     mean_d = s1 * inv_p
     mean = shift0 + mean_d
-    rstd = 1.0 / tl.sqrt(tl.maximum(s2 * inv_p - mean_d * mean_d, 0) + eps)
+    # a NaN must survive, as in the reference (tl.maximum would drop it by default)
+    rstd = 1.0 / tl.sqrt(tl.maximum(s2 * inv_p - mean_d * mean_d, 0,
+                                    propagate_nan=tl.PropagateNan.ALL) + eps)
     row = n * C + c
     first_chunk = c_mask & ((c * 0 + chunk) == 0)  # the row's chunk 0 stores its statistics
     tl.store(mean_ptr + row, mean, mask=first_chunk)

@@ -70,7 +70,9 @@ def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, c
         h += tl.load(b_ptr + c, mask=c < C, other=0).to(COMPUTE)[:, None]
     a = tl.where(h > 0, h, h * slope) * gain
     if HAS_CLAMP:
-        a = tl.minimum(tl.maximum(a, -clamp), clamp)
+        # NaN passes the clamp, as in torch.clamp (tl.minimum would drop it by default)
+        a = tl.minimum(tl.maximum(a, -clamp, propagate_nan=tl.PropagateNan.ALL), clamp,
+                       propagate_nan=tl.PropagateNan.ALL)
     # Padding lanes must not enter the pixel-norm sum.
     return tl.where(mask, a, 0), offsets, mask
 

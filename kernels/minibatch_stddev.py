@@ -74,7 +74,10 @@ def _group_moments(x_ptr, x_off, x_stride_g, out_ptr, out_off, out_stride_g, mas
         s1 += d
         s2 += d * d
     mean_d = s1 / G
-    return x0 + mean_d, tl.maximum(s2 / G - mean_d * mean_d, 0)
+    # a NaN member must make the statistic NaN, as in the reference (tl.maximum would
+    # drop it by default)
+    return x0 + mean_d, tl.maximum(s2 / G - mean_d * mean_d, 0,
+                                   propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
