@@ -103,3 +103,68 @@ def test_batches_depend_only_on_seed_and_step(tmp_path):
     other = next(RealImages(cache, seed=4).batches(8, 4))
     assert not torch.equal(other, steps[0])
     assert steps[0].dtype == torch.uint8 and steps[0].shape == (4, 3, 8, 8)
+
+
+def _save_random(folder, names, seed=0):
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / name)
+
+
+def test_an_image_folder_cache_is_rebuilt_when_the_folder_changes(tmp_path, monkeypatch,
+                                                                    capsys):
+    """Training and ``fastpgan metrics --data`` both open a folder through this cache."""
+    import os
+
+    from fastpgan.data.demo import open_training_data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "faces"
+    src.mkdir()
+    _save_random(src, [f"{i}.png" for i in range(10)])
+
+    def cached_count():
+        return ImageCache.open(open_training_data(str(src), 8, 3)).count
+
+    assert cached_count() == 10
+    capsys.readouterr()
+    assert cached_count() == 10 and "caching them again" not in capsys.readouterr().err
+    _save_random(src, [f"{i}.png" for i in range(10, 20)], seed=1)
+    (src / "3.png").unlink()
+    assert cached_count() == 19
+    assert "have changed since they were cached" in capsys.readouterr().err
+    before = ImageCache.open(open_training_data(str(src), 8, 3)).level(8)[0].copy()
+    _save_random(src, ["0.png"], seed=2)  # same name, new pixels
+    stat = (src / "0.png").stat()
+    os.utime(src / "0.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = ImageCache.open(open_training_data(str(src), 8, 3)).level(8)[0]
+    assert not np.array_equal(before, after), "a rewritten image is cached again"
+
+
+def test_a_changed_zip_is_cached_again(tmp_path, monkeypatch):
+    from fastpgan.data.demo import open_training_data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    src.mkdir()
+    _save_random(src, ["a.png", "b.png", "c.png"])
+    archive = tmp_path / "faces.zip"
+    for members in (["a.png", "b.png"], ["a.png", "b.png", "c.png"]):
+        with zipfile.ZipFile(archive, "w") as z:
+            for name in members:
+                z.write(src / name, name)
+        assert ImageCache.open(open_training_data(str(archive), 8, 3)).count == len(members)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path, channels):
+    src = tmp_path / "src"
+    src.mkdir()
+    ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(src / "ramp.png")
+    assert Image.open(src / "ramp.png").mode.startswith("I"), "a 16-bit image, as Pillow opens it"
+    cache = ImageCache.open(prepare_dataset(src, tmp_path / "cache", 16, channels=channels,
+                                            progress=False))
+    level = cache.level(16)[0].astype(np.float64)
+    assert cache.skipped == [] and level.shape == (channels, 16, 16)
+    assert np.abs(level - ramp / 257.0).max() <= 0.5  # the same ramp, in 8 bits

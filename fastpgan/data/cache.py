@@ -6,15 +6,19 @@ time so no resizing or decoding happens in the training loop. Lower resolutions 
 box averages of the level above, computed in float32 (as ProGAN's dataset tool does).
 
 ``prepare_dataset`` fills a cache from a folder or zip of JPEG/PNG/WebP/BMP images
-(Pillow): each is center-cropped to a square and resized to R with a Lanczos filter.
-Unreadable images and images smaller than R are skipped and listed in the manifest's
-report, never a crash halfway. The cache is built in a temporary folder beside the
+(Pillow): each is center-cropped to a square and resized to R with a Lanczos filter;
+16-bit grayscale images are scaled to 8 bits, not clipped. Unreadable images and images
+smaller than R are skipped and listed in the manifest's report, never a crash halfway.
+The manifest also holds a fingerprint of the source's contents (each image's name, size
+and modification time; a zip member's size and CRC), so a cache of a folder that has
+changed since is known to be stale. The cache is built in a temporary folder beside the
 target and renamed into place when complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +34,8 @@ from fastpgan.models.common import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MANIFEST = "manifest.json"
+SIXTEEN_BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+"""Pillow's modes of a 16-bit grayscale image (a 16-bit PNG opens as "I;16" or "I")."""
 
 
 def level_name(resolution: int) -> str:
@@ -50,11 +56,12 @@ def pyramid(image: np.ndarray) -> Iterator[np.ndarray]:
 
 def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution: int,
                 channels: int, *, source: str, skipped: list[dict] | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, fingerprint: str | None = None) -> Path:
     """Writes a cache from float32 (C, R, R) images in [0, 255]; returns its folder.
 
     The folder appears only when complete (built beside it, then renamed). An existing
-    cache is replaced only with ``overwrite``.
+    cache is replaced only with ``overwrite``. ``fingerprint`` (of the source's
+    contents, :func:`source_fingerprint`) is kept in the manifest.
     """
     check_resolution("build_cache", resolution)
     out = Path(out)
@@ -82,7 +89,7 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
             raise ValueError(f"no usable images in {source}")
         manifest = {"source": source, "count": count, "channels": channels,
                     "resolution": resolution, "resolutions": sorted(resolutions),
-                    "skipped": skipped or []}
+                    "skipped": skipped or [], "fingerprint": fingerprint}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -95,13 +102,18 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
 
 @dataclass
 class ImageCache:
-    """A cache folder opened for reading; ``level(res)`` memory-maps one resolution."""
+    """A cache folder opened for reading; ``level(res)`` memory-maps one resolution.
+
+    ``fingerprint`` is that of the source's contents when it was cached (None for a
+    cache of images given in memory, or one made before fingerprints were kept).
+    """
 
     path: Path
     count: int
     channels: int
     resolution: int
     skipped: list[dict]
+    fingerprint: str | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ImageCache:
@@ -110,7 +122,8 @@ class ImageCache:
         try:
             manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
             cache = cls(path, int(manifest["count"]), int(manifest["channels"]),
-                        int(manifest["resolution"]), list(manifest.get("skipped", [])))
+                        int(manifest["resolution"]), list(manifest.get("skipped", [])),
+                        manifest.get("fingerprint"))
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"{path} is not a fastpgan image cache (no readable "
                              f"{MANIFEST}: {exc}); build one with fastpgan-dataset") from exc
@@ -130,19 +143,42 @@ class ImageCache:
         return np.memmap(file, dtype=np.uint8, mode="r", shape=shape)
 
 
-def _sources(src: Path) -> Iterator[tuple[str, Callable]]:
-    """(name, opener) for every image file in a folder (recursively) or a zip."""
+@dataclass(frozen=True)
+class SourceImage:
+    """One image file of a source: its name, how to open it, and what identifies its
+    contents (size and modification time of a file; size and CRC of a zip member)."""
+
+    name: str
+    open: Callable
+    identity: tuple[int, int]
+
+
+def _sources(src: Path) -> list[SourceImage]:
+    """Every image file in a folder (recursively) or a zip, in name order."""
     if src.is_dir():
-        for file in sorted(src.rglob("*")):
-            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-                yield str(file.relative_to(src)), lambda file=file: file.open("rb")
-    elif zipfile.is_zipfile(src):
+        files = sorted(f for f in src.rglob("*")
+                       if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        return [SourceImage(str(f.relative_to(src)), lambda f=f: f.open("rb"),
+                            (f.stat().st_size, f.stat().st_mtime_ns)) for f in files]
+    if zipfile.is_zipfile(src):
         archive = zipfile.ZipFile(src)
-        for name in sorted(archive.namelist()):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield name, lambda name=name: archive.open(name)
-    else:
-        raise ValueError(f"{src} is neither a folder nor a zip file of images")
+        members = sorted((m for m in archive.infolist()
+                          if Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
+                         key=lambda m: m.filename)
+        return [SourceImage(m.filename, lambda m=m: archive.open(m), (m.file_size, m.CRC))
+                for m in members]
+    raise ValueError(f"{src} is neither a folder nor a zip file of images")
+
+
+def source_fingerprint(src: str | os.PathLike) -> str:
+    """A digest of the images in the folder or zip ``src``: their names, and each file's
+    size and modification time (a zip member's size and CRC). It changes when an image
+    is added, removed, renamed or rewritten."""
+    return _fingerprint(_sources(Path(src)))
+
+
+def _fingerprint(entries: list[SourceImage]) -> str:
+    return hashlib.sha1(json.dumps([[e.name, *e.identity] for e in entries]).encode()).hexdigest()
 
 
 def load_square(opener: Callable, resolution: int, channels: int, *,
@@ -156,7 +192,11 @@ def load_square(opener: Callable, resolution: int, channels: int, *,
 
     with opener() as f, Image.open(f) as image:
         image.load()
-        image = image.convert("RGB" if channels == 3 else "L")
+        if image.mode in SIXTEEN_BIT_GRAY:  # Pillow's convert("L") would clip at 255
+            gray = np.asarray(image, dtype=np.float32) / 257.0  # 65535 -> 255
+            image = Image.fromarray(gray, mode="F")
+        else:
+            image = image.convert("RGB" if channels == 3 else "L")
     side = min(image.size)
     if side < resolution and not upscale:
         raise ValueError(f"too small: {image.size[0]}x{image.size[1]}, needs at least "
@@ -165,8 +205,10 @@ def load_square(opener: Callable, resolution: int, channels: int, *,
     image = image.crop((left, top, left + side, top + side))
     if side != resolution:
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    array = np.asarray(image, dtype=np.float32)
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+    array = np.clip(np.asarray(image, dtype=np.float32), 0, 255)  # Lanczos overshoots in F
+    if array.ndim == 2:
+        return np.repeat(array[None], channels, axis=0)
+    return array.transpose(2, 0, 1)
 
 
 def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: int, *,
@@ -181,7 +223,7 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
         raise ValueError(f"the data source {src} does not exist")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    entries = list(_sources(src))
+    entries = _sources(src)
     if not entries:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
     skipped: list[dict] = []
@@ -189,12 +231,13 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
     def images() -> Iterator[np.ndarray]:
         from tqdm import tqdm
 
-        for name, opener in tqdm(entries, desc=f"caching {src.name} at {resolution}px",
-                                 unit="img", disable=not progress):
+        for entry in tqdm(entries, desc=f"caching {src.name} at {resolution}px",
+                          unit="img", disable=not progress):
             try:
-                yield load_square(opener, resolution, channels)
+                yield load_square(entry.open, resolution, channels)
             except (OSError, ValueError, SyntaxError) as exc:  # Pillow raises all three
-                skipped.append({"file": name, "reason": str(exc) or type(exc).__name__})
+                skipped.append({"file": entry.name,
+                                "reason": str(exc) or type(exc).__name__})
 
     return build_cache(images(), out, resolution, channels, source=str(src), skipped=skipped,
-                       overwrite=overwrite)
+                       overwrite=overwrite, fingerprint=_fingerprint(entries))

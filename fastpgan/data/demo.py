@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from fastpgan.data.cache import MANIFEST, build_cache, prepare_dataset
+from fastpgan.data.cache import (
+    MANIFEST,
+    ImageCache,
+    build_cache,
+    prepare_dataset,
+    source_fingerprint,
+)
 
 MAX_RESOLUTION = 32  # the crops are 25x25: larger would only be upsampling
 
@@ -51,8 +58,9 @@ def demo_faces_cache(resolution: int = 32) -> Path:
 def open_training_data(data: str | None, resolution: int, channels: int) -> Path:
     """The cache folder to train from: the demo faces, a cache, or a folder/zip cached once.
 
-    An image folder or zip is cached under :func:`cache_root`, keyed by its absolute path
-    and the resolution, on first use.
+    An image folder or zip is cached under :func:`cache_root`, in a folder named after
+    its absolute path and the resolution; the cache is built again, saying so on stderr,
+    when the images in it have changed since (its fingerprint differs).
     """
     if data is None:
         return demo_faces_cache(resolution)
@@ -63,6 +71,12 @@ def open_training_data(data: str | None, resolution: int, channels: int) -> Path
         return path
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     folder = cache_root() / f"{path.stem}-{key}-{resolution}-c{channels}"
-    if not (folder / MANIFEST).exists():
-        prepare_dataset(path, folder, resolution, channels=channels, overwrite=True)
+    if (folder / MANIFEST).exists():
+        cached = ImageCache.open(folder)
+        if cached.fingerprint == source_fingerprint(path):
+            return folder
+        print(f"fastpgan: the images in {path} have changed since they were cached in "
+              f"{folder} ({cached.count} usable then); caching them again", file=sys.stderr,
+              flush=True)
+    prepare_dataset(path, folder, resolution, channels=channels, overwrite=True)
     return folder
