@@ -11,7 +11,7 @@ from fastpgan.cli.main import main
 from fastpgan.generate import parse_seeds, seed_latents, slerp
 from fastpgan.generate.commands import mixing_layers
 from fastpgan.generate.project import load_target, project
-from fastpgan.models import ProGANGenerator, StyleGANGenerator
+from fastpgan.models import GrowthStage, ProGANGenerator, StyleGANGenerator
 from fastpgan.runs import load_generator
 from fastpgan.runs.checkpoint import save_checkpoint
 from fastpgan.runs.pictures import save_grid
@@ -204,3 +204,70 @@ def test_layer_groups_follow_the_paper_resolutions():
         mixing_layers(_small(StyleGANGenerator), "fine")
     with pytest.raises(ValueError, match="coarse, middle, fine or A-B"):
         mixing_layers(G, "top")
+
+
+def _mid_schedule_checkpoint(tmp_path, cls):
+    """A checkpoint of a 16px generator saved 1,500 images in: fading in 8x8, alpha 0.5."""
+    arch = "progan" if cls is ProGANGenerator else "stylegan"
+    G = cls(resolution=16, latent_dim=8, fmap_base=32, fmap_max=8)
+    config = dict(arch=arch, resolution=16, latent_dim=8, fmap_base=32, fmap_max=8,
+                  channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
+    return save_checkpoint({"shown": 1500, "config": config, "G_ema": G.state_dict()},
+                           tmp_path / "checkpoints", 1500), G
+
+
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
+def test_a_checkpoint_renders_at_the_stage_it_was_training(tmp_path, capsys, cls):
+    """Not at the final resolution through blocks that have not been trained."""
+    path, G = _mid_schedule_checkpoint(tmp_path, cls)
+    assert main(["generate", str(path), "--seeds", "0-1", "--out", str(tmp_path / "g")]) == 0
+    err = capsys.readouterr().err
+    assert "was training 8x8 (fading in, alpha 0.50)" in err
+    with Image.open(tmp_path / "g" / "seed0000.png") as image:
+        assert image.size == (8, 8)
+    z = seed_latents([0], 8)
+    with torch.no_grad():
+        expected = G.eval()(z, 8, 0.5)
+    with Image.open(tmp_path / "g" / "seed0000.png") as image:
+        saved = torch.from_numpy(np.asarray(image.convert("RGB"), np.float64)).permute(2, 0, 1)
+    assert (saved / 127.5 - 1 - expected[0].clamp(-1, 1).double()).abs().max() < 1 / 127
+
+
+def test_asking_a_checkpoint_for_untrained_blocks_warns(tmp_path, capsys):
+    path, _ = _mid_schedule_checkpoint(tmp_path, ProGANGenerator)
+    assert main(["generate", str(path), "--seeds", "0", "--resolution", "16", "--out",
+                 str(tmp_path / "g")]) == 0
+    assert "its blocks above that are untrained" in capsys.readouterr().err
+    with Image.open(tmp_path / "g" / "seed0000.png") as image:
+        assert image.size == (16, 16)
+    assert main(["generate", str(path), "--resolution", "32", "--out", str(tmp_path / "h")]) == 2
+    assert "above the network's 16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["interpolate", "--seeds", "0,1", "--steps", "2", "--out", "{tmp}/walk.gif"],
+    ["style-mix", "--rows", "1", "--cols", "2", "--layers", "coarse", "--out",
+     "{tmp}/mix.png"],
+    ["project", "--target", "{tmp}/target.png", "--steps", "2", "--restarts", "1", "--out",
+     "{tmp}/proj"],
+])
+def test_every_generator_command_renders_at_the_checkpoint_stage(tmp_path, capsys, command):
+    path, _ = _mid_schedule_checkpoint(tmp_path, StyleGANGenerator)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "target.png")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    assert main([args[0], str(path), *args[1:]]) == 0
+    assert "was training 8x8" in capsys.readouterr().err
+    if command[0] == "interpolate":
+        with Image.open(tmp_path / "walk.gif") as walk:
+            assert walk.size == (8, 8)
+
+
+
+def test_projection_at_a_stage_renders_and_compares_at_its_resolution():
+    G = _small(StyleGANGenerator)
+    stage = GrowthStage(8, 0.5)
+    target = G.eval()(seed_latents([1], G.latent_dim), 8, 0.5).detach()
+    result = project(G, target, steps=3, restarts=1, stage=stage, progress=False)
+    assert result.image.shape == target.shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"must be \(1, C, 16, 16\)"):
+        project(G, target, steps=1, restarts=1, progress=False)  # the full stage is 16px

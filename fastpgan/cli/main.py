@@ -24,8 +24,9 @@ from fastpgan.doctor import main as doctor
 from fastpgan.generate import commands, parse_seeds
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
-from fastpgan.models import StyleGANGenerator
-from fastpgan.runs import load_generator
+from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.models.common import check_resolution
+from fastpgan.runs import TrainedGenerator, load_trained
 
 
 def _grid(text: str) -> int:
@@ -48,6 +49,9 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
                      help=f"StyleGAN's noise: the saved maps (reproducible), fresh (as in "
                           f"training), or none (default {noise_mode})")
     sub.add_argument("--device", default=None, help="cuda or cpu (default: cuda if any)")
+    sub.add_argument("--resolution", type=int, default=None,
+                     help="render at this resolution (default: the one a checkpoint was "
+                          "training, at its fade-in alpha; a finished generator's own)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,34 +121,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def render_stage(trained: TrainedGenerator, resolution: int | None,
+                 command: str) -> GrowthStage:
+    """The stage to render a trained generator at: ``resolution`` if given (at the
+    checkpoint's alpha if it is the one being trained), else the one it was training.
+    Says on stderr when that is not the generator's full resolution, or when it asks for
+    blocks that had not been trained."""
+    trained_at = trained.stage
+    if resolution is None:
+        stage = trained_at
+        if not trained.grown:
+            print(f"fastpgan {command}: {trained.source} was training {trained_at.describe()}"
+                  f"; rendering that (--resolution for another)", file=sys.stderr)
+        return stage
+    check_resolution("--resolution", resolution, trained.G.resolution)
+    if resolution > trained_at.resolution:
+        print(f"fastpgan {command}: warning: {trained.source} was training "
+              f"{trained_at.describe()}; at {resolution}px its blocks above that are "
+              f"untrained", file=sys.stderr)
+    return trained_at if resolution == trained_at.resolution else GrowthStage(resolution)
+
+
 def _run(args: argparse.Namespace, device: str) -> str:
     """Runs a generator subcommand; returns the line to print."""
-    G = load_generator(args.ckpt)
+    trained = load_trained(args.ckpt)
+    G = trained.G
     if isinstance(G, StyleGANGenerator):
         G.noise_mode = args.noise_mode
+    if args.command == "metrics" and args.every_checkpoint:
+        stage = None  # each checkpoint at its own
+    else:
+        stage = render_stage(trained, args.resolution, args.command)
     if args.command == "generate":
         seeds = parse_seeds(args.seeds)
         files = commands.generate(G, seeds, args.out, columns=args.grid,
-                                  truncation=args.truncation, device=device)
-        return f"{len(seeds)} images and {files[-1]}"
+                                  truncation=args.truncation, device=device, stage=stage)
+        return f"{len(seeds)} images at {stage.resolution}px and {files[-1]}"
     if args.command == "interpolate":
         gif, strip = commands.interpolate(G, parse_seeds(args.seeds), args.out,
                                           steps=args.steps, mode=args.mode, space=args.space,
-                                          truncation=args.truncation, device=device)
+                                          truncation=args.truncation, device=device,
+                                          stage=stage)
         return f"{gif} and {strip}"
     if args.command == "project":
-        target = load_target(args.target, G.resolution, G.config["img_channels"])
+        target = load_target(args.target, stage.resolution, G.config["img_channels"])
         result = project(G, target, steps=args.steps, loss=args.loss,
                          learning_rate=args.lr, restarts=args.restarts, seed=args.seed,
-                         device=device,
-                         inception=args.inception)
+                         device=device, inception=args.inception, stage=stage)
         save_projection(result, args.out)
         return (f"{args.loss} loss {result.losses[-1]:.4g} after {args.steps} steps; "
                 f"the {result.space} latent and pictures are in {args.out}")
     if args.command == "style-mix":
         grid = commands.style_mix(G, parse_seeds(args.rows), parse_seeds(args.cols), args.out,
                                   layers=args.layers, truncation=args.truncation,
-                                  device=device)
+                                  device=device, stage=stage)
         return f"{grid}"
     names = metrics.parse_metrics(args.metrics)
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
@@ -159,7 +189,8 @@ def _run(args: argparse.Namespace, device: str) -> str:
                          + metrics.format_result(r).split("\n", 1)[1].replace("\n", "; ")
                          for r in result) + f"\nplot: {plot}"
     else:
-        result = metrics.evaluate(G, data, names, **options)
+        result = metrics.evaluate(G, data, names, resolution=stage.resolution,
+                                  alpha=stage.alpha, **options)
         text = metrics.format_result(result)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

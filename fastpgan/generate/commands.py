@@ -9,26 +9,35 @@ import torch
 from torch import Tensor, nn
 
 from fastpgan.generate.latents import seed_latents, slerp
-from fastpgan.models import StyleGANGenerator
+from fastpgan.models import GrowthStage, StyleGANGenerator
 from fastpgan.runs.pictures import save_animation, save_grid
 
 
-def _images(G: nn.Module, z: Tensor, truncation: float, device: str) -> Tensor:
-    """G's images for latents z, in chunks, as float32 on the CPU."""
+def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
+            stage: GrowthStage | None) -> Tensor:
+    """G's images at ``stage`` (None: G's full resolution) for latents z, in chunks, as
+    float32 on the CPU."""
     if truncation != 1.0 and not isinstance(G, StyleGANGenerator):
         raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
+    stage = stage or G.full_stage
     kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
+    kwargs.update(resolution=stage.resolution, alpha=stage.alpha)
     with torch.no_grad():
         return torch.cat([G(chunk.to(device), **kwargs).float().cpu()
                           for chunk in z.split(32)])
 
 
 def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | None = None,
-             truncation: float = 1.0, device: str = "cpu") -> list[Path]:
-    """Writes seed{N}.png for each seed and grid.png into ``out``; returns the files."""
+             truncation: float = 1.0, device: str = "cpu",
+             stage: GrowthStage | None = None) -> list[Path]:
+    """Writes seed{N}.png for each seed and grid.png into ``out``; returns the files.
+
+    ``stage``: the resolution and fade-in alpha to render at (None: G's full one).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = _images(G.to(device), seed_latents(seeds, G.latent_dim), truncation, device)
+    images = _images(G.to(device), seed_latents(seeds, G.latent_dim), truncation, device,
+                     stage)
     files = [save_grid(image[None], out / f"seed{seed:04d}.png", columns=1)
              for seed, image in zip(seeds, images, strict=True)]
     files.append(save_grid(images, out / "grid.png", columns=columns, upscale_to=512))
@@ -37,12 +46,14 @@ def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | 
 
 def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int = 60,
                 mode: str = "slerp", space: str = "z", truncation: float = 1.0,
-                device: str = "cpu", frame_ms: int = 50) -> tuple[Path, Path]:
+                device: str = "cpu", frame_ms: int = 50,
+                stage: GrowthStage | None = None) -> tuple[Path, Path]:
     """A looping walk through the seeds' latents: a GIF at ``out`` and a strip PNG beside it.
 
     ``steps`` frames go from each seed to the next (and from the last back to the first).
     In z, "slerp" follows great circles (z is Gaussian, so its norm concentrates); in
     StyleGAN's w space the walk is linear. Frame k * steps is exactly seed k's image.
+    ``stage`` as in :func:`generate`.
     """
     if len(seeds) < 2:
         raise ValueError("interpolation needs at least two seeds")
@@ -51,22 +62,23 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
     if space == "w" and not isinstance(G, StyleGANGenerator):
         raise ValueError("--space w needs a StyleGAN generator")
     G = G.to(device)
+    stage = stage or G.full_stage
     z = seed_latents(seeds, G.latent_dim)
     ends = torch.roll(z, -1, 0)
     t = torch.arange(steps, dtype=torch.float64).view(1, -1, 1) / steps
     if space == "z":
         walk = (slerp(z[:, None], ends[:, None], t) if mode == "slerp" else
                 torch.lerp(z[:, None].double(), ends[:, None].double(), t).float())
-        frames = _images(G, walk.reshape(-1, G.latent_dim), truncation, device)
+        frames = _images(G, walk.reshape(-1, G.latent_dim), truncation, device, stage)
     else:
         with torch.no_grad():
             w = G.mapping(z.to(device)).cpu()
             if truncation != 1.0:
                 w = G.w_avg.cpu().lerp(w, truncation)
             walk = torch.lerp(w[:, None].double(), torch.roll(w, -1, 0)[:, None].double(), t)
-            walk = walk.reshape(-1, 1, G.w_dim).float().expand(-1, G.num_layers, -1)
-            frames = torch.cat([G.synthesis(chunk.to(device), len(G.blocks) - 1, 1.0).float()
-                                .cpu() for chunk in walk.split(32)])
+            walk = walk.reshape(-1, 1, G.w_dim).float().expand(-1, stage.style_layers, -1)
+            frames = torch.cat([G.synthesis(chunk.to(device), stage.index, stage.alpha)
+                                .float().cpu() for chunk in walk.split(32)])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_animation([frame[None] for frame in frames], out, frame_ms=frame_ms)
@@ -79,51 +91,57 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
 LAYER_GROUPS = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
 
-def mixing_layers(G: StyleGANGenerator, layers: str) -> list[int]:
+def mixing_layers(G: StyleGANGenerator, layers: str,
+                  stage: GrowthStage | None = None) -> list[int]:
     """Style inputs named by "coarse" (4-8 px), "middle" (16-32 px), "fine" (64 px and up),
     as in the StyleGAN paper's figure 3, or by an index range "A-B" of the
-    2 * log2(R / 2) inputs. ValueError if it names none of G's inputs."""
+    2 * log2(R / 2) inputs at ``stage``'s resolution R (None: G's full one). ValueError if
+    it names none of them."""
+    stage = stage or G.full_stage
+    count = stage.style_layers
     if layers in LAYER_GROUPS:
         low, high = LAYER_GROUPS[layers]
-        picked = [i for i in range(G.num_layers) if low <= 4 << (i // 2) <= high]
+        picked = [i for i in range(count) if low <= 4 << (i // 2) <= high]
     else:
         try:
             first, last = (int(v) for v in layers.split("-"))
         except ValueError:
             raise ValueError(f"--layers takes coarse, middle, fine or A-B, got {layers!r}") \
                 from None
-        picked = [i for i in range(G.num_layers) if first <= i <= last]
+        picked = [i for i in range(count) if first <= i <= last]
     if not picked:
-        raise ValueError(f"--layers {layers} names none of this {G.resolution}px generator's "
-                         f"style inputs 0-{G.num_layers - 1}")
+        raise ValueError(f"--layers {layers} names none of the style inputs 0-{count - 1} "
+                         f"of this generator at {stage.resolution}px")
     return picked
 
 
 def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *,
-              layers: str = "middle", truncation: float = 1.0, device: str = "cpu") -> Path:
+              layers: str = "middle", truncation: float = 1.0, device: str = "cpu",
+              stage: GrowthStage | None = None) -> Path:
     """StyleGAN's style-mixing grid, saved as a PNG at ``out``.
 
     The first row shows the column seeds' images and the first column the row seeds';
     cell (i, j) is row seed i's image with the styles of ``layers`` taken from column
-    seed j.
+    seed j. ``stage`` as in :func:`generate`.
     """
     if not isinstance(G, StyleGANGenerator):
         raise ValueError("style mixing needs a StyleGAN generator (ProGAN has no styles)")
     if not rows or not cols:
         raise ValueError("style mixing needs at least one row seed and one column seed")
     G = G.to(device)
-    picked = torch.tensor(mixing_layers(G, layers), device=device)
-    stage = len(G.blocks) - 1
+    stage = stage or G.full_stage
+    picked = torch.tensor(mixing_layers(G, layers, stage), device=device)
     with torch.no_grad():
         w = G.mapping(seed_latents(rows + cols, G.latent_dim).to(device))
         w = G.w_avg.lerp(w, truncation)
         w_rows, w_cols = w[:len(rows)], w[len(rows):]
-        ws = w_rows[:, None, None].repeat(1, len(cols), G.num_layers, 1)
+        ws = w_rows[:, None, None].repeat(1, len(cols), stage.style_layers, 1)
         ws[:, :, picked] = w_cols[None, :, None]
 
         def render(styles: Tensor) -> Tensor:
-            return G.synthesis(styles.expand(-1, G.num_layers, -1) if styles.shape[1] == 1
-                               else styles, stage, 1.0).float().cpu()
+            return G.synthesis(styles.expand(-1, stage.style_layers, -1)
+                               if styles.shape[1] == 1 else styles,
+                               stage.index, stage.alpha).float().cpu()
 
         col_images = render(w_cols[:, None])
         row_images = render(w_rows[:, None])

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from fastpgan.data.cache import load_square
 from fastpgan.generate.latents import seed_latents
 from fastpgan.metrics.inception import InceptionPerceptualDistance
-from fastpgan.models import StyleGANGenerator
+from fastpgan.models import GrowthStage, StyleGANGenerator
 from fastpgan.runs.pictures import save_animation, save_grid
 
 PROJECTION_LOSSES = ("l2", "l1", "inception")
@@ -55,11 +55,11 @@ def load_target(path: str | os.PathLike, resolution: int, channels: int) -> Tens
     return torch.from_numpy(array)[None] / 127.5 - 1
 
 
-def _render(G: nn.Module, latents: Tensor) -> Tensor:
+def _render(G: nn.Module, latents: Tensor, stage: GrowthStage) -> Tensor:
     if isinstance(G, StyleGANGenerator):
-        ws = latents[:, None].expand(-1, G.num_layers, -1)
-        return G.synthesis(ws, len(G.blocks) - 1, 1.0)
-    return G(latents)
+        ws = latents[:, None].expand(-1, stage.style_layers, -1)
+        return G.synthesis(ws, stage.index, stage.alpha)
+    return G(latents, stage.resolution, stage.alpha)
 
 
 def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
@@ -80,7 +80,7 @@ def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
 
 
 def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: int,
-            device: torch.device) -> tuple[Tensor, float]:
+            device: torch.device, stage: GrowthStage) -> tuple[Tensor, float]:
     """The ``restarts`` starting latents and the spread (RMS per coordinate) of their
     distribution: the seeded candidates nearest the target in pixels, and for StyleGAN
     the mean w first."""
@@ -94,7 +94,7 @@ def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: 
         else:
             pool, first, spread = seed_latents(list(range(seed, seed + candidates)),
                                                G.latent_dim).to(device), [], 1.0
-        errors = torch.cat([(_render(G, chunk) - target).square().mean((1, 2, 3))
+        errors = torch.cat([(_render(G, chunk, stage) - target).square().mean((1, 2, 3))
                             for chunk in pool.split(32)])
         nearest = pool[errors.argsort()[:restarts - len(first)]]
         return torch.cat([*first, nearest]), spread
@@ -104,7 +104,8 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
             learning_rate: float = 0.1, noise: float = 0.05, restarts: int = 8,
             candidates: int = 64, seed: int = 0,
             frames: int = 50, device: str | torch.device = "cpu",
-            inception: str | os.PathLike | None = None, progress: bool = True) -> Projection:
+            inception: str | os.PathLike | None = None, progress: bool = True,
+            stage: GrowthStage | None = None) -> Projection:
     """Searches G's latent space for the image closest to ``target`` (1, C, R, R) in [-1, 1].
 
     Args:
@@ -120,10 +121,13 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         seed: seeds the starting latents and the latent noise.
         frames: images kept along the search for the animation.
         inception: the Inception file for loss="inception" (found if None).
+        stage: the resolution and fade-in alpha G renders at (None: its full one); the
+            target is at that resolution.
     """
     if loss not in PROJECTION_LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)}, got {loss!r}")
-    resolution = G.resolution
+    stage = stage or G.full_stage
+    resolution = stage.resolution
     if target.dim() != 4 or target.shape[0] != 1 or target.shape[-2:] != (resolution, resolution):
         raise ValueError(f"the target must be (1, C, {resolution}, {resolution}), got "
                          f"{tuple(target.shape)}")
@@ -132,7 +136,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     target = target.to(device)
     distance = _distance(loss, target, inception)
     starts, spread = _starts(G, target, max(restarts, 1), max(candidates, restarts), seed,
-                             device)
+                             device, stage)
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
     noise_rng = torch.Generator(device=device).manual_seed(seed)
@@ -148,7 +152,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         optimizer.param_groups[0]["lr"] = learning_rate * ramp
         shake = noise * spread * max(0.0, 1.0 - t / 0.75) ** 2
         images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise_rng,
-                                                          device=device))
+                                                          device=device), stage)
         values = distance(images)
         optimizer.zero_grad(set_to_none=True)
         values.sum().backward()  # the starts are independent: each gets its own gradient
@@ -158,9 +162,9 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         if step % keep_every == 0:
             result.frames.append(images[best:best + 1].detach().float().cpu())
     with torch.no_grad():
-        best = int(distance(_render(G, latents)).argmin())
+        best = int(distance(_render(G, latents, stage)).argmin())
         result.latent = latents[best].detach().cpu()
-        result.image = _render(G, latents[best:best + 1]).float().cpu()
+        result.image = _render(G, latents[best:best + 1], stage).float().cpu()
     result.frames.append(result.image)
     return result
 

@@ -194,13 +194,13 @@ def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metric
         raise ValueError(f"{run} has no checkpoints/ to evaluate")
     results = []
     for file in tqdm(files, desc="checkpoints", unit="ckpt"):
-        stage = checkpoint_generator(load_checkpoint(file))
-        if isinstance(stage.G, StyleGANGenerator):
-            stage.G.noise_mode = noise_mode
-        result = evaluate(stage.G, data, metrics, resolution=stage.resolution,
-                          alpha=stage.alpha, **options)
-        results.append({"checkpoint": file.name, "kimg": stage.shown / 1000,
-                        "alpha": stage.alpha, **result})
+        trained = checkpoint_generator(load_checkpoint(file), file)
+        if isinstance(trained.G, StyleGANGenerator):
+            trained.G.noise_mode = noise_mode
+        result = evaluate(trained.G, data, metrics, resolution=trained.stage.resolution,
+                          alpha=trained.stage.alpha, **options)
+        results.append({"checkpoint": file.name, "kimg": trained.shown / 1000,
+                        "alpha": trained.stage.alpha, **result})
     return results
 
 

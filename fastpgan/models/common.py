@@ -4,6 +4,7 @@ growing network's blocks."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +45,30 @@ def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | Non
     return stage, check_alpha(name, alpha)
 
 
+@dataclass(frozen=True)
+class GrowthStage:
+    """Where a growing network is: its resolution and the weight ``alpha`` of its newest
+    block (Karras et al. 2017, section 3), as a training checkpoint was when saved."""
+
+    resolution: int
+    alpha: float = 1.0
+
+    @property
+    def index(self) -> int:
+        """0 for 4x4, 1 for 8x8, ...: the number of blocks above the first."""
+        return int(math.log2(self.resolution)) - 2
+
+    @property
+    def style_layers(self) -> int:
+        """StyleGAN's style inputs at this resolution: two per block."""
+        return 2 * (self.index + 1)
+
+    def describe(self) -> str:
+        """e.g. "8x8 (fading in, alpha 0.42)" or "32x32"."""
+        fading = f" (fading in, alpha {self.alpha:.2f})" if self.alpha < 1.0 else ""
+        return f"{self.resolution}x{self.resolution}{fading}"
+
+
 class GrowingNetwork(Pretrained):
     """Base of the progressive networks: one block per resolution in ``blocks`` (lowest
     first), of which the highest may recompute their activations in the backward pass.
@@ -52,7 +77,13 @@ class GrowingNetwork(Pretrained):
     """
 
     blocks: nn.ModuleList
+    resolution: int
     _recomputed: frozenset[int] = frozenset()
+
+    @property
+    def full_stage(self) -> GrowthStage:
+        """The network grown to its largest resolution."""
+        return GrowthStage(self.resolution, 1.0)
 
     def recompute_blocks(self, count: int) -> None:
         """Makes the ``count`` highest-resolution blocks recompute their activations in the

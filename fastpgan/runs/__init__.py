@@ -8,8 +8,15 @@ imports only ``models``, ``data`` and the shared atomic writer.
 """
 
 from fastpgan.runs.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from fastpgan.runs.generator import checkpoint_generator, load_generator, run_networks
+from fastpgan.runs.generator import (
+    TrainedGenerator,
+    checkpoint_generator,
+    load_generator,
+    load_trained,
+    run_networks,
+)
 from fastpgan.runs.pictures import save_animation, save_grid
 
-__all__ = ["checkpoint_generator", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
-           "load_generator", "run_networks", "save_animation", "save_grid"]
+__all__ = ["TrainedGenerator", "checkpoint_generator", "latest_checkpoint",
+           "list_checkpoints", "load_checkpoint", "load_generator", "load_trained",
+           "run_networks", "save_animation", "save_grid"]

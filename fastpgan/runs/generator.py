@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from fastpgan.models import Pretrained, ProGANGenerator, StyleGANGenerator
+from fastpgan.models import GrowthStage, Pretrained, ProGANGenerator, StyleGANGenerator
 from fastpgan.models.architectures import architecture
 from fastpgan.models.pretrained import load_checked
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint
@@ -33,12 +33,34 @@ def run_networks(config: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
     return arch.generator(**arguments), arch.discriminator(**arguments)
 
 
-def load_generator(path: str | os.PathLike) -> nn.Module:
-    """The generator in ``path``, in eval mode on the CPU.
+@dataclass
+class TrainedGenerator:
+    """A generator as training left it, and where in the schedule it was then."""
 
-    ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``), a
-    run folder (its ``generator/``, else its newest checkpoint), or a training checkpoint
-    file, whose EMA generator is used. Raises ValueError naming what could not be read.
+    G: nn.Module  # eval mode, on the CPU
+    stage: GrowthStage  # the resolution (and fade-in alpha) it was training
+    shown: int | None  # real images shown; None for a saved generator folder
+    source: Path  # the folder or checkpoint file it came from
+
+    @property
+    def grown(self) -> bool:
+        """True when it was trained up to its full resolution."""
+        return self.stage == self.G.full_stage
+
+
+def load_generator(path: str | os.PathLike) -> nn.Module:
+    """The generator in ``path``, in eval mode on the CPU (see :func:`load_trained`; a
+    checkpoint's generator is returned whole, whatever stage it had reached)."""
+    return load_trained(path).G
+
+
+def load_trained(path: str | os.PathLike) -> TrainedGenerator:
+    """The generator in ``path`` and the stage it was training.
+
+    ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``,
+    trained to the end), a run folder (its ``generator/``, else its newest checkpoint),
+    or a training checkpoint file, whose EMA generator is used. Raises ValueError naming
+    what could not be read.
     """
     path = Path(path)
     if path.is_dir() and (path / "generator" / "config.json").exists():
@@ -52,32 +74,21 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
     if path.is_dir():
         model = Pretrained.from_pretrained(path)
         if isinstance(model, (ProGANGenerator, StyleGANGenerator)):
-            return model.eval()
+            return TrainedGenerator(model.eval(), model.full_stage, None, path)
         raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
     if not path.exists():
         raise ValueError(f"no such generator or checkpoint: {path}")
-    return checkpoint_generator(load_checkpoint(path)).G
+    return checkpoint_generator(load_checkpoint(path), path)
 
 
-@dataclass
-class CheckpointGenerator:
-    """A training checkpoint's EMA generator and where in the schedule it was."""
-
-    G: nn.Module
-    shown: int  # real images shown
-    resolution: int  # the resolution being trained then
-    alpha: float  # the newest block's weight then
-
-
-def checkpoint_generator(state: dict) -> CheckpointGenerator:
-    """The EMA generator of a loaded checkpoint (eval mode, CPU) and its schedule stage."""
+def checkpoint_generator(state: dict, source: Path) -> TrainedGenerator:
+    """The EMA generator of a checkpoint loaded from ``source``, and its schedule stage."""
     config = state["config"]
     G = architecture(config["arch"]).generator(**network_arguments(config))
     load_checked(G, state["G_ema"])
     phase = phase_at(build_phases(config["resolution"], config["fade_kimg"],
                                   config["stable_kimg"], config["batch"],
                                   total_kimg=config["total_kimg"]), state["shown"])
-    if phase is None:  # the schedule is done
-        return CheckpointGenerator(G.eval(), state["shown"], config["resolution"], 1.0)
-    return CheckpointGenerator(G.eval(), state["shown"], phase.resolution,
-                               phase.alpha(state["shown"]))
+    stage = (G.full_stage if phase is None  # the schedule is done
+             else GrowthStage(phase.resolution, phase.alpha(state["shown"])))
+    return TrainedGenerator(G.eval(), stage, state["shown"], source)
