@@ -28,6 +28,7 @@ import types
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.backend import OpInfo, kernel_module, register, use_fused
@@ -134,8 +135,8 @@ def epilogue_reference(x: Tensor, bias: Tensor | None, epilogue: Epilogue) -> Te
     h = x.to(stat_dtype(x))
     if bias is not None:
         h = h + bias.to(h.dtype).view(_channel_shape(x))
-    if epilogue.slope != 1.0:
-        h = torch.where(h > 0, h, h * epilogue.slope)
+    if epilogue.slope != 1.0:  # h > 0 ? h : h * slope, as the kernels (0 for ReLU)
+        h = F.leaky_relu(h, epilogue.slope)
     if epilogue.gain != 1.0:
         h = h * epilogue.gain
     if epilogue.clamp is not None:
