@@ -168,3 +168,23 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path, channels):
     level = cache.level(16)[0].astype(np.float64)
     assert cache.skipped == [] and level.shape == (channels, 16, 16)
     assert np.abs(level - ramp / 257.0).max() <= 0.5  # the same ramp, in 8 bits
+
+
+def test_two_processes_opening_one_folder_cache_it_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "faces"
+    src.mkdir()
+    _save_random(src, [f"{i}.png" for i in range(30)])
+    code = ("import sys; from fastpgan.data.demo import open_training_data; "
+            "print(open_training_data(sys.argv[1], 8, 3))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(src)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert len({out for out, _ in outs}) == 1, "the same cache"
+    assert sum("caching faces" in err for _, err in outs) == 1, "built once"
+    assert ImageCache.open(outs[0][0].strip()).count == 30

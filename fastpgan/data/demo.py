@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from fastpgan.data.cache import (
     MANIFEST,
@@ -34,8 +35,20 @@ def demo_faces_cache(resolution: int = 32) -> Path:
         raise ValueError(f"the demo faces are 25x25 crops; train them at --resolution "
                          f"{MAX_RESOLUTION} or less, or give --data")
     folder = cache_root() / f"demo-lfw-faces-{resolution}"
-    if (folder / MANIFEST).exists():
-        return folder
+    with building(folder):
+        if not (folder / MANIFEST).exists():
+            _cache_demo_faces(folder, resolution)
+    return folder
+
+
+def building(folder: Path) -> FileLock:
+    """A lock beside a cache folder, held while it is checked and built, so that two
+    processes opening the same data at once build it once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder) + ".lock")
+
+
+def _cache_demo_faces(folder: Path, resolution: int) -> None:
     try:
         from skimage.data import lfw_subset
     except ImportError as exc:
@@ -51,8 +64,8 @@ def demo_faces_cache(resolution: int = 32) -> Path:
             picture = picture.resize((resolution, resolution), Image.Resampling.LANCZOS)
             yield np.clip(np.asarray(picture, dtype=np.float32), 0, 255)[None]
 
-    return build_cache(images(), folder, resolution, 1, source="skimage.data.lfw_subset()[:100]",
-                       overwrite=True)
+    build_cache(images(), folder, resolution, 1, source="skimage.data.lfw_subset()[:100]",
+                overwrite=True)
 
 
 def open_training_data(data: str | None, resolution: int, channels: int) -> Path:
@@ -71,12 +84,13 @@ def open_training_data(data: str | None, resolution: int, channels: int) -> Path
         return path
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     folder = cache_root() / f"{path.stem}-{key}-{resolution}-c{channels}"
-    if (folder / MANIFEST).exists():
-        cached = ImageCache.open(folder)
-        if cached.fingerprint == source_fingerprint(path):
-            return folder
-        print(f"fastpgan: the images in {path} have changed since they were cached in "
-              f"{folder} ({cached.count} usable then); caching them again", file=sys.stderr,
-              flush=True)
-    prepare_dataset(path, folder, resolution, channels=channels, overwrite=True)
+    with building(folder):
+        if (folder / MANIFEST).exists():
+            cached = ImageCache.open(folder)
+            if cached.fingerprint == source_fingerprint(path):
+                return folder
+            print(f"fastpgan: the images in {path} have changed since they were cached in "
+                  f"{folder} ({cached.count} usable then); caching them again",
+                  file=sys.stderr, flush=True)
+        prepare_dataset(path, folder, resolution, channels=channels, overwrite=True)
     return folder
