@@ -56,7 +56,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-benchmark>=4", "ruff", "scikit-image", "tensorboard"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "pytest-xdist", "ruff", "scikit-image",
+                 "tensorboard"],
         "demo": ["scikit-image"],
         "gpu": ["nvidia-ml-py"],
         # FID/KID read the Inception-v3 file this package ships; it also declares OpenCV and
