@@ -9,6 +9,7 @@ are included when torch has CUDA and nvcc is found.
 
 import os
 from glob import glob
+from pathlib import Path
 
 from setuptools import setup
 
@@ -35,7 +36,7 @@ setup(
     name="fastpgan",
     version="0.1.0",
     description="Fused GPU kernels and layers for Progressive GANs and StyleGAN-style networks",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",

@@ -22,10 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, required=True, help="a power of two, e.g. 256")
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="RGB or grayscale")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+    p.add_argument("--max-image-pixels", type=int, default=None,
+                   help="raise Pillow's decompression-bomb limit (about 179 million pixels) "
+                        "for genuinely huge images; larger images are skipped and listed")
     args = p.parse_args(argv)
     try:
         folder = prepare_dataset(args.src, args.out, args.resolution, channels=args.channels,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite,
+                                 max_image_pixels=args.max_image_pixels)
     except (ValueError, FileExistsError) as exc:
         print(f"fastpgan-dataset: error: {exc}", file=sys.stderr)
         return 2

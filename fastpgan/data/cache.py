@@ -24,12 +24,14 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fastpgan.atomic import writable_folder
 from fastpgan.models.common import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -67,7 +69,7 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(out.parent, f"the cache {out}: its folder")
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         resolutions = [resolution >> k for k in range(int(np.log2(resolution)) - 1)]
@@ -211,18 +213,31 @@ def load_square(opener: Callable, resolution: int, channels: int, *,
     return array.transpose(2, 0, 1)
 
 
+UNREADABLE = (OSError, ValueError, SyntaxError, zipfile.BadZipFile, zlib.error)
+"""What reading one image may raise: Pillow raises the first three, a damaged zip member
+the last two (e.g. a bad CRC-32)."""
+
+
 def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: int, *,
-                    channels: int = 3, overwrite: bool = False, progress: bool = True) -> Path:
+                    channels: int = 3, overwrite: bool = False, progress: bool = True,
+                    max_image_pixels: int | None = None) -> Path:
     """Builds a cache at ``out`` from the images in the folder or zip ``src``.
 
-    Skipped images (unreadable, too small) are listed in the manifest with the reason.
-    Raises ValueError if ``src`` is missing or holds no usable image.
+    Skipped images (unreadable, damaged in the zip, too small, or larger than Pillow's
+    decompression-bomb limit) are listed in the manifest with the reason.
+    ``max_image_pixels`` raises that limit (Pillow's ``Image.MAX_IMAGE_PIXELS``, about
+    179 million pixels by default) for genuinely huge images. Raises ValueError if
+    ``src`` is missing or holds no usable image.
     """
+    from PIL import Image
+
     src = Path(src)
     if not src.exists():
         raise ValueError(f"the data source {src} does not exist")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if max_image_pixels is not None and max_image_pixels < 1:
+        raise ValueError(f"max_image_pixels must be positive, got {max_image_pixels}")
     entries = _sources(src)
     if not entries:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
@@ -235,9 +250,20 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
                           unit="img", disable=not progress):
             try:
                 yield load_square(entry.open, resolution, channels)
-            except (OSError, ValueError, SyntaxError) as exc:  # Pillow raises all three
+            except Image.DecompressionBombError as exc:
+                skipped.append({"file": entry.name, "reason": (
+                    f"{exc} If the image is genuine, cache the data with fastpgan-dataset "
+                    f"--max-image-pixels N (N above its pixel count) and train on that "
+                    f"cache.")})
+            except UNREADABLE as exc:
                 skipped.append({"file": entry.name,
                                 "reason": str(exc) or type(exc).__name__})
 
-    return build_cache(images(), out, resolution, channels, source=str(src), skipped=skipped,
-                       overwrite=overwrite, fingerprint=_fingerprint(entries))
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_image_pixels or limit
+    try:
+        return build_cache(images(), out, resolution, channels, source=str(src),
+                           skipped=skipped, overwrite=overwrite,
+                           fingerprint=_fingerprint(entries))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
