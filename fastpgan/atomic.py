@@ -1,11 +1,19 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Writing files so that a crash never leaves a half-written one behind, into folders
+checked to be writable before work starts."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+PAUSE_BEFORE_RENAME = "FASTPGAN_TEST_PAUSE_BEFORE_RENAME"
+"""Test hook: when this environment variable names a folder, a write whose target's name
+is listed in the file ``pause`` there stops after writing and fsyncing its temporary
+file, writes ``paused`` (the target's name) there, and waits before renaming, so a test
+can kill the process inside the write. Unset, it costs one environment lookup a write."""
 
 
 def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -18,6 +26,8 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Pa
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if os.environ.get(PAUSE_BEFORE_RENAME):
+            _pause_if_asked(Path(os.environ[PAUSE_BEFORE_RENAME]), target.name)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,3 +38,30 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Pa
     finally:
         os.close(directory)
     return target
+
+
+def _pause_if_asked(hook: Path, name: str) -> None:
+    if name in (hook / "pause").read_text().split():
+        (hook / "paused").write_text(name)
+        time.sleep(600)  # killed meanwhile; a test that forgot is not stuck for ever
+
+
+def writable_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an existing folder (created with its parents) that a file can be
+    written in; ValueError naming ``what`` (e.g. "--out"), the path and the reason
+    otherwise, so a command fails before it starts work rather than after."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except FileExistsError as exc:
+        raise ValueError(f"{what} {path}: a file of that name exists, where a folder is "
+                         "needed; choose another path") from exc
+    except NotADirectoryError as exc:
+        raise ValueError(f"{what} {path}: part of the path is a file, not a folder; choose "
+                         "another path") from exc
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: cannot write there ({exc.strerror or exc}); "
+                         "choose a folder you can write to") from exc
+    return path

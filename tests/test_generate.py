@@ -196,7 +196,7 @@ def test_style_mix_grid_cells_take_the_chosen_layers_from_the_column_seed(tmp_pa
 
 def test_layer_groups_follow_the_paper_resolutions():
     G = StyleGANGenerator(resolution=1024, latent_dim=8, w_dim=8, mapping_layers=1,
-                          fmap_base=32, fmap_max=8)
+                          fmap_base=512, fmap_max=8)  # one channel at 1024x1024
     assert mixing_layers(G, "coarse") == [0, 1, 2, 3]
     assert mixing_layers(G, "middle") == [4, 5, 6, 7]
     assert mixing_layers(G, "fine") == list(range(8, 18))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fastpgan.atomic import writable_folder
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
 from fastpgan.generate import commands, parse_seeds
@@ -142,8 +143,16 @@ def render_stage(trained: TrainedGenerator, resolution: int | None,
     return trained_at if resolution == trained_at.resolution else GrowthStage(resolution)
 
 
+OUT_IS_A_FOLDER = {"generate": True, "project": True, "interpolate": False,
+                   "style-mix": False, "metrics": False}
+"""Per generator subcommand: whether --out names a folder (else a file)."""
+
+
 def _run(args: argparse.Namespace, device: str) -> str:
     """Runs a generator subcommand; returns the line to print."""
+    if args.out is not None:  # checked before any work
+        out = Path(args.out)
+        writable_folder(out if OUT_IS_A_FOLDER[args.command] else out.parent, "--out")
     trained = load_trained(args.ckpt)
     G = trained.G
     if isinstance(G, StyleGANGenerator):

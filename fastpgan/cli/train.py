@@ -29,6 +29,8 @@ DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_k
             sample_kimg=3.0, swd_images=200, out="runs/demo")
 DEFAULTS = {name: default(name) for name in DEMO}
 """The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
+SCHEDULE_ARGUMENTS = ("resolution", "fade_kimg", "stable_kimg")
+"""The options that change a preset's schedule."""
 OFFICIAL_TOTAL_KIMG = 12000.0
 """The official code's total_kimg for 1024x1024 (600 + 600 kimg a resolution, lengthened)."""
 
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
                         f"{DEMO['total_kimg']:g} for the demo)")
     p.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that holds a run, removing its checkpoints, "
+                        "samples, log and generator")
     p.add_argument("--seed", type=int, default=default("seed"),
                    help="seed for weights, latents and data order")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
@@ -134,8 +139,14 @@ def config_from_args(args: argparse.Namespace):
     preset = DEMO if args.data is None else DEFAULTS
     values = {k: getattr(args, k) if getattr(args, k) is not None else v
               for k, v in preset.items()}
+    # A preset's total belongs to its own schedule: once the schedule is changed, the total
+    # is the schedule's own unless given (the demo's 18 kimg at --resolution 8 would make
+    # the last phase six times the rest).
+    own_schedule = all(getattr(args, k) in (None, preset[k]) for k in SCHEDULE_ARGUMENTS)
+    if args.total_kimg is None and not own_schedule:
+        values["total_kimg"] = None
     if (values["total_kimg"] is None and values["batch"] == "official"
-            and values["resolution"] == 1024):
+            and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        memory_format=args.memory_format,
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
-        trainer = Trainer(config, resume=args.resume)
+        trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
         trainer.run()
     except (ValueError, FileExistsError, TrainingDivergedError, OutOfMemoryError) as exc:
         print(f"fastpgan-train: error: {exc}", file=sys.stderr)

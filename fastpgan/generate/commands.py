@@ -57,6 +57,9 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
     """
     if len(seeds) < 2:
         raise ValueError("interpolation needs at least two seeds")
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1 (frames from one seed to the next), "
+                         f"got {steps}")
     if mode not in ("slerp", "lerp") or space not in ("z", "w"):
         raise ValueError(f"--mode must be slerp or lerp and --space z or w, got {mode}, {space}")
     if space == "w" and not isinstance(G, StyleGANGenerator):

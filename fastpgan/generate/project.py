@@ -126,6 +126,9 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     """
     if loss not in PROJECTION_LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)}, got {loss!r}")
+    if steps < 1 or restarts < 1:
+        raise ValueError(f"--steps and --restarts must be at least 1, got {steps} and "
+                         f"{restarts}")
     stage = stage or G.full_stage
     resolution = stage.resolution
     if target.dim() != 4 or target.shape[0] != 1 or target.shape[-2:] != (resolution, resolution):
@@ -135,7 +138,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     G = G.to(device).eval().requires_grad_(False)
     target = target.to(device)
     distance = _distance(loss, target, inception)
-    starts, spread = _starts(G, target, max(restarts, 1), max(candidates, restarts), seed,
+    starts, spread = _starts(G, target, restarts, max(candidates, restarts), seed,
                              device, stage)
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)

@@ -125,6 +125,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     uses the same number of each, as it compares equal sets. ``inception`` is the file, or
     an already loaded :class:`InceptionFeatures` (as a trainer keeps one).
     """
+    if num < 1 or batch < 1:
+        raise ValueError(f"--num and --batch must be at least 1, got {num} and {batch}")
     cache = ImageCache.open(data)
     resolution = resolution or G.resolution
     if cache.resolution < resolution:

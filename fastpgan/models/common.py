@@ -23,6 +23,20 @@ def channels_at(resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> 
     return min(int(fmap_base / 2 ** (int(math.log2(resolution)) - 1)), fmap_max)
 
 
+def check_channels(name: str, resolution: int, fmap_base: int, fmap_max: int) -> None:
+    """Raises ValueError, naming ``name``, if a layer up to ``resolution`` would get no
+    channels from :func:`channels_at` (a fmap_base below resolution / 2, or fmap_max < 1),
+    and says what would do."""
+    if fmap_max < 1:
+        raise ValueError(f"{name}: fmap_max must be at least 1, got {fmap_max}")
+    if channels_at(resolution, fmap_base, fmap_max) < 1:
+        empty = next(r for r in (2 ** k for k in range(2, 31)) if channels_at(r, fmap_base) < 1)
+        raise ValueError(
+            f"{name}: fmap_base {fmap_base} leaves the {empty}x{empty} layers and above with no "
+            f"channels (channels = min(fmap_base / 2^(log2 res - 1), fmap_max)); for "
+            f"{resolution}x{resolution} use fmap_base >= {resolution // 2}")
+
+
 def check_resolution(name: str, resolution: int, maximum: int | None = None) -> int:
     """log2(resolution), after checking it is a power of two >= 4 (and <= maximum)."""
     if resolution < 4 or resolution & (resolution - 1):

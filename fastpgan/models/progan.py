@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.models.common import GrowingNetwork, channels_at, check_resolution, generator_stage
+from fastpgan.models.common import (
+    GrowingNetwork,
+    channels_at,
+    check_channels,
+    check_resolution,
+    generator_stage,
+)
 from fastpgan.nn import (
     BiasAct,
     ConvDownsample2d,
@@ -55,6 +61,7 @@ class ProGANGenerator(GrowingNetwork):
                  backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("ProGANGenerator", resolution)
+        check_channels("ProGANGenerator", resolution, fmap_base, fmap_max)
         self.resolution, self.latent_dim, self.backend = resolution, latent_dim, backend
 
         def nf(res: int) -> int:
@@ -122,6 +129,7 @@ class ProGANDiscriminator(GrowingNetwork):
                  backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("ProGANDiscriminator", resolution)
+        check_channels("ProGANDiscriminator", resolution, fmap_base, fmap_max)
         self.resolution, self.img_channels = resolution, img_channels
 
         def nf(res: int) -> int:

@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.models.common import GrowingNetwork, channels_at, check_resolution, generator_stage
+from fastpgan.models.common import (
+    GrowingNetwork,
+    channels_at,
+    check_channels,
+    check_resolution,
+    generator_stage,
+)
 from fastpgan.nn import AdaIN, EqualizedConv2d, EqualizedLinear, FadeIn, ToRGB, UpsampleConv2d
 from fastpgan.ops import pixel_norm
 
@@ -109,6 +115,7 @@ class StyleGANGenerator(GrowingNetwork):
                  noise_mode: str = "random", backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("StyleGANGenerator", resolution)
+        check_channels("StyleGANGenerator", resolution, fmap_base, fmap_max)
         self.resolution, self.latent_dim, self.w_dim = resolution, latent_dim, w_dim
         self.style_mixing_prob, self.w_avg_beta = style_mixing_prob, w_avg_beta
         self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers, lr_mul=mapping_lr_mul,

@@ -27,6 +27,8 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, shown: int
     """Writes ``state`` as the checkpoint for ``shown`` images; deletes all but the last keep."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".checkpoint-*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     target = atomic_write(checkpoint_path(folder, shown), lambda tmp: torch.save(state, tmp))
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)

@@ -92,3 +92,9 @@ def phase_at(phases: list[Phase], shown: int) -> Phase | None:
         if shown < phase.end:
             return phase
     return None
+
+
+def describe_plan(phases: list[Phase]) -> str:
+    """The phases one per line, "16x16 fade-in: 1.5 kimg at batch 16", then the total."""
+    lines = [f"{p.name}: {p.length / 1000:g} kimg at batch {p.batch}" for p in phases]
+    return "\n".join([*lines, f"{phases[-1].end / 1000:g} kimg in all" if phases else "empty"])

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from fastpgan.models import ARCHITECTURES
-from fastpgan.models.common import check_resolution
+from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.losses import LOSSES
 
@@ -116,6 +116,21 @@ class TrainConfig:
             raise ValueError(f"--batch must be positive, got {self.batch}")
         if self.fade_kimg < 0 or self.stable_kimg <= 0:
             raise ValueError("--fade-kimg must be >= 0 and --stable-kimg > 0")
+        if self.total_kimg is not None and self.total_kimg <= 0:
+            raise ValueError(f"--total-kimg must be positive, got {self.total_kimg:g}")
+        for name, value, low in (("latent-dim", self.latent_dim, 1),
+                                 ("checkpoint-kimg", self.checkpoint_kimg, 1e-9),
+                                 ("sample-kimg", self.sample_kimg, 1e-9),
+                                 ("keep-checkpoints", self.keep_checkpoints, 1),
+                                 ("swd-images", self.swd_images, 0),
+                                 ("fid-images", self.fid_images, 0),
+                                 ("workers", self.workers, 0), ("lr", self.lr, 1e-30)):
+            if value < low:
+                raise ValueError(f"--{name} must be {'positive' if low else '>= 0'}, got "
+                                 f"{value:g}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values."""

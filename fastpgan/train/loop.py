@@ -14,6 +14,8 @@ import contextlib
 import math
 import os
 import random
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastpgan.atomic import writable_folder
 from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
@@ -32,7 +35,7 @@ from fastpgan.runs import run_networks
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
-from fastpgan.runs.schedule import Phase, build_phases, phase_at
+from fastpgan.runs.schedule import Phase, build_phases, describe_plan, phase_at
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
@@ -53,12 +56,24 @@ class Trainer:
     """Trains a ProGAN or StyleGAN generator progressively, as ``TrainConfig`` says.
 
     ``Trainer(config).run()`` trains to the end of the schedule, or continues the run in
-    ``config.out`` from a checkpoint when ``resume`` is "latest" or a path.
+    ``config.out`` from a checkpoint when ``resume`` is "latest" or a path. A run folder
+    that already holds a run is refused unless it is resumed or ``overwrite`` (which
+    removes that run's checkpoints, samples, log and exports first).
     """
 
-    def __init__(self, config: TrainConfig, resume: str | None = None) -> None:
+    def __init__(self, config: TrainConfig, resume: str | None = None,
+                 overwrite: bool = False) -> None:
         config.validate()
+        if resume and overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite replaces "
+                             "it; give one of them")
         self.config = config
+        previous_run = [] if resume or overwrite else _run_files(Path(config.out))
+        if previous_run:
+            raise ValueError(
+                f"--out {config.out} already holds a run ({', '.join(previous_run)}); "
+                "continue it with --resume latest, or start over with --overwrite (which "
+                "removes that run's checkpoints, samples, log and generator)")
         self.device, self.rank, self.world = _placement(config.device)
         self.is_writer = self.rank == 0
         self.precision = config.precision or (
@@ -67,8 +82,8 @@ class Trainer:
                          or (config.memory_format == "auto" and self.device.type == "cuda"))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.out = Path(config.out)
-        self.cache = self._open_data()
         self.phases = self._plan()
+        self.cache = self._open_data()
         _seed_everything(config.seed)
         self.G, self.D = self._networks()
         self.ema = EMA(self.G, config.ema_decay)
@@ -91,6 +106,8 @@ class Trainer:
         # loaded once, here, so a missing file stops the run before it starts
         self.inception = (InceptionFeatures(config.inception, self.device)
                           if config.fid_images > 0 and self.is_writer else None)
+        if overwrite and self.is_writer:  # last: nothing is removed for a run that can't start
+            _remove_run(self.out)
 
     # ------------------------------------------------------------------ set-up
 
@@ -99,7 +116,7 @@ class Trainer:
         channels follow the data."""
         c = self.config
         if self.is_writer:
-            self.out.mkdir(parents=True, exist_ok=True)
+            writable_folder(self.out, "--out")
             folder = open_training_data(c.data, c.resolution, c.channels)
         if self.world > 1:
             dist.barrier()
@@ -117,6 +134,11 @@ class Trainer:
         c = self.config
         phases = build_phases(c.resolution, c.fade_kimg, c.stable_kimg, c.batch,
                               total_kimg=c.total_kimg)
+        scheduled = build_phases(c.resolution, c.fade_kimg, c.stable_kimg, c.batch)[-1].end
+        if c.total_kimg is not None and c.total_kimg * 1000 < scheduled:
+            raise ValueError(f"--total-kimg {c.total_kimg:g} is below the schedule's "
+                             f"{scheduled / 1000:g} kimg; it can only lengthen the last "
+                             "stabilization (leave it out to train the schedule as it is)")
         for phase in phases:
             if phase.batch % self.world:
                 raise ValueError(f"the {phase.name} minibatch {phase.batch} does not split over "
@@ -177,6 +199,11 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> None:
         """Trains to the end of the schedule (or until ``stop_at`` images, for tests)."""
         self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
+        if self.is_writer and self.config.progress:
+            where = ("from the start" if self.shown == 0 else
+                     f"resuming at {self.shown / 1000:g} kimg")
+            print(f"fastpgan-train: training {where} in {self.out}; the schedule:\n"
+                  f"{describe_plan(self.phases)}", file=sys.stderr, flush=True)
         try:
             if self.is_writer and self.config.tensorboard:
                 self.board = TensorBoardLog(self.out / "tensorboard")
@@ -440,6 +467,24 @@ class Trainer:
 
 def _comparable(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+RUN_FILES = ("checkpoints", "samples", "log.jsonl", "training.png", "generator", "tensorboard")
+"""What a run writes into its folder (everything --overwrite removes)."""
+
+
+def _run_files(out: Path) -> list[str]:
+    """The names of a previous run's files in the folder ``out``."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def _remove_run(out: Path) -> None:
+    """Removes a previous run's files from ``out`` (and nothing else there)."""
+    for name in _run_files(out):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink()
 
 
 def _placement(name: str | None) -> tuple[torch.device, int, int]:
