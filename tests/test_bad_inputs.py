@@ -1,0 +1,135 @@
+"""Bad input to every command gives one clear line naming the problem, and no traceback.
+
+One case per line: the command, its arguments ({name} is a fixture path below), the exit
+status and what its output must contain.
+"""
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastpgan.cli.dataset import main as dataset_main
+from fastpgan.cli.main import main as fastpgan_main
+from fastpgan.cli.train import main as train_main
+from fastpgan.models import ProGANGenerator
+from fastpgan.runs.checkpoint import save_checkpoint
+
+COMMANDS = {"fastpgan-train": train_main, "fastpgan-dataset": dataset_main,
+            "fastpgan": fastpgan_main}
+SMALL = ["--resolution", "8", "--fade-kimg", "0.01", "--stable-kimg", "0.01", "--no-progress"]
+
+CASES = [  # (command, arguments, exit status, output contains)
+    # fastpgan-train
+    ("fastpgan-train", ["--data", "{missing}", "--out", "{out}"], 2, "no such file or folder"),
+    ("fastpgan-train", ["--resolution", "48", "--out", "{out}"], 2, "power of two"),
+    ("fastpgan-train", ["--resolution", "64", "--out", "{out}"], 2, "demo faces are 25x25"),
+    ("fastpgan-train", ["--resume", "latest", "--out", "{out}"], 2, "no checkpoint in"),
+    ("fastpgan-train", ["--loss", "hinge", "--out", "{out}"], 2, "invalid choice: 'hinge'"),
+    ("fastpgan-train", ["--batch", "0", "--out", "{out}"], 2, "must be positive"),
+    ("fastpgan-train", ["--out", "{file}/run", *SMALL], 2, "part of the path is a file"),
+    ("fastpgan-train", ["--out", "{file}", *SMALL], 2, "a file of that name exists"),
+    ("fastpgan-train", ["--out", "/sys/fastpgan-run", *SMALL], 2, "cannot write there"),
+    ("fastpgan-train", ["--total-kimg", "-5", "--out", "{out}"], 2,
+     "--total-kimg must be positive"),
+    ("fastpgan-train", ["--total-kimg", "0.01", "--out", "{out}", *SMALL], 2,
+     "below the schedule's 0.03 kimg"),
+    ("fastpgan-train", ["--keep-checkpoints", "0", "--out", "{out}"], 2,
+     "--keep-checkpoints must be positive"),
+    ("fastpgan-train", ["--data", "{images}", "--resolution", "16", "--fmap-base", "4",
+                        "--out", "{out}"], 2, "leaves the 16x16 layers and above with no"),
+    ("fastpgan-train", ["--out", "{run}", *SMALL], 2, "already holds a run"),
+    ("fastpgan-train", ["--out", "{run}", "--resume", "latest", "--overwrite"], 2,
+     "give one of them"),
+    # fastpgan-dataset
+    ("fastpgan-dataset", ["{missing}", "{out}", "--resolution", "8"], 2, "does not exist"),
+    ("fastpgan-dataset", ["{empty}", "{out}", "--resolution", "8"], 2, "no images"),
+    ("fastpgan-dataset", ["{images}", "{out}", "--resolution", "12"], 2, "power of two"),
+    ("fastpgan-dataset", ["{images}", "{file}/cache", "--resolution", "8"], 2,
+     "a file of that name exists"),
+    ("fastpgan-dataset", ["{images}", "{images}", "--resolution", "8"], 2, "exists; pass"),
+    ("fastpgan-dataset", ["{corrupt_zip}", "{out}", "--resolution", "8"], 0,
+     "skipped img3.png: Bad CRC-32"),
+    ("fastpgan-dataset", ["{bomb}", "{out}", "--resolution", "8"], 0,
+     "decompression bomb"),
+    ("fastpgan-dataset", ["{bomb}", "{out}", "--resolution", "8", "--max-image-pixels",
+                          "100000"], 0, "(0 skipped)"),
+    # fastpgan's generator commands
+    ("fastpgan", ["generate", "{missing}"], 2, "no such generator or checkpoint"),
+    ("fastpgan", ["generate", "{gen}", "--truncation", "0.5"], 2, "needs a StyleGAN"),
+    ("fastpgan", ["generate", "{gen}", "--seeds", "3-1"], 2, "bad seed list"),
+    ("fastpgan", ["generate", "{gen}", "--resolution", "12"], 2, "power of two"),
+    ("fastpgan", ["generate", "{gen}", "--out", "{file}/samples"], 2,
+     "part of the path is a file"),
+    ("fastpgan", ["interpolate", "{gen}", "--steps", "0"], 2, "--steps must be at least 1"),
+    ("fastpgan", ["interpolate", "{gen}", "--out", "{file}/walk.gif"], 2,
+     "a file of that name exists"),
+    ("fastpgan", ["interpolate", "{gen}", "--out", "{file}/walks/walk.gif"], 2,
+     "part of the path is a file"),
+    ("fastpgan", ["style-mix", "{gen}"], 2, "style mixing needs a StyleGAN"),
+    ("fastpgan", ["project", "{gen}", "--target", "{missing}"], 2,
+     "cannot read the target image"),
+    ("fastpgan", ["project", "{gen}", "--target", "{image}", "--steps", "0"], 2,
+     "--steps and --restarts must be at least 1"),
+    ("fastpgan", ["metrics", "{gen}", "--metrics", "swd", "--num", "0"], 2,
+     "--num and --batch must be at least 1"),
+    ("fastpgan", ["metrics", "{gen}", "--metrics", "fld"], 2, "--metrics takes"),
+]
+
+
+def _images(folder, count=4, size=16):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    """The files the cases name."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    images = _images(root / "images")
+    (root / "empty").mkdir()
+    (root / "file").write_text("a regular file")
+    corrupt = root / "corrupt.zip"
+    with zipfile.ZipFile(corrupt, "w", zipfile.ZIP_STORED) as archive:
+        for file in sorted(images.iterdir()):
+            archive.write(file, file.name)
+    member = zipfile.ZipFile(corrupt).getinfo("img3.png")
+    data = bytearray(corrupt.read_bytes())
+    data[member.header_offset + 30 + len(member.filename) + 40] ^= 0xFF  # flip a pixel byte
+    corrupt.write_bytes(bytes(data))
+    bomb = _images(root / "bomb", count=2)
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(bomb / "huge.png")
+    ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8).save_pretrained(
+        root / "gen")
+    config = dict(arch="progan", resolution=8, latent_dim=8, fmap_base=32, fmap_max=8,
+                  channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
+    save_checkpoint({"shown": 1, "config": config, "G_ema": G.state_dict()},
+                    root / "run" / "checkpoints", 1)
+    return {"missing": root / "no-such-thing", "images": images, "empty": root / "empty",
+            "file": root / "file", "corrupt_zip": corrupt, "bomb": bomb, "gen": root / "gen",
+            "run": root / "run", "image": images / "img0.png"}
+
+
+@pytest.mark.parametrize("command,arguments,status,message", CASES,
+                         ids=[f"{c[0]} {' '.join(c[1])}" for c in CASES])
+def test_bad_input_gives_one_clear_line(paths, tmp_path, capsys, monkeypatch, command,
+                                        arguments, status, message):
+    # a decompression-bomb limit that the 128x128 image is over and the others are not
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    names = {**{k: str(v) for k, v in paths.items()}, "out": str(tmp_path / "out")}
+    argv = [a.format(**names) for a in arguments]
+    try:
+        code = COMMANDS[command](argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == status, err
+    assert message in err + out, err + out
+    assert "Traceback" not in err
