@@ -52,6 +52,15 @@ void check_dense(const at::Tensor& t, const char* name) {
               "bias_act: ", name, " must be dense in NCHW or channels_last");
 }
 
+// Whether two dense tensors of one shape put every element at the same offset. Raw strides
+// can differ where they do not: a size-1 dimension's stride is arbitrary (1x1 maps are
+// NCHW and channels_last at once).
+bool same_layout(const at::Tensor& a, const at::Tensor& b) {
+  const Layout la = layout_of(a), lb = layout_of(b);
+  return a.sizes() == b.sizes() && la.N == lb.N && la.C == lb.C && la.P == lb.P &&
+         (la.C <= 1 || la.stride_c == lb.stride_c) && (la.P <= 1 || la.stride_p == lb.stride_p);
+}
+
 // float32 (float64 for float64 x): the arithmetic type, and the kernels' bias type.
 at::ScalarType stat_type(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -63,7 +72,7 @@ void bias_act_forward(const at::Tensor& x, const std::optional<at::Tensor>& bias
                       at::Tensor& y, const std::optional<at::Tensor>& r, double slope,
                       double gain, std::optional<double> clamp, double eps) {
   check_dense(x, "x");
-  TORCH_CHECK(y.strides() == x.strides(), "bias_act: y must have x's layout");
+  TORCH_CHECK(same_layout(y, x), "bias_act: y must have x's layout");
   const Epilogue e = make_epilogue(slope, gain, clamp, eps);
   // Under autocast x is bfloat16/float16 while the bias parameter stays float32.
   std::optional<at::Tensor> b;
@@ -85,7 +94,7 @@ std::optional<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tens
                                             at::Tensor& dx, bool with_bias_grad, double slope,
                                             double gain, std::optional<double> clamp) {
   check_dense(y, "y");
-  TORCH_CHECK(dy.strides() == y.strides() && dx.strides() == y.strides(),
+  TORCH_CHECK(same_layout(dy, y) && same_layout(dx, y),
               "bias_act: dy and dx must have y's layout");
   const Epilogue e = make_epilogue(slope, gain, clamp, 0.0);
   if (y.is_cuda()) {

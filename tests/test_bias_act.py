@@ -4,10 +4,16 @@ import math
 
 import pytest
 import torch
-from helpers import TOLERANCE, assert_close, leaf64, random_input, third_order
+from helpers import (
+    TOLERANCE,
+    assert_close,
+    clear_of_clamp_band,
+    leaf64,
+    random_input,
+    third_order,
+)
 
 from fastpgan.ops import bias_act, bias_act_reference
-from fastpgan.ops.epilogue import clamp_threshold
 
 SHAPES = [  # (shape, channels_last)
     ((8, 21, 4, 4), False),
@@ -38,28 +44,7 @@ def _inputs(shape, device, channels_last=False, with_bias=True, dtype=torch.floa
     """Random x and bias (leaves); x kept clear of the band below ``kwargs``' clamp."""
     x = random_input(shape, device, dtype, channels_last)
     b = torch.randn(shape[1], device=device, dtype=dtype).requires_grad_() if with_bias else None
-    return _clear_of_clamp_band(x, b, kwargs or {}), b
-
-
-def _clear_of_clamp_band(x, b, kwargs):
-    """x with every element whose pre-clamp output lies in twice the band below clamp
-    that reads back as clamped (``clamp_threshold``) set to -b (an output of exactly 0).
-
-    The kernels count an output within one rounding step of clamp as clamped (the
-    documented convention: a half-precision output there rounds onto clamp; float32
-    allows 16 steps), while the float64 reference still passes its gradient. In float32
-    about 1 in 3 million elements falls there.
-    """
-    if kwargs.get("clamp") is None:
-        return x
-    clamp = kwargs["clamp"]
-    unclamped = {k: v for k, v in kwargs.items() if k not in ("clamp", "pixel_norm")}
-    b64 = None if b is None else b.detach().double()
-    a = bias_act_reference(x.detach().double(), b64, **unclamped).abs()
-    band = (a >= clamp - 2 * (clamp - clamp_threshold(clamp, x.dtype))) & (a < clamp)
-    fill = (torch.zeros_like(x) if b is None
-            else (-b.detach()).view(1, -1, *[1] * (x.dim() - 2)).expand_as(x))
-    return torch.where(band, fill, x.detach()).requires_grad_()
+    return clear_of_clamp_band(x, b, kwargs or {}), b
 
 
 def _grads(out, inputs, grad_out=None, **kwargs):

@@ -94,6 +94,21 @@ def test_values_and_gradients_match_float64(device, poisoned_outputs, op, case, 
         assert_close(g, g64, 1e-5, name)
 
 
+@pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last])
+def test_1x1_output_takes_a_gradient_in_either_layout(device, grad_layout):
+    """A 1x1 map is NCHW and channels_last at once, with different raw strides: the
+    extension compared strides and refused an NCHW gradient for a channels_last output."""
+    x, weight, bias = _inputs(((2, 5, 2, 3), 3, 3, True, True), device)
+    y = conv2d_downsample(x, weight, bias, **GENERATOR, backend="fused")
+    grad_y = torch.randn(y.shape, device=device).contiguous(memory_format=grad_layout)
+    grads = torch.autograd.grad(y, (x, weight, bias), grad_y)
+    x64, w64, b64 = (leaf64(t) for t in (x, weight, bias))
+    grads64 = torch.autograd.grad(_definition("downsample", x64, w64, b64, **GENERATOR),
+                                  (x64, w64, b64), grad_y.double().cpu())
+    for name, g, g64 in zip(("dx", "dweight", "dbias"), grads, grads64, strict=True):
+        assert_close(g, g64, 1e-5, name)
+
+
 @pytest.mark.parametrize("op", list(OPS))
 def test_reference_is_the_definition(op):
     x, weight, bias = _inputs(CASES[1], "cpu", torch.float64)
