@@ -198,3 +198,15 @@ def test_third_order_gradients_match_float64():
     reference = third_order(lambda x: minibatch_stddev_reference(x, 4, 2), x)
     for order, (a, b) in enumerate(zip(fused, reference, strict=True), 1):
         assert_close(a, b, 1e-12, f"order {order}")
+
+
+@pytest.mark.parametrize("n,group", [(14, 2), (6, 3), (3, 3), (8, 4), (7, 1), (1, 1)])
+def test_fit_batch_groups_by_the_largest_divisor_not_above_the_group_size(device, n, group):
+    """The discriminator's layer: the paper's 14 and 6 images form groups of 2 and 3."""
+    layer = MinibatchStdDev(group_size=4, fit_batch=True, backend="fused")
+    x = torch.randn(n, 5, 4, 4, device=device)
+    assert_close(layer(x), minibatch_stddev_reference(x.double().cpu(), group), 1e-5, "value")
+    assert "fit_batch=True" in repr(layer)
+    if n % min(4, n):
+        with pytest.raises(ValueError, match="not a multiple of the group size"):
+            MinibatchStdDev(group_size=4)(x)

@@ -119,6 +119,22 @@ def test_swd_ranks_a_wrong_distribution_far_above_a_second_sample():
         sliced_wasserstein_distance(a, b[:3])
 
 
+def test_the_paper_schedule_trains_through_its_256_and_512_minibatches(tmp_path):
+    """14 images at 256x256 and 6 at 512x512 do not split into minibatch-stddev groups of
+    4: the discriminator groups them by 2 and 3 (a default run died at the 256 fade-in)."""
+    rng = np.random.default_rng(0)
+    data = build_cache(iter([rng.uniform(0, 255, (1, 512, 512)).astype(np.float32)
+                             for _ in range(3)]), tmp_path / "data", 512, 1, source="noise")
+    trainer = Trainer(TrainConfig(data=str(data), out=str(tmp_path / "run"), resolution=512,
+                                  batch="paper", fade_kimg=0.016, stable_kimg=0.016,
+                                  latent_dim=8, fmap_base=512, fmap_max=8,
+                                  checkpoint_kimg=100, sample_kimg=100, swd_images=0,
+                                  workers=0, progress=False, device="cpu"))
+    assert [p.batch for p in trainer.phases[-4:]] == [14, 14, 6, 6]
+    trainer.run()
+    assert trainer.shown >= trainer.phases[-1].end
+
+
 # ---------------------------------------------------------------- checkpoints
 
 

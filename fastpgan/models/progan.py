@@ -108,7 +108,8 @@ class ProGANDiscriminator(GrowingNetwork):
 
     A 1x1 fromRGB + leaky ReLU per resolution; each resolution above 4x4 a 3x3
     convolution and a convolution + 2x2 average pool (fused), both with leaky ReLU; at
-    4x4 the minibatch standard deviation (groups of 4), a 3x3 convolution, a dense layer
+    4x4 the minibatch standard deviation (groups of 4, or the largest group below 4 that
+    divides the batch: 2 for the paper's 14 images at 256x256), a 3x3 convolution, a dense layer
     to 512 and a linear dense layer to 1. No batch norm.
 
     ``D(images, alpha=a)`` takes the resolution from the images. alpha weighs the newest
@@ -119,8 +120,9 @@ class ProGANDiscriminator(GrowingNetwork):
         resolution, fmap_base, fmap_max, img_channels, negative_slope, backend: as for
             :class:`ProGANGenerator`.
         latent_dim: unused; accepted so both networks take the same arguments.
-        mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's group
-            size and channel groups.
+        mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's largest
+            group (any batch size works: see ``MinibatchStdDev``'s fit_batch) and channel
+            groups.
     """
 
     def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
@@ -145,7 +147,8 @@ class ProGANDiscriminator(GrowingNetwork):
                           ConvDownsample2d(nf(res), nf(res // 2), 3, **act))
             for res in resolutions)
         self.fade = FadeIn()
-        self.mbstd = MinibatchStdDev(mbstd_group_size, mbstd_num_channels, backend=backend)
+        self.mbstd = MinibatchStdDev(mbstd_group_size, mbstd_num_channels, fit_batch=True,
+                                     backend=backend)
         self.conv4 = EqualizedConv2d(nf(4) + mbstd_num_channels, nf(4), 3, padding=1, **act)
         self.dense = EqualizedLinear(nf(4) * 16, nf(2), **act)
         self.out = EqualizedLinear(nf(2), 1, gain=1.0, backend=backend)
