@@ -73,6 +73,21 @@ def test_discriminator_at_alpha_0_sees_only_the_pooled_image(resolution):
     assert torch.equal(D(images, alpha=0.0), D(F.avg_pool2d(images, 2), alpha=1.0))
 
 
+@pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator, ProGANDiscriminator])
+def test_a_0d_tensor_alpha_gives_the_number_alphas_output(cls):
+    """A training step passes a fade-in's alpha as a tensor (data, not a new graph): both
+    paths run, and at 0 and 1 the output is still exactly the old or the new one."""
+    net = _small(cls, backend="reference").double().eval()
+    x = (torch.randn(3, 3, 16, 16, dtype=torch.float64) if cls is ProGANDiscriminator
+         else torch.randn(3, 8, dtype=torch.float64))
+    args = () if cls is ProGANDiscriminator else (16,)
+    for alpha in (0.0, 0.3, 1.0):
+        as_tensor = net(x, *args, alpha=torch.tensor(alpha, dtype=torch.float64))
+        assert_close(as_tensor, net(x, *args, alpha=alpha), 1e-12, f"alpha {alpha}")
+    with pytest.raises(ValueError, match="must be 0-d and floating-point"):
+        net(x, *args, alpha=torch.ones(2))
+
+
 @pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
 @pytest.mark.parametrize("resolution,alpha", [(4, 1.0), (8, 0.3), (16, 1.0), (16, 0.7)])
 def test_fused_generator_matches_float64_reference(device, cls, resolution, alpha):

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from fastpgan.models.pretrained import Pretrained
-from fastpgan.nn.progressive import check_alpha
+from fastpgan.nn.progressive import Alpha, check_alpha
 
 
 def channels_at(resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> int:
@@ -47,7 +47,7 @@ def check_resolution(name: str, resolution: int, maximum: int | None = None) -> 
 
 
 def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | None,
-                    max_resolution: int, alpha: float) -> tuple[int, float]:
+                    max_resolution: int, alpha: Alpha) -> tuple[int, Alpha]:
     """(stage, alpha) of a generator call: stage 0 is 4x4; resolution None means the largest.
 
     Raises ValueError naming the generator for a z that is not (N, latent_dim), a

@@ -29,7 +29,7 @@ from fastpgan.nn import (
     UpsampleConv2d,
 )
 from fastpgan.nn.equalized import SQRT2
-from fastpgan.nn.progressive import check_alpha
+from fastpgan.nn.progressive import Alpha, alpha_is, check_alpha
 from fastpgan.ops import pixel_norm
 
 
@@ -82,9 +82,9 @@ class ProGANGenerator(GrowingNetwork):
                                     for res in [4, *resolutions])
         self.fade = FadeIn()
 
-    def forward(self, z: Tensor, resolution: int | None = None, alpha: float = 1.0) -> Tensor:
+    def forward(self, z: Tensor, resolution: int | None = None, alpha: Alpha = 1.0) -> Tensor:
         """Images (N, img_channels, r, r) for latents z (N, latent_dim); r defaults to the
-        network's resolution."""
+        network's resolution; alpha is a number or a 0-d tensor (see ``Alpha``)."""
         stage, alpha = generator_stage("ProGANGenerator", z, self.latent_dim, resolution,
                                        self.resolution, alpha)
         x = pixel_norm(z, backend=self.backend)
@@ -94,10 +94,10 @@ class ProGANGenerator(GrowingNetwork):
             return self.to_rgb[0](x)
         for i in range(stage - 1):
             x = self.run_block(i, x)
-        if alpha == 0.0:
+        if alpha_is(alpha, 0.0):
             return F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
         new = self.to_rgb[stage](self.run_block(stage - 1, x))
-        if alpha == 1.0:
+        if alpha_is(alpha, 1.0):
             return new
         old = F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
         return self.fade(old, new, alpha)
@@ -153,21 +153,22 @@ class ProGANDiscriminator(GrowingNetwork):
         self.dense = EqualizedLinear(nf(4) * 16, nf(2), **act)
         self.out = EqualizedLinear(nf(2), 1, gain=1.0, backend=backend)
 
-    def forward(self, images: Tensor, alpha: float = 1.0) -> Tensor:
-        """Scores (N, 1) for images (N, img_channels, r, r)."""
+    def forward(self, images: Tensor, alpha: Alpha = 1.0) -> Tensor:
+        """Scores (N, 1) for images (N, img_channels, r, r); alpha is a number or a 0-d
+        tensor (see ``Alpha``)."""
         if (images.dim() != 4 or images.shape[1] != self.img_channels
                 or images.shape[2] != images.shape[3]):
             raise ValueError(f"ProGANDiscriminator: images must be (N, {self.img_channels}, "
                              f"r, r), got {tuple(images.shape)}")
         stage = check_resolution("ProGANDiscriminator", images.shape[-1], self.resolution) - 2
         alpha = check_alpha("ProGANDiscriminator", alpha)
-        if stage == 0 or alpha == 1.0:
+        if stage == 0 or alpha_is(alpha, 1.0):
             x = self.from_rgb[stage](images)
             if stage:
                 x = self.run_block(stage - 1, x)
         else:
             x = self.from_rgb[stage - 1](F.avg_pool2d(images, 2))
-            if alpha > 0.0:
+            if not alpha_is(alpha, 0.0):
                 x = self.fade(x, self.run_block(stage - 1, self.from_rgb[stage](images)), alpha)
         for i in reversed(range(stage - 1)):
             x = self.run_block(i, x)

@@ -19,6 +19,7 @@ from fastpgan.models.common import (
     generator_stage,
 )
 from fastpgan.nn import AdaIN, EqualizedConv2d, EqualizedLinear, FadeIn, ToRGB, UpsampleConv2d
+from fastpgan.nn.progressive import Alpha, alpha_is
 from fastpgan.ops import pixel_norm
 
 NOISE_MODES = {"random": "random", "const": "fixed", "none": "none"}
@@ -153,7 +154,7 @@ class StyleGANGenerator(GrowingNetwork):
         for block in self.blocks:
             block.adain0.noise.mode = block.adain1.noise.mode = NOISE_MODES[mode]
 
-    def forward(self, z: Tensor, resolution: int | None = None, alpha: float = 1.0, *,
+    def forward(self, z: Tensor, resolution: int | None = None, alpha: Alpha = 1.0, *,
                 truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 mix_z: Tensor | None = None, mix_layer: int | None = None) -> Tensor:
         """Images (N, img_channels, r, r) for latents z (N, latent_dim)."""
@@ -188,16 +189,16 @@ class StyleGANGenerator(GrowingNetwork):
             return random.randrange(1, layers)
         return None
 
-    def synthesis(self, ws: Tensor, stage: int, alpha: float) -> Tensor:
+    def synthesis(self, ws: Tensor, stage: int, alpha: Alpha) -> Tensor:
         """Images at resolution 4 * 2^stage from per-layer styles ws (N, layers, w_dim)."""
         x = None
         for i in range(stage):
             x = self.run_block(i, x, ws[:, 2 * i], ws[:, 2 * i + 1])
-        if stage == 0 or alpha == 1.0:
+        if stage == 0 or alpha_is(alpha, 1.0):
             return self.to_rgb[stage](self.run_block(stage, x, ws[:, 2 * stage],
                                                      ws[:, 2 * stage + 1]))
         old = F.interpolate(self.to_rgb[stage - 1](x), scale_factor=2, mode="nearest")
-        if alpha == 0.0:
+        if alpha_is(alpha, 0.0):
             return old
         new = self.to_rgb[stage](self.run_block(stage, x, ws[:, 2 * stage], ws[:, 2 * stage + 1]))
         return self.fade(old, new, alpha)

@@ -49,12 +49,31 @@ class FromRGB(EqualizedConv2d):
                          backend=backend)
 
 
-def check_alpha(name: str, alpha: float) -> float:
-    """alpha as a float, after checking it is in [0, 1] (ValueError naming ``name``)."""
+Alpha = float | Tensor
+"""A fade-in's weight: a number, or a 0-d floating tensor (on the networks' device), which
+a training step passes so that a changing alpha is data rather than a new graph, and
+whose value is never read on the host (that would wait for the device)."""
+
+
+def check_alpha(name: str, alpha: Alpha) -> Alpha:
+    """A number as a float, after checking it is in [0, 1]; a 0-d floating tensor as it
+    is (its value unchecked: reading it would wait for the device). ValueError naming
+    ``name`` otherwise."""
+    if isinstance(alpha, Tensor):
+        if alpha.dim() != 0 or not alpha.is_floating_point():
+            raise ValueError(f"{name}: a tensor alpha must be 0-d and floating-point, got "
+                             f"shape {tuple(alpha.shape)} and {alpha.dtype}")
+        return alpha
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"{name}: alpha must be in [0, 1], got {alpha}")
     return alpha
+
+
+def alpha_is(alpha: Alpha, value: float) -> bool:
+    """Whether alpha is the number ``value``; a tensor alpha is a fade in progress, so
+    both paths run (an exact 0 or 1 in it still gives exactly the old or new output)."""
+    return not isinstance(alpha, Tensor) and alpha == value
 
 
 class FadeIn(nn.Module):
@@ -66,10 +85,13 @@ class FadeIn(nn.Module):
     alpha = 0 the result is ``old`` exactly and at alpha = 1 ``new`` exactly.
     """
 
-    def forward(self, old: Tensor, new: Tensor, alpha: float) -> Tensor:
-        """The blend, for alpha in [0, 1]."""
-        if check_alpha("FadeIn", alpha) == 0.0:
+    def forward(self, old: Tensor, new: Tensor, alpha: Alpha) -> Tensor:
+        """The blend, for alpha in [0, 1] (a number or a 0-d tensor)."""
+        alpha = check_alpha("FadeIn", alpha)
+        if alpha_is(alpha, 0.0):
             return old
-        if alpha == 1.0:
+        if alpha_is(alpha, 1.0):
             return new
+        if isinstance(alpha, Tensor):  # under autocast old and new may be half precision
+            alpha = alpha.to(old.dtype)
         return torch.lerp(old, new, alpha)
