@@ -40,6 +40,17 @@ CASES = [  # (command, arguments, exit status, output contains)
     ("fastpgan-train", ["--data", "{images}", "--resolution", "16", "--fmap-base", "4",
                         "--out", "{out}"], 2, "leaves the 16x16 layers and above with no"),
     ("fastpgan-train", ["--out", "{run}", *SMALL], 2, "already holds a run"),
+    ("fastpgan-train", ["--loss", "wgan-gp", "--r1-gamma", "5", "--out", "{out}"], 2,
+     "--r1-gamma is a weight of logistic-r1, not of wgan-gp"),
+    ("fastpgan-train", ["--reg-interval", "0", "--out", "{out}"], 2,
+     "--reg-interval must be >= 1"),
+    ("fastpgan-train", ["--loss", "wgan-gp", "--gp-lambda", "-1", "--out", "{out}"], 2,
+     "--gp-lambda must be >= 0"),
+    ("fastpgan-train", ["--log-every", "0", "--out", "{out}"], 2,
+     "--log-every must be positive"),
+    ("fastpgan-train", ["--data", "{images}", "--resolution", "8", "--fade-kimg", "0.02",
+                        "--stable-kimg", "0.02", "--batch", "7", "--no-progress",
+                        "--out", "{out}"], 0, ""),  # no group of 4 splits 7 images
     ("fastpgan-train", ["--out", "{run}", "--resume", "latest", "--overwrite"], 2,
      "give one of them"),
     # fastpgan-dataset

@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastpgan.cli.train import build_parser, config_from_args
 from fastpgan.cli.train import main as train_main
@@ -22,7 +23,7 @@ from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
-from fastpgan.train.losses import logistic_r1_d, wgan_gp_d
+from fastpgan.train.losses import WGANGP, DPhase, LogisticR1, build_loss
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +78,54 @@ def test_official_preset_totals_12000_kimg_at_1024():
     assert config_from_args(args).total_kimg == 12000
 
 
-def test_wgan_gp_and_r1_on_a_linear_critic():
+def test_losses_and_their_phases_on_a_linear_critic():
+    """D(x) = <w, x>: the input gradient is w everywhere, so every term is known."""
     w = torch.randn(1, 3, 4, 4)
 
     def critic(x):
         return (x * w).flatten(1).sum(1, keepdim=True)
 
-    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
-    loss, stats = wgan_gp_d(critic, real, fake, mix=torch.rand(5))
-    grad_norm = w.norm()
-    expected = (critic(fake) - critic(real) + 10 * (grad_norm - 1) ** 2
-                + 1e-3 * critic(real) ** 2).mean()
-    assert torch.allclose(loss, expected, rtol=1e-5)
-    assert stats["gp"] == pytest.approx(((grad_norm - 1) ** 2).item(), rel=1e-5)
-    loss, stats = logistic_r1_d(critic, real, fake)
-    expected = (torch.nn.functional.softplus(critic(fake)) +
-                torch.nn.functional.softplus(-critic(real)) + 5 * grad_norm ** 2).mean()
-    assert torch.allclose(loss, expected, rtol=1e-5)
+    real, fake, mix = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4), torch.rand(5)
+    sp = torch.nn.functional.softplus
+    gp, r1 = (w.norm() - 1) ** 2, w.norm() ** 2
+    wgan_main = (critic(fake) - critic(real) + 1e-3 * critic(real) ** 2).mean()
+    logistic_main = (sp(critic(fake)) + sp(-critic(real))).mean()
+    both, main_only = DPhase("D", True, 1.0), DPhase("Dmain", True, 0.0)
+    cases = [  # (loss, phase, expected loss, statistic, its expected value)
+        (WGANGP(), both, wgan_main + 10 * gp, "gp", gp),
+        (WGANGP(gp_lambda=3.0, drift=0.0), DPhase("Dreg", False, 4.0), 4 * 3 * gp, "gp", gp),
+        (WGANGP(), main_only, wgan_main, "d_real", critic(real).mean()),
+        (LogisticR1(), both, logistic_main + 5 * r1, "r1", r1),
+        (LogisticR1(r1_gamma=2.0), DPhase("Dreg", False, 16.0), 16 * r1, "r1", r1),
+        (LogisticR1(), main_only, logistic_main, "d_fake", critic(fake).mean()),
+    ]
+    for loss, phase, expected, key, value in cases:
+        got, stats = loss.d_loss(phase, critic, real, fake, mix)
+        assert torch.allclose(got, expected, rtol=1e-5), (loss, phase)
+        assert torch.allclose(stats[key], value, rtol=1e-5), (loss, phase, key)
+        assert ("gp" in stats or "r1" in stats) == bool(phase.penalty_gain)
+    assert torch.allclose(LogisticR1().g_loss(critic(fake)), sp(-critic(fake)).mean())
+    assert torch.allclose(WGANGP().g_loss(critic(fake)), -critic(fake).mean())
+
+
+def test_lazy_regularization_phases_and_adam_follow_stylegan2():
+    """Karras et al. 2020, appendix B: the penalty every K-th minibatch, Adam's lr and
+    betas scaled by c = K / (K + 1)."""
+    assert [p.name for p in WGANGP().d_phases(3)] == ["D"]
+    lazy = LogisticR1()
+    assert lazy.reg_interval == 16
+    assert [[p.name for p in lazy.d_phases(step)] for step in (0, 1, 15, 16)] == [
+        ["Dmain", "Dreg"], ["Dmain"], ["Dmain"], ["Dmain", "Dreg"]]
+    lr, betas = lazy.adam(0.002, (0.0, 0.99))
+    assert lr == pytest.approx(0.002 * 16 / 17)
+    assert betas == (0.0, pytest.approx(0.99 ** (16 / 17)))
+    assert WGANGP().adam(0.001, (0.0, 0.99)) == (0.001, (0.0, 0.99))
+    with pytest.raises(ValueError, match="--r1-gamma is a weight of logistic-r1, not of "
+                                         "wgan-gp"):
+        build_loss("wgan-gp", r1_gamma=5.0)
+    with pytest.raises(ValueError, match="--reg-interval must be >= 1"):
+        build_loss("logistic-r1", reg_interval=0)
+    assert build_loss("logistic-r1", r1_gamma=2.0, gp_lambda=None) == LogisticR1(r1_gamma=2.0)
 
 
 def test_ema_warms_up_then_decays_at_the_set_rate():
@@ -133,6 +165,70 @@ def test_the_paper_schedule_trains_through_its_256_and_512_minibatches(tmp_path)
     assert [p.batch for p in trainer.phases[-4:]] == [14, 14, 6, 6]
     trainer.run()
     assert trainer.shown >= trainer.phases[-1].end
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts the host's reads of tensor values in the dispatcher (.item(), float(),
+    bool(): aten._local_scalar_dense) into ``reads[region[0]]`` while a region is set,
+    except ``ignored()`` tensors."""
+
+    def __init__(self, reads: dict, region: list, ignored) -> None:
+        super().__init__()
+        self.reads, self.region, self.ignored = reads, region, ignored
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if (func is torch.ops.aten._local_scalar_dense.default and self.region[0]
+                and id(args[0]) not in self.ignored()):
+            self.reads[self.region[0]] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "logistic-r1"])
+def test_a_step_reads_nothing_from_the_device_and_a_log_step_reads_once(
+        faces, tmp_path, monkeypatch, loss):
+    """Through stable and fade-in phases and lazy penalty steps: every read of a tensor
+    value would wait for the GPU. Adam's step counters are excluded: without
+    capturable=True they live on the host even for CUDA parameters."""
+    trainer = Trainer(tiny(faces, tmp_path / "run", loss=loss, reg_interval=2,
+                           fade_kimg=0.032, stable_kimg=0.032, log_every=3,
+                           checkpoint_kimg=1.0))
+    reads, region, calls = {"step": 0, "log": 0}, [None], {"step": 0, "log": 0}
+
+    def adam_counters():
+        return {id(state["step"]) for opt in (trainer.opt_g, trainer.opt_d) if opt
+                for state in opt.state.values()}
+
+    def counted(name):  # these do not dispatch for CPU tensors
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if region[0]:
+                reads[region[0]] += 1
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    def within(method, key):
+        original = getattr(Trainer, method)
+
+        def run(self, *args, **kwargs):
+            if key == "step" or self.window.steps:
+                calls[key] += 1
+            region[0] = key
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                region[0] = None
+        monkeypatch.setattr(Trainer, method, run)
+
+    for name in ("tolist", "numpy", "cpu"):
+        counted(name)
+    within("_step", "step")
+    within("_log_window", "log")
+    with _HostReads(reads, region, adam_counters):
+        trainer.run()
+    # 8 steps a phase (4x4 stable, 8x8 fade-in, 8x8 stable), logged after steps 3, 6, 8
+    assert calls == {"step": 24, "log": 9}
+    assert reads == {"step": 0, "log": 9}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -274,11 +370,10 @@ def test_gpu_utilization_is_read_from_the_nvml_device_with_the_cuda_device_uuid(
 def test_non_finite_loss_stops_with_step_and_last_checkpoint(faces, tmp_path, monkeypatch):
     trainer = Trainer(tiny(faces, tmp_path / "run"))
     trainer.run(stop_at=16)
-    import fastpgan.train.loop as loop
-
-    monkeypatch.setitem(loop.G_LOSS, "wgan-gp", lambda scores: scores.sum() * float("nan"))
-    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at 16 images .*"
-                                                    r"checkpoint-000000000016\.pt"):
+    monkeypatch.setattr(trainer.loss, "g_loss", lambda scores: scores.sum() * float("nan"))
+    # read at the next checkpoint (every 8 images), before it is written
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss in the steps from 16 "
+                                                    r"to 24 images .*checkpoint-000000000016\.pt"):
         trainer.run()
 
 
@@ -502,7 +597,8 @@ def test_compiled_generator_forward_trains_like_the_eager_one(faces, tmp_path):
         trainer.run()
     records = [[json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text()
                 .splitlines() if "g_loss" in line] for name in ("a", "b")]
-    assert len(records[0]) == len(records[1]) == 2  # the 4x4 and 8x8 phase ends
+    # windows ending at the checkpoints (every 8 images) and at the 4x4 and 8x8 phase ends
+    assert len(records[0]) == len(records[1]) == 4
     for a, b in zip(*records, strict=True):
         assert b["g_loss"] == pytest.approx(a["g_loss"], rel=1e-4, abs=1e-5)
         assert b["d_loss"] == pytest.approx(a["d_loss"], rel=1e-4, abs=1e-5)

@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=LOSSES,
                    help="WGAN-GP with drift (ProGAN's; the default) or logistic with R1 "
                         "(StyleGAN's; the demo's)")
+    p.add_argument("--gp-lambda", type=float, help="WGAN-GP's penalty weight (default: 10)")
+    p.add_argument("--drift", type=float, help="WGAN-GP's drift weight (default: 0.001)")
+    p.add_argument("--r1-gamma", type=float, help="R1's gamma (default: 10)")
+    p.add_argument("--reg-interval", type=int,
+                   help="the penalty every K minibatches, weighted by K, Adam's lr and betas "
+                        "adjusted (lazy regularization; default: 1 for wgan-gp, 16 for "
+                        "logistic-r1)")
+    p.add_argument("--log-every", type=int, default=default("log_every"),
+                   help="steps between reads of the losses from the device (each read "
+                        "waits for the GPU): logged, checked for NaN, shown")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="mixed precision (default: bf16 on GPUs that have it, else fp32)")
     p.add_argument("--memory-format", default=default("memory_format"), choices=MEMORY_FORMATS,
@@ -154,7 +164,9 @@ def config_from_args(args: argparse.Namespace):
                        checkpoint_activations=args.checkpoint_activations,
                        compile=args.compile, tensorboard=args.tensorboard,
                        fid_images=args.fid_images, inception=args.inception,
-                       workers=args.workers, progress=not args.no_progress, **values)
+                       workers=args.workers, progress=not args.no_progress,
+                       gp_lambda=args.gp_lambda, drift=args.drift, r1_gamma=args.r1_gamma,
+                       reg_interval=args.reg_interval, log_every=args.log_every, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fastpgan.models import ARCHITECTURES
 from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
-from fastpgan.train.losses import LOSSES
+from fastpgan.train.losses import LOSSES, GANLoss, build_loss
 
 ARCHS = tuple(ARCHITECTURES)
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -32,6 +32,12 @@ class TrainConfig:
         arch: "progan" or "stylegan" (StyleGAN's generator, ProGAN's discriminator).
         resolution: final resolution (power of two).
         loss: "wgan-gp" (ProGAN) or "logistic-r1" (StyleGAN).
+        gp_lambda, drift, r1_gamma: the loss's weights (WGAN-GP's penalty and drift, R1's
+            gamma); None: the loss's default (10, 0.001; 10).
+        reg_interval: the penalty every this many minibatches, weighted by it (lazy
+            regularization); None: the loss's default (1 for WGAN-GP, 16 for R1).
+        log_every: read the step statistics from the device, check them and log them
+            every this many steps (and at phase ends and checkpoints).
         precision: "bf16", "fp16" (with a gradient scaler) or "fp32"; None picks bf16 on
             GPUs that support it, else fp32.
         memory_format: "channels_last" (NHWC activations and weights, what cuDNN's tensor
@@ -72,6 +78,11 @@ class TrainConfig:
     arch: str = "progan"
     resolution: int = 1024
     loss: str = "wgan-gp"
+    gp_lambda: float | None = None
+    drift: float | None = None
+    r1_gamma: float | None = None
+    reg_interval: int | None = None
+    log_every: int = 10
     precision: str | None = None
     memory_format: str = "auto"
     batch: str | int = "paper"
@@ -124,13 +135,20 @@ class TrainConfig:
                                  ("keep-checkpoints", self.keep_checkpoints, 1),
                                  ("swd-images", self.swd_images, 0),
                                  ("fid-images", self.fid_images, 0),
-                                 ("workers", self.workers, 0), ("lr", self.lr, 1e-30)):
+                                 ("workers", self.workers, 0), ("lr", self.lr, 1e-30),
+                                 ("log-every", self.log_every, 1)):
             if value < low:
                 raise ValueError(f"--{name} must be {'positive' if low else '>= 0'}, got "
                                  f"{value:g}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
+        self.build_loss()
+
+    def build_loss(self) -> GANLoss:
+        """The loss object with this run's weights."""
+        return build_loss(self.loss, gp_lambda=self.gp_lambda, drift=self.drift,
+                          r1_gamma=self.r1_gamma, reg_interval=self.reg_interval)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values."""

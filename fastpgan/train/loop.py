@@ -11,7 +11,6 @@ Only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import shutil
@@ -39,7 +38,7 @@ from fastpgan.runs.schedule import Phase, build_phases, describe_plan, phase_at
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
-from fastpgan.train.losses import D_LOSS, G_LOSS
+from fastpgan.train.stats import StatisticsWindow, all_finite
 
 GRID_SAMPLES = 64
 
@@ -91,7 +90,13 @@ class Trainer:
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
-        self.z_generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank + 1)
+        self.loss = config.build_loss()
+        # on the device, so drawing latents and interpolation weights never waits for it
+        self.z_generator = torch.Generator(self.device).manual_seed(
+            config.seed * 7919 + self.rank + 1)
+        self.alpha = torch.zeros((), device=self.device)  # a fade-in's alpha, as data
+        self.window = StatisticsWindow()
+        self.bar = self.window_started = None
         self.fixed_z = torch.randn(GRID_SAMPLES, config.latent_dim,
                                    generator=torch.Generator().manual_seed(config.seed))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -157,9 +162,10 @@ class Trainer:
         c = self.config
         if self.opt_g is not None and (self.opt_resolution == resolution or not c.reset_optimizer):
             return
-        adam = dict(lr=c.lr, betas=tuple(c.betas), eps=c.eps)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=tuple(c.betas),
+                                      eps=c.eps)
+        lr_d, betas_d = self.loss.adam(c.lr, tuple(c.betas))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps)
         self.opt_resolution = resolution
 
     def _resume(self, resume: str) -> None:
@@ -234,17 +240,16 @@ class Trainer:
                      micro_batch=self.micro_batch or local)
         if self.device.type == "cuda":  # the logged peak memory is this phase's
             torch.cuda.reset_peak_memory_stats(self.device)
-        gpu: dict = {}
         batches = self.data.batches(phase.resolution, phase.batch // self.world,
                                     start=self.phase_step)
-        bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
+        self.bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
         checkpoint_every = max(int(c.checkpoint_kimg * 1000), 1)
         sample_every = max(int(c.sample_kimg * 1000), 1)
-        started, started_shown = time.perf_counter(), self.shown
+        self.window_started = time.perf_counter()
         while self.shown < phase.end and (stop_at is None or self.shown < stop_at):
             alpha, failure = phase.alpha(self.shown), None
             try:
-                stats = self._step(next(batches), phase.resolution, alpha)
+                self._step(next(batches), phase.resolution, alpha)
             except torch.cuda.OutOfMemoryError as exc:
                 # a copy without the traceback, whose frames hold the failed step's
                 # activations: the probe for a batch that fits runs after they are freed
@@ -253,24 +258,20 @@ class Trainer:
                 raise self._out_of_memory(phase, alpha) from failure
             before, self.shown = self.shown, self.shown + phase.batch
             self.phase_step += 1
-            rate = (self.shown - started_shown) / max(time.perf_counter() - started, 1e-9)
-            stats.update(alpha=round(alpha, 4), img_per_s=round(rate, 1))
-            if self.phase_step % 10 == 0 or self.shown >= phase.end:
-                gpu = gpu_figures(self.device)
-                self._record(resolution=phase.resolution, **stats, **gpu)
-            if bar is not None:
-                bar.update(min(self.shown, phase.end) - before)
-                bar.set_postfix(alpha=f"{alpha:.2f}", d=f"{stats['d_loss']:.3f}",
-                                g=f"{stats['g_loss']:.3f}", img_s=f"{rate:.0f}",
-                                **progress_figures(gpu), refresh=False)
+            if self.bar is not None:
+                self.bar.update(min(self.shown, phase.end) - before)
+            if self.phase_step % c.log_every == 0 or self.shown >= phase.end:
+                self._log_window(phase.resolution, alpha)
             if self.shown >= phase.end:
                 break
             if self.shown // checkpoint_every > before // checkpoint_every:
+                self._log_window(phase.resolution, alpha)  # never checkpoint a NaN
                 self.save_checkpoint()
             if self.shown // sample_every > before // sample_every:
                 self._samples(phase.resolution, alpha)
-        if bar is not None:
-            bar.close()
+        self._log_window(phase.resolution, phase.alpha(self.shown))
+        if self.bar is not None:
+            self.bar.close()
         if self.shown >= phase.end:
             self.phase_step = 0
             self._samples(phase.resolution, 1.0, tag=phase.name.replace(" ", "-"))
@@ -278,62 +279,94 @@ class Trainer:
             self.save_checkpoint()
 
     def _step(self, real_u8: Tensor, resolution: int, alpha: float,
-              dry_run: bool = False) -> dict:
-        """One D step and one G step (and the EMA); dry_run computes the gradients only.
+              dry_run: bool = False) -> None:
+        """One minibatch: the loss's discriminator phases, its generator phase and the
+        EMA; dry_run computes the gradients only.
 
-        With ``micro_batch`` set (``--batch auto``), each network's gradients are summed
-        over micro-batches, weighted by their share, before its one optimizer step.
+        Nothing here waits for the device: latents and interpolation weights are drawn
+        there, the statistics are summed there (``self.window``, read by
+        ``_log_window``), and during a fade-in alpha is a 0-d tensor there, so a changing
+        alpha is data, not a new graph. With ``micro_batch`` set (``--batch auto``), each
+        phase's gradients are summed over micro-batches, weighted by their share, before
+        its one optimizer step.
         """
         c, G, D = self.config, self.G, self.D
         real = to_model_range(real_u8, self.device).contiguous(memory_format=self.memory_format)
-        if alpha < 1.0 and resolution > 4:  # fade the reals as the generator fades
-            coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
-            real = torch.lerp(coarse, real, alpha)
+        fade: float | Tensor = alpha
+        if alpha < 1.0:
+            fade = self.alpha.fill_(alpha)
+            if resolution > 4:  # fade the reals as the generator fades
+                coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+                real = torch.lerp(coarse, real, fade)
         parts = real.split(self.micro_batch or real.shape[0])
+        shares = [len(part) / len(real) for part in parts]
 
         def latents(n: int) -> Tensor:
-            return torch.randn(n, c.latent_dim, generator=self.z_generator).to(self.device)
+            return torch.randn(n, c.latent_dim, generator=self.z_generator, device=self.device)
 
         def critic(x: Tensor) -> Tensor:
-            return D(x, alpha)
+            return D(x, fade)
 
-        named: dict[str, Tensor] = {}
+        step_stats: dict[str, Tensor] = {}
 
         def accumulate(loss: Tensor, stats: dict[str, Tensor], share: float) -> None:
             self.scaler.scale(loss * share).backward()
             for key, value in stats.items():
-                named[key] = named.get(key, 0) + value.detach().float() * share
+                step_stats[key] = step_stats.get(key, 0) + value.detach().float() * share
 
         D.requires_grad_(True)
         G.requires_grad_(False)
+        fakes, mixes = [], []
         for part in parts:
             with self._autocast():
-                fake = self.G_forward(latents(len(part)), resolution, alpha)
-                mix = torch.rand(len(part), generator=self.z_generator)
-                d_loss, d_stats = D_LOSS[c.loss](critic, part, fake.detach(), mix=mix)
-            accumulate(d_loss, {"d_loss": d_loss, **d_stats}, len(part) / len(real))
-        self._apply(D, self.opt_d, dry_run)
+                fakes.append(self.G_forward(latents(len(part)), resolution, fade).detach())
+            mixes.append(torch.rand(len(part), generator=self.z_generator, device=self.device))
+        for phase in self.loss.d_phases(self.phase_step):
+            for part, fake, mix, share in zip(parts, fakes, mixes, shares, strict=True):
+                with self._autocast():
+                    d_loss, d_stats = self.loss.d_loss(phase, critic, part, fake, mix)
+                if phase.main:
+                    d_stats["d_loss"] = d_loss
+                accumulate(d_loss, d_stats, share)
+            self._apply(D, self.opt_d, dry_run)
+        del fakes
         D.requires_grad_(False)
         G.requires_grad_(True)
-        for part in parts:
+        for part, share in zip(parts, shares, strict=True):
             with self._autocast():
-                g_loss = G_LOSS[c.loss](critic(self.G_forward(latents(len(part)), resolution,
-                                                              alpha)))
-            accumulate(g_loss, {"g_loss": g_loss}, len(part) / len(real))
+                g_loss = self.loss.g_loss(critic(self.G_forward(latents(len(part)), resolution,
+                                                                fade)))
+            accumulate(g_loss, {"g_loss": g_loss}, share)
         self._apply(G, self.opt_g, dry_run)
-        if dry_run:
-            return {}
-        self.ema.update(G)
-        stats = dict(zip(named, torch.stack(list(named.values())).tolist(),
-                         strict=True))  # one synchronization per step
-        if not all(math.isfinite(v) for v in stats.values()):
+        if not dry_run:
+            self.ema.update(G)
+            self.window.add(step_stats, self.shown, self.shown + len(real) * self.world)
+
+    def _log_window(self, resolution: int, alpha: float) -> None:
+        """Reads the steps' statistics since the last read (one synchronization), stops
+        the run if one is not finite, and logs and shows their means."""
+        window = self.window
+        stats = window.read()
+        if not stats:
+            return
+        if not all_finite(stats):
             where = (f"the last good checkpoint is {self.last_checkpoint}; resume with "
                      f"--resume {self.last_checkpoint}" if self.last_checkpoint else
                      "no checkpoint was written yet")
-            raise TrainingDivergedError(f"non-finite loss at {self.shown} images "
-                                        f"({resolution}x{resolution}, alpha {alpha:.3f}): "
-                                        f"{stats}; {where}")
-        return stats
+            raise TrainingDivergedError(
+                f"non-finite loss in the steps from {window.first_shown} to "
+                f"{window.last_shown} images ({resolution}x{resolution}, alpha "
+                f"{alpha:.3f} at the end): {stats}; {where}")
+        now = time.perf_counter()
+        rate = (window.last_shown - window.first_shown) / max(now - self.window_started, 1e-9)
+        self.window_started = now
+        gpu = gpu_figures(self.device)
+        self._record(resolution=resolution, **stats, alpha=round(alpha, 4),
+                     img_per_s=round(rate, 1), **gpu)
+        if self.bar is not None:
+            self.bar.set_postfix(alpha=f"{alpha:.2f}", d=f"{stats['d_loss']:.3f}",
+                                 g=f"{stats['g_loss']:.3f}", img_s=f"{rate:.0f}",
+                                 **progress_figures(gpu), refresh=False)
 
     def _apply(self, net: nn.Module, optimizer: torch.optim.Optimizer, dry_run: bool) -> None:
         """The optimizer step on the summed gradients (averaged over processes)."""

@@ -1,69 +1,176 @@
-"""GAN losses: ProGAN's WGAN-GP and StyleGAN's non-saturating logistic loss with R1.
+"""GAN objectives as objects that own their phases, as NVlabs' ``training/loss.py`` does.
 
-Each returns the discriminator's loss (penalty included) and the generator's for a pair
-of score functions, so mixed precision and the networks stay with the caller. Statistics
-come back as 0-d tensors, so the caller reads them all with one device synchronization.
+A training step runs the discriminator's phases, then the generator's. With
+``reg_interval`` K = 1 the discriminator has one phase, "D": main loss and penalty in one
+backward and one optimizer step. With K > 1 (lazy regularization, Karras et al. 2020,
+appendix B) it has "Dmain" every minibatch and, every K-th minibatch, "Dreg": the
+penalty alone, weighted by K, with its own optimizer step; Adam's lr and betas are then
+scaled by K / (K + 1) (``adam``), as the paper does, so the optimizer sees the same
+momentum per image. The generator has one phase, "G".
+
+A phase's loss comes back with its statistics as 0-d tensors: mixed precision,
+micro-batches and reading the statistics (one device synchronization every few steps)
+stay with the trainer. A new objective is one class here and one entry in ``LOSSES``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES = ("wgan-gp", "logistic-r1")
+Critic = Callable[[Tensor], Tensor]
+"""The discriminator at the step's resolution and alpha: images (N, C, r, r) -> (N, 1)."""
 
 
-def wgan_gp_d(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *,
-              gp_lambda: float = 10.0, drift: float = 1e-3,
-              mix: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-    """WGAN-GP critic loss (Gulrajani et al. 2017) with ProGAN's drift term.
+@dataclass(frozen=True)
+class DPhase:
+    """One of the discriminator's phases: whether it has the main loss terms, and the
+    factor on its penalty (0: none; K in a lazy "Dreg" phase)."""
 
-    D(fake) - D(real) + lambda * (||grad D(x_hat)|| - 1)^2 + drift * D(real)^2, x_hat a
-    random interpolate of real and fake (Karras et al. 2017, appendix A.1: lambda 10,
-    drift 0.001). ``mix``: the (N,) interpolation weights (uniform random if None).
+    name: str
+    main: bool
+    penalty_gain: float
+
+
+@dataclass
+class GANLoss:
+    """An objective's weights (its fields) and phases; subclasses give the losses."""
+
+    name: ClassVar[str]
+    reg_interval: int
+
+    def __post_init__(self) -> None:
+        if self.reg_interval < 1:
+            raise ValueError(f"--reg-interval must be >= 1, got {self.reg_interval}")
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) < 0:
+                raise ValueError(f"--{field.name.replace('_', '-')} must be >= 0, got "
+                                 f"{getattr(self, field.name)}")
+
+    def d_phases(self, step: int) -> list[DPhase]:
+        """The discriminator's phases at minibatch ``step`` (0, 1, ...) of a run."""
+        if self.reg_interval == 1:
+            return [DPhase("D", True, 1.0)]
+        phases = [DPhase("Dmain", True, 0.0)]
+        if step % self.reg_interval == 0:
+            phases.append(DPhase("Dreg", False, float(self.reg_interval)))
+        return phases
+
+    def adam(self, lr: float, betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
+        """The discriminator's Adam lr and betas under lazy regularization: with
+        c = K / (K + 1), lr * c and beta ** c (unchanged for K = 1)."""
+        if self.reg_interval == 1:
+            return lr, betas
+        c = self.reg_interval / (self.reg_interval + 1)
+        return lr * c, (betas[0] ** c, betas[1] ** c)
+
+    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The discriminator's loss in ``phase`` and its statistics. ``fake`` is detached
+        generator output; ``mix``, (N,) uniform weights, for losses that interpolate."""
+        raise NotImplementedError
+
+    def g_loss(self, fake_scores: Tensor) -> Tensor:
+        """The generator's loss for D's scores of its images."""
+        raise NotImplementedError
+
+
+@dataclass
+class WGANGP(GANLoss):
+    """WGAN-GP (Gulrajani et al. 2017) with ProGAN's drift term (Karras et al. 2017, A.1):
+    D(fake) - D(real) + drift * D(real)^2, penalty gp_lambda * (||grad D(x_hat)|| - 1)^2
+    at random interpolates x_hat of real and fake; the generator's loss is -D(G(z))."""
+
+    name: ClassVar[str] = "wgan-gp"
+    gp_lambda: float = 10.0
+    drift: float = 1e-3
+    reg_interval: int = 1
+
+    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Main terms and/or the gradient penalty, as ``phase`` says."""
+        loss, stats = real.new_zeros((), dtype=torch.float32), {}
+        if phase.main:
+            real_scores, fake_scores = D(real).float(), D(fake).float()
+            loss = (fake_scores - real_scores + self.drift * real_scores.square()).mean()
+            stats = {"d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
+        if phase.penalty_gain:
+            weight = mix.to(real.device, real.dtype).view(-1, 1, 1, 1)
+            # under autocast the generator's images are bfloat16/float16 and the reals float32
+            x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), weight)
+            x_hat.requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
+            penalty = (grad.float().flatten(1).norm(dim=1) - 1).square()
+            loss = loss + self.gp_lambda * phase.penalty_gain * penalty.mean()
+            stats["gp"] = penalty.detach().mean()
+        return loss, stats
+
+    def g_loss(self, fake_scores: Tensor) -> Tensor:
+        """-D(G(z))."""
+        return -fake_scores.float().mean()
+
+
+@dataclass
+class LogisticR1(GANLoss):
+    """The non-saturating logistic loss with the R1 penalty (Mescheder et al. 2018;
+    StyleGAN's, Karras et al. 2019): softplus(D(fake)) + softplus(-D(real)), penalty
+    r1_gamma / 2 * ||grad D(real)||^2; the generator's loss is softplus(-D(G(z)))."""
+
+    name: ClassVar[str] = "logistic-r1"
+    r1_gamma: float = 10.0
+    reg_interval: int = 16
+
+    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Main terms and/or R1, as ``phase`` says (``mix`` is unused)."""
+        loss, stats = real.new_zeros((), dtype=torch.float32), {}
+        if phase.penalty_gain:
+            real = real.detach().requires_grad_(True)
+        real_scores = D(real).float()
+        if phase.main:
+            fake_scores = D(fake).float()
+            loss = (F.softplus(fake_scores) + F.softplus(-real_scores)).mean()
+            stats = {"d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
+        if phase.penalty_gain:
+            (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+            r1 = grad.float().flatten(1).square().sum(1)
+            loss = loss + 0.5 * self.r1_gamma * phase.penalty_gain * r1.mean()
+            stats["r1"] = r1.detach().mean()
+        return loss, stats
+
+    def g_loss(self, fake_scores: Tensor) -> Tensor:
+        """softplus(-D(G(z)))."""
+        return F.softplus(-fake_scores.float()).mean()
+
+
+LOSSES: dict[str, type[GANLoss]] = {cls.name: cls for cls in (WGANGP, LogisticR1)}
+"""The objectives by their --loss name."""
+
+
+def build_loss(name: str, **weights: float | int | None) -> GANLoss:
+    """The objective ``name`` with the given weights (None: the objective's default).
+
+    Raises ValueError for an unknown name, or for a weight the objective does not have
+    (e.g. --r1-gamma with wgan-gp), naming the objective that has it.
     """
-    real_scores, fake_scores = D(real), D(fake)
-    if mix is None:
-        mix = torch.rand(real.shape[0], device=real.device)
-    mix = mix.to(real.device, real.dtype).view(-1, 1, 1, 1)
-    # under autocast the generator's images are bfloat16/float16 and the reals float32
-    x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), mix).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
-    penalty = (grad.float().flatten(1).norm(dim=1) - 1).square()
-    loss = (fake_scores.float() - real_scores.float() + gp_lambda * penalty[:, None]
-            + drift * real_scores.float().square()).mean()
-    return loss, {"d_real": real_scores.detach().float().mean(),
-                  "d_fake": fake_scores.detach().float().mean(), "gp": penalty.detach().mean()}
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    cls = LOSSES[name]
+    for key, value in weights.items():
+        if value is not None and key not in _weights_of(cls):
+            owners = [n for n, c in LOSSES.items() if key in _weights_of(c)]
+            if not owners:
+                raise TypeError(f"build_loss: no loss has a weight {key!r}")
+            raise ValueError(f"--{key.replace('_', '-')} is a weight of {owners[0]}, not of "
+                             f"{name}; drop it or use --loss {owners[0]}")
+    return cls(**{k: v for k, v in weights.items() if v is not None})
 
 
-def wgan_g(fake_scores: Tensor) -> Tensor:
-    """The generator's WGAN loss: -D(G(z))."""
-    return -fake_scores.float().mean()
-
-
-def logistic_r1_d(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, *,
-                  r1_gamma: float = 10.0, mix: Tensor | None = None,
-                  ) -> tuple[Tensor, dict[str, float]]:
-    """softplus(D(fake)) + softplus(-D(real)) + gamma/2 * ||grad D(real)||^2 (R1,
-    Mescheder et al. 2018; StyleGAN's default, Karras et al. 2019, gamma 10). ``mix`` is
-    accepted for a common signature and unused."""
-    real = real.detach().requires_grad_(True)
-    real_scores, fake_scores = D(real), D(fake)
-    (grad,) = torch.autograd.grad(real_scores.float().sum(), real, create_graph=True)
-    r1 = grad.float().flatten(1).square().sum(1)
-    loss = (F.softplus(fake_scores.float()) + F.softplus(-real_scores.float())
-            + 0.5 * r1_gamma * r1[:, None]).mean()
-    return loss, {"d_real": real_scores.detach().float().mean(),
-                  "d_fake": fake_scores.detach().float().mean(), "r1": r1.detach().mean()}
-
-
-def logistic_g(fake_scores: Tensor) -> Tensor:
-    """The non-saturating generator loss: softplus(-D(G(z)))."""
-    return F.softplus(-fake_scores.float()).mean()
-
-
-D_LOSS = {"wgan-gp": wgan_gp_d, "logistic-r1": logistic_r1_d}
-G_LOSS = {"wgan-gp": wgan_g, "logistic-r1": logistic_g}
+def _weights_of(cls: type[GANLoss]) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
