@@ -78,10 +78,9 @@ def main() -> None:
             fastpgan.set_backend(IMPLS[impl])
             config = TrainConfig(data=str(data), out=str(Path(tmp) / impl), arch=args.arch,
                                  loss=args.loss, resolution=args.resolution, swd_images=0,
-                                 workers=2, progress=False, **size)
-            trainer = Trainer(config)
-            if impl == "compiled-G":
-                trainer.G = torch.compile(trainer.G)
+                                 workers=2, progress=False, compile=impl == "compiled-G",
+                                 **size)
+            trainer = Trainer(config)  # --compile: the step's own compiled G_forward
             for k in range(2, int(math.log2(args.resolution)) + 1):
                 for alpha in ((1.0,) if k == 2 else (1.0, 0.5)):
                     try:
