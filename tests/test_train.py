@@ -249,14 +249,16 @@ def test_checkpoints_are_atomic_and_the_last_k_kept(tmp_path):
 # ---------------------------------------------------------------- the loop
 
 
-@pytest.mark.parametrize("arch,loss,precision", [
-    ("progan", "wgan-gp", "fp32"), ("stylegan", "logistic-r1", "fp32"),
+@pytest.mark.parametrize("arch,loss,precision,reg_interval", [
+    ("progan", "wgan-gp", "fp32", None), ("stylegan", "logistic-r1", "fp32", None),
     # CPU autocast: the generator's images are half precision, the reals float32, and
     # fp16's gradient scaler skips steps and is checkpointed
-    ("progan", "wgan-gp", "bf16"), ("stylegan", "logistic-r1", "fp16")])
+    ("progan", "wgan-gp", "bf16", None), ("stylegan", "logistic-r1", "fp16", None),
+    # lazy penalties every 3rd minibatch: resumed at the fade-in's 5th step, off the interval
+    ("progan", "wgan-gp", "fp32", 3), ("progan", "logistic-r1", "fp32", 3)])
 def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path, arch, loss,
-                                                                  precision):
-    settings = dict(arch=arch, loss=loss, precision=precision)
+                                                                  precision, reg_interval):
+    settings = dict(arch=arch, loss=loss, precision=precision, reg_interval=reg_interval)
     initial = _weights(Trainer(tiny(faces, tmp_path / "init", **settings)))
     straight = Trainer(tiny(faces, tmp_path / "a", **settings))
     straight.run()
@@ -275,10 +277,11 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path
 
 
 @pytest.mark.parametrize("arch", ["progan", "stylegan"])
-def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, arch):
+def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, device, arch):
     """What a GPU run does by default: the fused ops (Triton's interpreter and the CPU
-    extension here) on channels_last activations under bfloat16 autocast, WGAN-GP,
-    fade-in and stable phases."""
+    extension here, the GPU where there is one: Triton cannot launch on CPU tensors
+    outside its interpreter) on channels_last activations under bfloat16 autocast,
+    WGAN-GP, fade-in and stable phases."""
     import fastpgan
 
     before = fastpgan.get_backend()
@@ -286,7 +289,7 @@ def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, arch
     try:
         trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch, precision="bf16",
                                memory_format="channels_last", fade_kimg=0.012,
-                               stable_kimg=0.012))
+                               stable_kimg=0.012, device=device))
         initial = {k: v.clone() for k, v in trainer.G.state_dict().items()}
         trainer.run()
     finally:
