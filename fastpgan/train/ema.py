@@ -28,7 +28,12 @@ class EMA:
         """Moves the average one step towards ``model``'s current weights."""
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        for ema, live in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema.lerp_(live.detach().to(ema.dtype), 1.0 - decay)
-        for ema, live in zip(self.model.buffers(), model.buffers(), strict=True):
-            ema.copy_(live)
+        # one foreach kernel for all the parameters (and one for the buffers), not one a
+        # tensor: the EMA of a 1024x1024 generator was 54 launches a step
+        averages = list(self.model.parameters())
+        lives = [live.detach().to(average.dtype) for average, live in
+                 zip(averages, model.parameters(), strict=True)]
+        torch._foreach_lerp_(averages, lives, 1.0 - decay)
+        buffers, live_buffers = list(self.model.buffers()), list(model.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, live_buffers)
