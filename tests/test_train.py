@@ -514,6 +514,22 @@ def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):
     assert set(report["projected_hours"]) == {"fused", "reference"}
 
 
+def test_step_overhead_benchmark_counts_kernels_and_no_host_reads(tmp_path):
+    out = tmp_path / "overhead.json"
+    done = subprocess.run([sys.executable, "bench/step_overhead.py", "--resolution", "16",
+                           "--repeats", "1", "--out", str(out)], capture_output=True,
+                          text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["resolution"] for r in rows] == [4, 8, 16]
+    assert [r["batch"] for r in rows] == [128, 128, 128]
+    for row in rows:
+        assert row["reads"] == 0, "a step waits for the device"
+        assert row["ema"] == 1, "the EMA is one foreach kernel"
+        assert row["fastpgan"] > 0 and row["aten"] > row["optimizer"] > 0
+    assert rows[0]["aten"] < rows[1]["aten"] < rows[2]["aten"], "one more block a level"
+
+
 def _fits_only(trainer, monkeypatch, largest):
     """Makes the generator raise CUDA's out-of-memory error above ``largest`` samples,
     after its forward; returns weak references to the images of each failed call."""
