@@ -9,8 +9,9 @@ full-size networks moved to PyTorch's meta device, at the official schedule's mi
 for each resolution (128 at 4x4 ... 4 at 1024x1024). Meta tensors have shapes and no
 data, so every ATen op and every fastpgan custom op runs its host side (Python, the
 dispatcher, autograd, our wrappers, shape checks) and then a shape-only kernel instead
-of a launch: the host time a step would take on a GPU, less the CUDA driver's own launch
-cost, on this machine's CPU.
+of a launch. The counts are exact; the host time is a same-harness comparison and an
+upper bound, since PyTorch's meta kernels (several written in Python) cost more host
+time than CUDA's C++ dispatch.
 
 Counted per step (a TorchDispatchMode): ATen ops that would launch a kernel (views,
 aliases and allocations excluded), fastpgan custom ops, the share of both in the
