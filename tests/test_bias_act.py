@@ -227,10 +227,10 @@ def test_deterministic_mode_sums_bias_gradient_in_fixed_order(device, shape):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[4]], ids=_ids)
-def test_third_order_gradients_match_float64(cfg):
+def test_third_order_gradients_match_float64(device, cfg):
     """The backward's own derivative is differentiable: a third derivative is exact too."""
     kwargs, with_bias = cfg
-    x, b = _inputs((3, 5, 2, 3), "cpu", with_bias=with_bias, dtype=torch.float64,
+    x, b = _inputs((3, 5, 2, 3), device, with_bias=with_bias, dtype=torch.float64,
                    kwargs=kwargs)
     fused = third_order(lambda x: bias_act(x, b, backend="fused", **kwargs), x)
     reference = third_order(lambda x: bias_act_reference(x, b, **kwargs), x)

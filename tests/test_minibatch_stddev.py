@@ -191,9 +191,9 @@ def test_module_matches_the_op(device):
     assert "group_size=2, num_channels=3" in repr(layer)
 
 
-def test_third_order_gradients_match_float64():
+def test_third_order_gradients_match_float64(device):
     """The double backward is itself differentiable: a third derivative is exact too."""
-    x = random_input((8, 6, 3, 3), "cpu", torch.float64)
+    x = random_input((8, 6, 3, 3), device, torch.float64)
     fused = third_order(lambda x: minibatch_stddev(x, 4, 2, backend="fused"), x)
     reference = third_order(lambda x: minibatch_stddev_reference(x, 4, 2), x)
     for order, (a, b) in enumerate(zip(fused, reference, strict=True), 1):
