@@ -1,6 +1,7 @@
 """Turns a pytest-benchmark JSON into the short results file and table kept in bench/results.
 
     python bench/summarize.py RAW.json --out bench/results/DATE-DEVICE.json
+    python bench/summarize.py --jsonl FIGURES.jsonl   # the lines bench/conftest.py streams
 
 The table lists, per op, shape and layout: the fused time, GB/s and % of the measured
 copy bandwidth, then eager and torch.compile times and the fused speed-up over each (all
@@ -64,14 +65,37 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def from_lines(lines: list[str]) -> dict:
+    """The streamed figures (one JSON object a case) as a raw report of this machine."""
+    import platform
+
+    import torch
+    import triton
+    from benchutil import copy_bandwidth, gpu_info
+
+    machine = dict(torch=torch.__version__, triton=triton.__version__,
+                   python=platform.python_version(), gpu=gpu_info(),
+                   copy_gb_per_s=copy_bandwidth())
+    return {"machine_info": machine,
+            "benchmarks": [{"extra_info": json.loads(line)} for line in lines if line.strip()]}
+
+
 def main() -> None:
-    """Reads the raw JSON, writes the summary JSON if asked, prints the table."""
+    """Reads the raw JSON (or the streamed lines), writes the summary JSON if asked,
+    prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("raw", help="pytest-benchmark --benchmark-json output")
+    parser.add_argument("raw", nargs="?", help="pytest-benchmark --benchmark-json output")
+    parser.add_argument("--jsonl", help="the figures bench/conftest.py streamed instead")
     parser.add_argument("--out", help="where to write the summary JSON")
     args = parser.parse_args()
-    with open(args.raw) as f:
-        summary = summarize(json.load(f))
+    if (args.raw is None) == (args.jsonl is None):
+        parser.error("give the raw JSON or --jsonl, one of them")
+    if args.jsonl:
+        with open(args.jsonl) as f:
+            summary = summarize(from_lines(f.read().splitlines()))
+    else:
+        with open(args.raw) as f:
+            summary = summarize(json.load(f))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=1)

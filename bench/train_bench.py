@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20 if cuda else 2)
     parser.add_argument("--warmup", type=int, default=5 if cuda else 1)
     parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument("--resolutions", type=int, nargs="+",
+                        help="measure only these (default: every one up to --resolution)")
     parser.add_argument("--out", help="where to write the JSON results")
     args = parser.parse_args()
     size = {} if cuda else dict(latent_dim=32, fmap_base=64, fmap_max=16)
@@ -81,7 +83,9 @@ def main() -> None:
                                  workers=2, progress=False, compile=impl == "compiled-G",
                                  **size)
             trainer = Trainer(config)  # --compile: the step's own compiled G_forward
-            for k in range(2, int(math.log2(args.resolution)) + 1):
+            chosen = args.resolutions or [2 ** k for k in
+                                          range(2, int(math.log2(args.resolution)) + 1)]
+            for k in (int(math.log2(r)) for r in chosen):
                 for alpha in ((1.0,) if k == 2 else (1.0, 0.5)):
                     try:
                         result = measure(trainer, 2 ** k, alpha, args.steps, args.warmup)
@@ -100,13 +104,18 @@ def main() -> None:
 
 
 def projected_hours(rows: list[dict], resolution: int) -> dict[str, float]:
-    """Hours for the official 600k + 600k schedule to ``resolution`` at the measured rates."""
+    """Hours for the official 600k + 600k schedule to ``resolution`` at the measured rates;
+    a resolution not measured takes the rate of the next one above it that was (slower,
+    so the projection errs long)."""
     rate = {(r["impl"], r["resolution"], r["alpha"]): r.get("img_per_s") for r in rows}
     hours = {}
     for impl in {r["impl"] for r in rows}:
         total = 0.0
         for phase in build_phases(resolution, 600, 600, "paper"):
-            speed = rate.get((impl, phase.resolution, 0.5 if phase.fading else 1.0))
+            alpha = 0.5 if phase.fading else 1.0
+            measured = sorted(res for (i, res, a) in rate if i == impl and a == alpha
+                              and res >= phase.resolution)
+            speed = rate.get((impl, measured[0], alpha)) if measured else None
             if not speed:
                 break
             total += phase.length / speed

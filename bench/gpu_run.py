@@ -1,0 +1,247 @@
+"""The one GPU call: every check that still says "not measured", in priority order, each
+stage under its own time box, its results written under OUT as the stage ends (a cut-off
+run keeps everything before the cut), a summary printed last.
+
+    bash bench/gpu.sh                    # on the GPU machine (installs, then runs this)
+    GPU_DRY_RUN=1 bash bench/gpu.sh      # anywhere: each stage on a tiny CPU case (CI)
+
+GPU_BUDGET_S (default 480) is shared out among the stages by their weights; a stage that
+ends early leaves its time to the ones after it. OUT (default bench/results/gpu-run)
+receives at most eight files, as the device machine returns no more: env.txt,
+tests.log, host.txt, bench.jsonl, bench.txt, train.txt, run.log and summary.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DRY = os.environ.get("GPU_DRY_RUN") == "1"
+BUDGET_S = float(os.environ.get("GPU_BUDGET_S", "480"))
+OUT = Path(os.environ.get("OUT") or ROOT / "bench" / "results" / "gpu-run")
+PY = sys.executable
+
+OP_TESTS = ["tests/test_bias_act.py", "tests/test_pixel_norm.py", "tests/test_adain.py",
+            "tests/test_minibatch_stddev.py", "tests/test_resample_conv.py",
+            "tests/test_modulated_conv.py", "tests/test_half_precision_references.py",
+            "tests/test_nonfinite.py", "tests/test_properties.py", "tests/test_nn.py",
+            "tests/test_models.py", "tests/test_cuda.py",
+            "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
+            "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
+"""Every fused op forward, backward and double backward in every dtype and layout, the
+extension's CUDA path, the models and the trainer's GPU defaults: not the AOT compile
+(CI runs it) nor the CPU-only suites."""
+BENCH_TARGETS = ("(test_bench_epilogue and bias_lrelu_pixel_norm and 16x512x64x64) or "
+                 "test_bench_minibatch_stddev or test_bench_adain or "
+                 "(test_bench_resample_conv and bfloat16)")
+"""One benchmark row per open performance target (bench/NOTES.md)."""
+TRAIN_RESOLUTIONS = ["4", "32", "128", "256", "512", "1024"]
+
+
+@dataclass
+class Stage:
+    """One stage: its name, its share of the budget, the file it writes and its commands
+    (each a list of arguments; run in turn, all inside the stage's time box)."""
+
+    name: str
+    weight: float
+    output: str
+    commands: Callable[[], list[list[str]]]
+    summary: Callable[[str], str]
+
+
+def last_match(pattern: str, text: str, default: str = "no result line") -> str:
+    """The last line of ``text`` matching ``pattern``."""
+    lines = [line for line in text.splitlines() if re.search(pattern, line)]
+    return lines[-1].strip() if lines else default
+
+
+def env_commands() -> list[list[str]]:
+    show = ("import torch, triton, platform; print('python', platform.python_version(), "
+            "'torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', "
+            "triton.__version__)")
+    commands = [[PY, "-c", show], [PY, "-m", "fastpgan.doctor"]]
+    if not DRY:
+        commands += [["nvidia-smi"],
+                     [PY, "-c", "import sys; sys.path.insert(0, 'bench'); "
+                      "from benchutil import copy_bandwidth; "
+                      "print(f'copy bandwidth {copy_bandwidth():.0f} GB/s')"]]
+    return commands
+
+
+def test_commands() -> list[list[str]]:
+    if DRY:
+        return [[PY, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+                 "tests/test_bias_act.py", "-k", "third_order"]]
+    timeout = ["--timeout", "120"] if _has_plugin("pytest_timeout") else []
+    return [[PY, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-n", "8",
+             *timeout, *OP_TESTS]]
+
+
+def host_commands() -> list[list[str]]:
+    if DRY:
+        return [[PY, "bench/host_costs.py", "--resolutions", "4", "8", "--small"]]
+    return [[PY, "bench/host_costs.py", "--resolutions", "4", "64", "1024"]]
+
+
+def bench_commands() -> list[list[str]]:
+    select = ["bench/test_bench_epilogue.py", "-k", "fused and nchw"] if DRY else [
+        "bench", "-k", BENCH_TARGETS]
+    return [[PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-enable",
+             "--benchmark-only", *select],
+            [PY, "bench/summarize.py", "--jsonl", str(OUT / "bench.jsonl")]]
+
+
+def train_commands() -> list[list[str]]:
+    if DRY:
+        return [[PY, "bench/train_bench.py", "--resolution", "8", "--steps", "1",
+                 "--warmup", "0", "--impls", "fused"]]
+    return [[PY, "bench/train_bench.py", "--resolution", "1024", "--resolutions",
+             *TRAIN_RESOLUTIONS, "--steps", "10", "--warmup", "3",
+             "--impls", "fused,reference"]]
+
+
+def run_commands() -> list[list[str]]:
+    folder = Path(tempfile.mkdtemp(prefix="fastpgan-gpu-run-"))
+    _synthetic_images(folder / "images", 64)
+    size = ["--resolution", "8", "--fade-kimg", "0.02", "--stable-kimg", "0.02",
+            "--device", "cpu", "--batch", "4"] if DRY else [
+        "--resolution", "64", "--fade-kimg", "4", "--stable-kimg", "4", "--batch", "auto"]
+    train = [PY, "-m", "fastpgan.cli.train", "--data", str(folder / "images"), "--out",
+             str(folder / "run"), "--no-progress", "--swd-images", "0",
+             "--checkpoint-kimg", "0.01" if DRY else "1", *size]
+    kill_after = "120" if DRY else "25"  # the dry run ends first; the GPU run is cut
+    return [["timeout", "-s", "KILL", kill_after, *train], [*train, "--resume", "latest"]]
+
+
+def _synthetic_images(folder: Path, count: int) -> None:
+    """Blurred random RGB blobs as PNGs, so the run reads a real image folder."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    for i in range(count):
+        (cy, cx), r = rng.uniform(16, 48, 2), rng.uniform(6, 20)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r ** 2)
+        rgb = (255 * blob[..., None] * rng.uniform(0.3, 1, 3)).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{i:03d}.png")
+
+
+def _has_plugin(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+STAGES = [
+    Stage("env", 0.06, "env.txt", env_commands,
+          lambda text: last_match(r"copy bandwidth|^python ", text)),
+    Stage("tests", 0.27, "tests.log", test_commands,
+          lambda text: last_match(r"passed|failed|error", text)),
+    Stage("host", 0.08, "host.txt", host_commands,
+          lambda text: last_match(r"fused\s+1x8x4x4", text)),
+    Stage("bench", 0.30, "bench.txt", bench_commands,
+          lambda text: f"{len(_lines(OUT / 'bench.jsonl'))} benchmark cases streamed"),
+    Stage("train", 0.19, "train.txt", train_commands,
+          lambda text: last_match(r"^projected", text)),
+    Stage("run", 0.10, "run.log", run_commands,
+          lambda text: "exits (137: killed): " + " ".join(re.findall(r"\[exit (-?\d+)\]", text))),
+]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def run_stage(stage: Stage, seconds: float) -> tuple[str, float]:
+    """Runs the stage's commands into its file within ``seconds``; (status, elapsed)."""
+    start, status = time.monotonic(), "ok"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_JSONL": str(OUT / "bench.jsonl")}
+    with open(OUT / stage.output, "a", encoding="utf-8") as log:
+        for command in stage.commands():
+            left = seconds - (time.monotonic() - start)
+            if left <= 1:
+                status = "time box spent"
+                break
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+            try:
+                code = process.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                status = "timed out"
+                log.write(f"[stopped after its time box, {seconds:.0f} s]\n")
+                break
+            log.write(f"[exit {code}]\n")
+            if code and not (command[0] == "timeout" and code == 128 + signal.SIGKILL):
+                status = f"exit {code}"
+    return status, time.monotonic() - start
+
+
+BUILD = ("import time; start = time.perf_counter(); "
+         "from fastpgan.extension import extension_status, load_extension; load_extension(); "
+         "status = extension_status(); "
+         "print(f'extension build: {time.perf_counter() - start:.0f} s, CUDA: '"
+         "f'{status.with_cuda}, error: {status.error}')")
+"""The C++ extension's JIT build for this GPU, started first and timed in the background."""
+
+
+def main() -> int:
+    """Runs every stage and prints the summary table; exit status 1 if any failed."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for stage in STAGES:
+        (OUT / stage.output).unlink(missing_ok=True)
+    (OUT / "bench.jsonl").unlink(missing_ok=True)
+    build = subprocess.Popen([PY, "-c", BUILD], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    started, rows = time.monotonic(), []
+    weights_left = sum(stage.weight for stage in STAGES)
+    for stage in STAGES:
+        left = BUDGET_S - (time.monotonic() - started) - 5  # 5 s for the summary
+        box = max(left * stage.weight / weights_left, 0.0)
+        weights_left -= stage.weight
+        status, elapsed = run_stage(stage, box) if box > 1 else ("no time left", 0.0)
+        text = (OUT / stage.output).read_text() if (OUT / stage.output).exists() else ""
+        rows.append({"stage": stage.name, "status": status, "seconds": round(elapsed, 1),
+                     "box_s": round(box), "result": stage.summary(text)})
+        print(json.dumps(rows[-1]), flush=True)
+    built = build.poll() is not None
+    build_text = build.communicate()[0] if built else "still building when the stages ended"
+    if not built:
+        build.kill()
+    with open(OUT / "env.txt", "a", encoding="utf-8") as env_file:
+        env_file.write(build_text)
+    rows.append({"stage": "ext", "status": "ok" if built and build.returncode == 0 else
+                 "not built", "seconds": 0.0, "box_s": 0,
+                 "result": last_match(r"extension build", build_text, build_text.strip())})
+    lines = [f"gpu.sh {'dry run (CPU)' if DRY else 'on the GPU'}, budget {BUDGET_S:.0f} s, "
+             f"took {time.monotonic() - started:.0f} s",
+             f"{'stage':<6} {'status':<15} {'s':>6} {'box':>5}  result"]
+    lines += [f"{r['stage']:<6} {r['status']:<15} {r['seconds']:>6.1f} {r['box_s']:>5}  "
+              f"{r['result'][:110]}" for r in rows]
+    summary = "\n".join(lines)
+    (OUT / "summary.txt").write_text(summary + "\n")
+    print(summary)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""bench/gpu.sh, the one prepared GPU call, must not rot while no GPU is lent: its dry
+run executes every stage on a tiny CPU case and builds the summary from their outputs."""
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ["env", "tests", "host", "bench", "train", "run", "ext"]
+
+
+def test_dry_run_runs_every_stage_and_returns_at_most_eight_files(tmp_path):
+    env = {**os.environ, "GPU_DRY_RUN": "1", "OUT": str(tmp_path), "GPU_BUDGET_S": "400"}
+    done = subprocess.run(["bash", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    summary = (tmp_path / "summary.txt").read_text().splitlines()
+    assert summary[0].startswith("gpu.sh dry run (CPU), budget 400 s")
+    rows = {line.split()[0]: line.split()[1] for line in summary[2:]}
+    assert rows == dict.fromkeys(STAGES, "ok"), summary
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) <= 8, files  # the device machine returns no more
+    assert "passed" in (tmp_path / "tests.log").read_text()
+    assert (tmp_path / "bench.jsonl").read_text().count("\n") >= 1, "figures streamed"
+    assert "projected" in (tmp_path / "train.txt").read_text()
