@@ -149,13 +149,13 @@ def _has_plugin(module: str) -> bool:
 
 
 STAGES = [
-    Stage("env", 0.06, "env.txt", env_commands,
+    Stage("env", 0.10, "env.txt", env_commands,
           lambda text: last_match(r"copy bandwidth|^python ", text)),
     Stage("tests", 0.27, "tests.log", test_commands,
           lambda text: last_match(r"passed|failed|error", text)),
     Stage("host", 0.08, "host.txt", host_commands,
           lambda text: last_match(r"fused\s+1x8x4x4", text)),
-    Stage("bench", 0.30, "bench.txt", bench_commands,
+    Stage("bench", 0.26, "bench.txt", bench_commands,
           lambda text: f"{len(_lines(OUT / 'bench.jsonl'))} benchmark cases streamed"),
     Stage("train", 0.19, "train.txt", train_commands,
           lambda text: last_match(r"^projected", text)),
@@ -171,7 +171,10 @@ def _lines(path: Path) -> list[str]:
 def run_stage(stage: Stage, seconds: float) -> tuple[str, float]:
     """Runs the stage's commands into its file within ``seconds``; (status, elapsed)."""
     start, status = time.monotonic(), "ok"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_JSONL": str(OUT / "bench.jsonl")}
+    # a pytest that started this run (the dry-run test under xdist) must not leak its
+    # variables: pytest-benchmark would take the child for an xdist worker and disable itself
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(PYTHONUNBUFFERED="1", BENCH_JSONL=str(OUT / "bench.jsonl"))
     with open(OUT / stage.output, "a", encoding="utf-8") as log:
         for command in stage.commands():
             left = seconds - (time.monotonic() - start)

@@ -15,6 +15,7 @@ import argparse
 import json
 from collections import defaultdict
 from datetime import datetime, timezone
+from pathlib import Path
 
 
 def summarize(raw: dict) -> dict:
@@ -90,9 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     if (args.raw is None) == (args.jsonl is None):
         parser.error("give the raw JSON or --jsonl, one of them")
-    if args.jsonl:
-        with open(args.jsonl) as f:
-            summary = summarize(from_lines(f.read().splitlines()))
+    if args.jsonl:  # absent when no case finished
+        lines = Path(args.jsonl).read_text().splitlines() if Path(args.jsonl).exists() else []
+        summary = summarize(from_lines(lines))
     else:
         with open(args.raw) as f:
             summary = summarize(json.load(f))
