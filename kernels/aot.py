@@ -3,7 +3,9 @@
 ``python -m fastpgan.kernels.aot`` finds every kernel module of this package on disk,
 compiles each of its kernels at the specifications the module declares beside them
 (``aot_specs()``: each dtype, the tile configurations its launcher picks on realistic
-shapes, both memory layouts), then runs ptxas on the PTX to read registers and spills.
+shapes, both memory layouts), then runs ptxas on the PTX to read registers and spills,
+and reads the shared memory, the warps an SM can hold (occupancy) and the width of each
+global load and store.
 It prints a table (or JSON with ``--json``) and exits 1 on a compile error, on register
 spills over SPILL_BUDGET_BYTES, or on a public ``@triton.jit`` function of any module
 that no specification compiles.
@@ -54,7 +56,41 @@ class Result:
     registers: int = -1
     spill_stores: int = -1
     spill_loads: int = -1
+    num_warps: int = 0
+    shared_bytes: int = -1
+    warps_per_sm: int = -1
+    vector_loads: int = 0
+    scalar_loads: int = 0
+    vector_stores: int = 0
+    scalar_stores: int = 0
     error: str = ""
+
+
+SM_LIMITS = {80: (65536, 164 * 1024, 64), 90: (65536, 227 * 1024, 64)}
+"""Per SM: 32-bit registers, shared memory a block may use, resident warps (CUDA C
+Programming Guide, compute capabilities table)."""
+
+
+def resident_warps(arch: int, registers: int, shared_bytes: int, num_warps: int) -> int:
+    """Warps of this kernel an SM holds at once (occupancy x 64): blocks are limited by
+    registers (allocated 256 a warp at a time) and by shared memory."""
+    regs_per_sm, shared_per_sm, max_warps = SM_LIMITS[arch]
+    regs_per_warp = -(-max(registers, 1) * 32 // 256) * 256
+    blocks = min(regs_per_sm // (regs_per_warp * num_warps), max_warps // num_warps)
+    if shared_bytes > 0:
+        blocks = min(blocks, shared_per_sm // shared_bytes)
+    return blocks * num_warps
+
+
+def access_widths(ptx: str) -> tuple[int, int, int, int]:
+    """(vector loads, scalar loads, vector stores, scalar stores) of global memory in the
+    PTX: a .v2/.v4 access moves 64 or 128 bits a thread, a scalar one a single element."""
+    loads = re.findall(r"^\s*(?:@%p\d+\s+)?ld\.global\S*", ptx, re.M)
+    stores = re.findall(r"^\s*(?:@%p\d+\s+)?st\.global\S*", ptx, re.M)
+    vector = [bool(re.search(r"\.v[24]\b", op)) for op in loads]
+    vector_st = [bool(re.search(r"\.v[24]\b", op)) for op in stores]
+    return (sum(vector), len(vector) - sum(vector), sum(vector_st),
+            len(vector_st) - sum(vector_st))
 
 
 def kernel_modules() -> dict[str, types.ModuleType]:
@@ -117,11 +153,19 @@ def compile_one(module_name: str, spec: Spec, arch: int) -> Result:
     signature = dict(spec.signature)
     for name in constexprs:
         signature[name] = "constexpr"
+    names = list(fn.arg_names)
+    attrs = {(names.index(name),): [["tt.divisibility", 16]] for name in spec.divisible}
     try:
-        source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+        source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
-        result.registers, result.spill_stores, result.spill_loads = _ptxas_report(
-            compiled.asm["ptx"])
+        ptx = compiled.asm["ptx"]
+        result.registers, result.spill_stores, result.spill_loads = _ptxas_report(ptx)
+        result.num_warps = options["num_warps"]
+        result.shared_bytes = int(compiled.metadata.shared)
+        result.warps_per_sm = resident_warps(arch, result.registers, result.shared_bytes,
+                                             result.num_warps)
+        (result.vector_loads, result.scalar_loads, result.vector_stores,
+         result.scalar_stores) = access_widths(ptx)
         result.ok = result.spill_stores <= SPILL_BUDGET_BYTES
         if not result.ok:
             result.error = f"register spills over {SPILL_BUDGET_BYTES} bytes a thread"
@@ -167,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if r["ok"] else f"FAIL {r['error']}"
             print(f"sm_{r['arch']} {r['kernel']:<22} {r['variant']:<26} {r['dtype']:<5} "
                   f"regs={r['registers']:<4} spills={r['spill_stores']}/{r['spill_loads']} "
-                  f"{status}")
+                  f"smem={r['shared_bytes']:<6} warps/SM={r['warps_per_sm']:<3} "
+                  f"ld v/s={r['vector_loads']}/{r['scalar_loads']} "
+                  f"st v/s={r['vector_stores']}/{r['scalar_stores']} {status}")
         for name in report["missing"]:
             print(f"no compile spec for {name}")
     return 1 if failed or report["missing"] else 0

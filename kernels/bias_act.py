@@ -380,8 +380,11 @@ def aot_specs() -> list[Spec]:
                                       BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
                                       **unit)
                     variant = f"{layout}/{shape_name}/{'pn' if pixel_norm else 'act'}"
+                    strides = {"stride_c": p, "stride_p": 1} if layout == "nchw" else {
+                        "stride_c": 1, "stride_p": c}
                     specs += [spec(kernel, variant, dtype, constexprs,
                                    stat_buffers=("r_ptr", "gr_ptr", "db_ptr"),
-                                   fp32_args=("slope", "gain", "clamp", "eps"))
+                                   fp32_args=("slope", "gain", "clamp", "eps"),
+                                   ints=dict(C=c, P=p, stride_n=c * p, **strides))
                               for kernel in (bias_act_fwd_kernel, bias_act_bwd_kernel)]
     return specs

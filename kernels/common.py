@@ -41,6 +41,11 @@ class Spec:
     dtype: str
     signature: dict[str, str]
     constexprs: dict[str, object]
+    divisible: tuple[str, ...] = ()
+    """Arguments known divisible by 16 at launch, as Triton's launcher specializes them:
+    every pointer (PyTorch's allocations are aligned far beyond 16 bytes) and the
+    integers whose realistic value is. Without these the compiler cannot prove alignment
+    and emits one scalar access an element, which is not the code that runs."""
 
 
 STORAGE_DTYPES = {"fp32": (tl.float32, 4), "fp16": (tl.float32, 2), "bf16": (tl.float32, 2),
@@ -78,9 +83,14 @@ LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 
 def spec(fn, variant: str, dtype: str, constexprs: dict[str, object], *,
-         stat_buffers: tuple[str, ...] = (), fp32_args: tuple[str, ...] = ()) -> Spec:
+         stat_buffers: tuple[str, ...] = (), fp32_args: tuple[str, ...] = (),
+         ints: dict[str, int] | None = None) -> Spec:
     """The Spec of kernel ``fn``: of ``constexprs``, the values ``fn`` takes and the launch
-    options; its other arguments typed by :func:`signature_by_convention`."""
+    options; its other arguments typed by :func:`signature_by_convention`. ``ints``: the
+    realistic values of integer arguments, those divisible by 16 marked so (pointers
+    always are)."""
     taken = {k: v for k, v in constexprs.items() if k in fn.arg_names or k in LAUNCH_OPTIONS}
-    return Spec(fn.__name__, variant, dtype,
-                signature_by_convention(fn, dtype, taken, stat_buffers, fp32_args), taken)
+    signature = signature_by_convention(fn, dtype, taken, stat_buffers, fp32_args)
+    divisible = tuple(name for name, kind in signature.items() if kind.startswith("*")
+                      or (ints or {}).get(name, 1) % 16 == 0)
+    return Spec(fn.__name__, variant, dtype, signature, taken, divisible)
