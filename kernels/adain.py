@@ -476,9 +476,14 @@ def aot_specs() -> list[Spec]:
                 kernels = ((adain_fwd_kernel, adain_bwd_kernel) if p <= block_p else
                            (adain_stats_kernel, adain_norm_kernel, adain_grad_sums_kernel,
                             adain_grad_kernel))
+                strides = {"stride_c": p, "stride_p": 1} if layout == "nchw" else {
+                    "stride_c": 1, "stride_p": c}
                 specs += [spec(kernel, f"{layout}/{shape_name}", dtype, constexprs,
                                stat_buffers=("mean_ptr", "rstd_ptr", "partial_ptr", "sums_ptr",
                                              "rows_ptr"),
-                               fp32_args=("inv_p", "slope", "eps"))
+                               fp32_args=("inv_p", "slope", "eps"),
+                               ints=dict(C=c, P=p, stride_n=c * p, noise_stride_n=p,
+                                         chunk_size=block_p,  # a multiple of it
+                                         **strides))
                           for kernel in kernels]
     return specs

@@ -240,8 +240,13 @@ def aot_specs() -> list[Spec]:
                 units = {f"{tensor}_{name}": 1 for name in unit for tensor in ("x", "out", "dout")}
                 tiles = dict(BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute,
                              num_warps=num_warps, **units)
+                m = {"progan4x4": 16, "c512_32x32": 64}[shape_name] // 4  # N / G, G = 4
                 typed = dict(stat_buffers=("partial_ptr", "gs_ptr"),
-                             fp32_args=("eps", "scale", "inv_count"))
+                             fp32_args=("eps", "scale", "inv_count"),
+                             ints=dict(G=4, F=1, Cf=c, C=c, M=m, HW=hw,
+                                       **_strides("x", c, hw, m, layout),
+                                       **_strides("out", c + 1, hw, m, layout),
+                                       **_strides("dout", c + 1, hw, m, layout)))
                 specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed))
                 specs.append(spec(mbstd_bwd_kernel, variant, dtype, tiles, **typed))
                 stat = dict(BLOCK_T=triton.next_power_of_2(num_tiles),
@@ -249,3 +254,10 @@ def aot_specs() -> list[Spec]:
                             **units)
                 specs.append(spec(mbstd_stat_kernel, variant, dtype, stat, **typed))
     return specs
+
+
+def _strides(tensor: str, channels: int, hw: int, m: int, layout: str) -> dict[str, int]:
+    """A (N, channels, HW) tensor's strides as the launcher passes them, by name."""
+    pixel, channel = (1, hw) if layout == "nchw" else (channels, 1)
+    return {f"{tensor}_stride_n": channels * hw, f"{tensor}_stride_c": channel,
+            f"{tensor}_stride_p": pixel, f"{tensor}_stride_g": m * channels * hw}

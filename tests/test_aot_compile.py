@@ -73,3 +73,12 @@ def test_resident_warps_and_access_widths_by_hand():
            "\t@%p2 st.global.v2.b32 [ %rd3 + 0 ], { %r5, %r6 };\n"
            "\tst.global.b32 [ %rd4 + 0 ], %r7;\n\tst.global.b32 [ %rd5 + 0 ], %r8;\n")
     assert access_widths(ptx) == (1, 1, 1, 2)
+
+
+@pytest.mark.xfail(strict=True, reason="minibatch_stddev's channels_last output has C + 1 = "
+                   "513 channels a pixel, so its rows start misaligned and every store is "
+                   "scalar (26 % of copy bandwidth on the H100); open in issue 16")
+def test_minibatch_stddev_stores_its_channels_last_output_in_vector_accesses(report):
+    rows = [r for r in report["results"] if r["kernel"] == "mbstd_fwd_kernel"
+            and r["arch"] == 90 and r["variant"].startswith("channels_last")]
+    assert rows and all(r["vector_stores"] >= r["scalar_stores"] for r in rows)
