@@ -92,12 +92,15 @@ def _graphed(fn: Callable[[], object], calls: int) -> Callable[[], None]:
 
 
 def host_us_per_call(fn: Callable[[], object], calls: int = 50) -> float:
-    """Wall time per call launched from Python, synchronized once at the end."""
-    torch.cuda.synchronize()
+    """Wall time per call launched from Python, the device (if any) synchronized once
+    before and once at the end."""
+    if CUDA:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    torch.cuda.synchronize()
+    if CUDA:
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / calls * 1e6
 
 

@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 if not __import__("torch").cuda.is_available():
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+from benchutil import host_us_per_call
 
 from fastpgan.data import build_cache
 from fastpgan.ops import bias_act
@@ -42,19 +42,6 @@ DEVICE = "cuda" if CUDA else "cpu"
 def _touch(x_ptr, n, BLOCK: tl.constexpr):
     offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tl.store(x_ptr + offsets, tl.load(x_ptr + offsets, mask=offsets < n), mask=offsets < n)
-
-
-def us_per_call(fn, calls: int) -> float:
-    """Host wall time per call, the device synchronized before and after."""
-    fn()
-    if CUDA:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    if CUDA:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls * 1e6
 
 
 def op_costs(calls: int) -> list[dict]:
@@ -85,8 +72,12 @@ def op_costs(calls: int) -> list[dict]:
              "bias+lrelu fwd+bwd, fastpgan reference": ours("reference"),
              "bias+lrelu fwd+bwd, fastpgan fused": ours("fused"),
              "bias+lrelu fwd, fastpgan fused": forward("fused")}
-    return [{"what": name, "shape": "1x8x4x4", "us_per_call": round(us_per_call(fn, calls), 1)}
-            for name, fn in cases.items()]
+    rows = []
+    for name, fn in cases.items():
+        fn()  # warm-up: compiles, caches
+        rows.append({"what": name, "shape": "1x8x4x4",
+                     "us_per_call": round(host_us_per_call(fn, calls), 1)})
+    return rows
 
 
 def step_costs(resolutions: list[int], small: bool, steps: int) -> list[dict]:
@@ -107,7 +98,8 @@ def step_costs(resolutions: list[int], small: bool, steps: int) -> list[dict]:
             trainer._optimizers(resolution)
             real = torch.zeros(batch, 3, resolution, resolution, dtype=torch.uint8)
             step = functools.partial(trainer._step, real, resolution, 1.0)
-            host_ms = us_per_call(step, steps) / 1e3
+            step()
+            host_ms = host_us_per_call(step, steps) / 1e3
             activities = [torch.profiler.ProfilerActivity.CPU]
             if CUDA:
                 activities.append(torch.profiler.ProfilerActivity.CUDA)

@@ -62,6 +62,21 @@ class KernelCount(TorchDispatchMode):
         self.counts: Counter = Counter()
         self.region = "step"
 
+    def __enter__(self):
+        # tolist does not dispatch: counted here, as the read of a meta tensor it is
+        self._tolist = torch.Tensor.tolist
+
+        def counted(tensor):
+            if tensor.device == META:
+                self.counts[(self.region, "reads")] += 1
+            return self._tolist(tensor)
+        torch.Tensor.tolist = counted
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.Tensor.tolist = self._tolist
+        return super().__exit__(*exc)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         if func.namespace == "fastpgan":
@@ -78,28 +93,16 @@ class KernelCount(TorchDispatchMode):
 @contextlib.contextmanager
 def meta_reads_as_zeros():
     """A meta tensor has no values: ``tolist`` (a step that reads its losses every step)
-    returns zeros, so such a step runs here and its read is still counted."""
+    returns zeros, so such a step runs here (``KernelCount`` counts the read)."""
     tolist = torch.Tensor.tolist
 
     def zeros(self):
-        if self.device == META:
-            count = _active_count()
-            if count is not None:
-                count.counts[(count.region, "reads")] += 1
-            return torch.zeros(self.shape).tolist()
-        return tolist(self)
+        return torch.zeros(self.shape).tolist() if self.device == META else tolist(self)
     torch.Tensor.tolist = zeros
     try:
         yield
     finally:
         torch.Tensor.tolist = tolist
-
-
-_counting: list[KernelCount] = []
-
-
-def _active_count() -> KernelCount | None:
-    return _counting[-1] if _counting else None
 
 
 def on_meta(trainer: Trainer) -> None:
@@ -148,12 +151,10 @@ def measure(trainer: Trainer, resolution: int, batch: int, repeats: int) -> dict
         times.append(1e3 * (time.perf_counter() - start))
     count = KernelCount()
     regions(trainer, count)
-    _counting.append(count)
     try:
         with count:
             trainer._step(real, resolution, 1.0)
     finally:
-        _counting.pop()
         del trainer._apply, trainer.ema.update
     c = count.counts
 
