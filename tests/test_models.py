@@ -157,6 +157,24 @@ def test_stylegan_style_mixing_crossover_selects_each_latent():
         G(z1, mix_z=z2)
 
 
+def test_stylegan_training_mixes_styles_at_a_device_drawn_crossover():
+    # the draw must be data on the device (a CUDA graph replays it; a Python random number
+    # would be frozen at capture): no mixing (crossover = layers) with probability 0.1,
+    # else a crossover uniform over 1 .. layers - 1
+    G = _small(StyleGANGenerator, backend="reference", style_mixing_prob=0.9).train()
+    layers = 6
+    torch.manual_seed(0)
+    draws = torch.stack([G._crossover(torch.zeros(1), None, None, layers)
+                         for _ in range(2000)])
+    assert draws.dtype == torch.int64 and draws.dim() == 1
+    counts = torch.bincount(draws, minlength=layers + 1).tolist()
+    assert counts[0] == 0 and sum(counts) == 2000
+    assert abs(counts[layers] / 2000 - 0.1) < 0.03
+    for crossover in range(1, layers):
+        assert abs(counts[crossover] / 2000 - 0.9 / (layers - 1)) < 0.04
+    assert G.eval()._crossover(torch.zeros(1), None, None, layers) is None
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_stylegan_tracks_the_average_w_in_training_only(dtype):
     G = _small(StyleGANGenerator, backend="reference").to(dtype)

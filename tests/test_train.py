@@ -525,7 +525,8 @@ def test_step_overhead_benchmark_counts_kernels_and_no_host_reads(tmp_path):
     assert [r["batch"] for r in rows] == [128, 128, 128]
     for row in rows:
         assert row["reads"] == 0, "a step waits for the device"
-        assert row["ema"] == 1, "the EMA is one foreach kernel"
+        # the weight's fill and three foreach kernels, whatever the network's size
+        assert row["ema"] == 4, "the EMA launches a kernel a tensor"
         assert row["fastpgan"] > 0 and row["aten"] > row["optimizer"] > 0
     assert rows[0]["aten"] < rows[1]["aten"] < rows[2]["aten"], "one more block a level"
 

@@ -5,8 +5,6 @@ The discriminator is ProGAN's (:class:`~fastpgan.models.ProGANDiscriminator`).
 
 from __future__ import annotations
 
-import random
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -167,7 +165,7 @@ class StyleGANGenerator(GrowingNetwork):
                                                                                self.w_avg_beta))
         layers = 2 * (stage + 1)
         ws = w.unsqueeze(1).expand(-1, layers, -1)
-        crossover = self._crossover(mix_z, mix_layer, layers)
+        crossover = self._crossover(z, mix_z, mix_layer, layers)
         if crossover is not None:
             w2 = self.mapping(mix_z if mix_z is not None else torch.randn_like(z))
             take = torch.arange(layers, device=z.device).view(1, -1, 1) >= crossover
@@ -178,16 +176,22 @@ class StyleGANGenerator(GrowingNetwork):
             ws = torch.where(pull, self.w_avg.to(ws.dtype).lerp(ws, truncation_psi), ws)
         return self.synthesis(ws, stage, alpha)
 
-    def _crossover(self, mix_z: Tensor | None, mix_layer: int | None, layers: int) -> int | None:
+    def _crossover(self, z: Tensor, mix_z: Tensor | None, mix_layer: int | None,
+                   layers: int) -> int | Tensor | None:
+        """The first layer styled by the second latent: ``mix_layer`` when mixing is
+        asked for; in training, a draw made on the device (a 0-d tensor: ``layers``,
+        which mixes nothing, with probability 1 - style_mixing_prob, else uniform in
+        [1, layers)), so neither a host read nor a CUDA graph fixes its value."""
         if mix_z is not None:
             if mix_layer is None or not 0 <= mix_layer <= layers:
                 raise ValueError(f"StyleGANGenerator: mix_layer must be in [0, {layers}] "
                                  f"with mix_z, got {mix_layer}")
             return mix_layer
-        if self.training and self.style_mixing_prob > 0 and layers > 1 and (
-                random.random() < self.style_mixing_prob):
-            return random.randrange(1, layers)
-        return None
+        if not (self.training and self.style_mixing_prob > 0 and layers > 1):
+            return None
+        cutoff = torch.randint(1, layers, (), device=z.device)
+        mixing = torch.rand((), device=z.device) < self.style_mixing_prob
+        return torch.where(mixing, cutoff, layers)
 
     def synthesis(self, ws: Tensor, stage: int, alpha: Alpha) -> Tensor:
         """Images at resolution 4 * 2^stage from per-layer styles ws (N, layers, w_dim)."""

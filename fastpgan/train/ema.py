@@ -22,18 +22,35 @@ class EMA:
             raise ValueError(f"EMA: decay must be in [0, 1), got {decay}")
         self.decay, self.updates = decay, 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._step: torch.Tensor | None = None  # this update's weight, 1 - decay_t
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Moves the average one step towards ``model``'s current weights."""
+        self.advance()
+        self.follow(model)
+
+    def advance(self) -> None:
+        """Host half of an update: counts it and sets this update's weight, a device 0-d
+        tensor, so that ``follow`` (which a CUDA graph may replay) reads it as data."""
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        # one foreach kernel for all the parameters (and one for the buffers), not one a
-        # tensor: the EMA of a 1024x1024 generator was 54 launches a step
+        device = next(self.model.parameters()).device
+        if self._step is None or self._step.device != device:
+            self._step = torch.zeros((), device=device)
+        self._step.fill_(1.0 - decay)
+
+    @torch.no_grad()
+    def follow(self, model: nn.Module) -> None:
+        """Device half of an update: averages += step * (live - averages), three foreach
+        kernels for all the parameters (one a tensor was 54 launches at 1024x1024; a
+        foreach lerp takes its weight from the host only), and the buffers copied."""
         averages = list(self.model.parameters())
         lives = [live.detach().to(average.dtype) for average, live in
                  zip(averages, model.parameters(), strict=True)]
-        torch._foreach_lerp_(averages, lives, 1.0 - decay)
+        moves = torch._foreach_sub(lives, averages)
+        torch._foreach_mul_(moves, self._step)
+        torch._foreach_add_(averages, moves)
         buffers, live_buffers = list(self.model.buffers()), list(model.buffers())
         if buffers:
             torch._foreach_copy_(buffers, live_buffers)

@@ -11,10 +11,13 @@ from torch import Tensor
 class StatisticsWindow:
     """Per-step statistics (0-d tensors) summed where they are, without reading them.
 
-    ``add`` costs one in-place add per statistic and never waits for the device;
-    ``read`` returns each statistic's mean over the steps that had it (a lazily
-    regularized penalty is in only some) with one device-to-host copy, and starts a new
-    window. The window also knows its first and last image counts, for messages.
+    A step's statistics go in with two calls: ``accumulate`` (device work only: one
+    in-place add a statistic into a sum that lives as long as the window object, so a
+    CUDA graph that captured it keeps adding into the same memory) and ``count`` (host
+    bookkeeping, which a replayed graph cannot do). ``add`` is both. ``read`` returns each
+    statistic's mean over the steps that had it (a lazily regularized penalty is in only
+    some) with one device-to-host copy, and starts a new window. The window also knows its
+    first and last image counts, for messages.
     """
 
     def __init__(self) -> None:
@@ -24,25 +27,37 @@ class StatisticsWindow:
 
     def add(self, stats: dict[str, Tensor], shown_before: int, shown_after: int) -> None:
         """One step's statistics, for the images from ``shown_before`` to ``shown_after``."""
+        self.accumulate(stats)
+        self.count(stats, shown_before, shown_after)
+
+    def accumulate(self, stats: dict[str, Tensor]) -> None:
+        """Adds the values into the window's sums, on the device (the sum of a new key
+        starts at zero)."""
+        for key, value in stats.items():
+            if key not in self._sums:
+                self._sums[key] = torch.zeros((), device=value.device)
+            self._sums[key] += value.detach().float()
+
+    def count(self, keys: dict[str, Tensor] | list[str], shown_before: int,
+              shown_after: int) -> None:
+        """Counts one step with these statistics, for the images from ``shown_before`` to
+        ``shown_after``."""
         if self.steps == 0:
             self.first_shown = shown_before
         self.steps, self.last_shown = self.steps + 1, shown_after
-        for key, value in stats.items():
-            value = value.detach().float()
-            if key in self._sums:
-                self._sums[key] += value
-            else:
-                self._sums[key] = value.clone()
+        for key in keys:
             self._counts[key] = self._counts.get(key, 0) + 1
 
     def read(self) -> dict[str, float]:
-        """The means since the last read ({} for an empty window); starts a new window."""
-        if not self._sums:
+        """The means since the last read ({} for an empty window); zeroes the sums in place
+        and starts a new window."""
+        counted = [key for key in self._sums if self._counts.get(key)]
+        if not counted:
             return {}
-        sums = torch.stack(list(self._sums.values())).tolist()  # the one synchronization
-        means = {key: total / self._counts[key] for key, total in zip(self._sums, sums,
+        sums = torch.stack([self._sums[key] for key in counted]).tolist()  # one synchronization
+        means = {key: total / self._counts[key] for key, total in zip(counted, sums,
                                                                       strict=True)}
-        self._sums.clear()
+        torch._foreach_zero_(list(self._sums.values()))
         self._counts.clear()
         self.steps = 0
         return means
