@@ -39,6 +39,7 @@ OP_TESTS = ["tests/test_bias_act.py", "tests/test_pixel_norm.py", "tests/test_ad
             "tests/test_nonfinite.py", "tests/test_properties.py", "tests/test_nn.py",
             "tests/test_models.py", "tests/test_cuda.py",
             "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
+            "tests/test_train.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
             "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
 """Every fused op forward, backward and double backward in every dtype and layout, the
 extension's CUDA path, the models and the trainer's GPU defaults: not the AOT compile
@@ -110,7 +111,7 @@ def train_commands() -> list[list[str]]:
                  "--warmup", "0", "--impls", "fused"]]
     return [[PY, "bench/train_bench.py", "--resolution", "1024", "--resolutions",
              *TRAIN_RESOLUTIONS, "--steps", "10", "--warmup", "3",
-             "--impls", "fused,reference"]]
+             "--impls", "fused,fused-graphs,reference"]]
 
 
 def run_commands() -> list[list[str]]:

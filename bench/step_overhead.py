@@ -118,10 +118,14 @@ def on_meta(trainer: Trainer) -> None:
         trainer.alpha = torch.zeros((), device=META)
 
 
+REGIONS = (("optimizer", lambda trainer: trainer, "_apply"),
+           ("ema", lambda trainer: trainer.ema, "advance"),
+           ("ema", lambda trainer: trainer.ema, "follow"))
+"""(region, the object, its method) whose ops count in that region."""
+
+
 def regions(trainer: Trainer, count: KernelCount) -> None:
     """Attributes the optimizers' and the EMA's ops to their own regions."""
-    apply, update = trainer._apply, trainer.ema.update
-
     def counted(region, fn):
         def run(*args, **kwargs):
             count.region = region
@@ -130,8 +134,15 @@ def regions(trainer: Trainer, count: KernelCount) -> None:
             finally:
                 count.region = "step"
         return run
-    trainer._apply = counted("optimizer", apply)
-    trainer.ema.update = counted("ema", update)
+    for region, owner, name in REGIONS:
+        target = owner(trainer)
+        setattr(target, name, counted(region, getattr(target, name)))
+
+
+def unwrap(trainer: Trainer) -> None:
+    """Undoes ``regions``."""
+    for _, owner, name in REGIONS:
+        delattr(owner(trainer), name)
 
 
 def measure(trainer: Trainer, resolution: int, batch: int, repeats: int) -> dict:
@@ -155,7 +166,7 @@ def measure(trainer: Trainer, resolution: int, batch: int, repeats: int) -> dict
         with count:
             trainer._step(real, resolution, 1.0)
     finally:
-        del trainer._apply, trainer.ema.update
+        unwrap(trainer)
     c = count.counts
 
     def total(kind):

@@ -29,12 +29,16 @@ from fastpgan.runs.schedule import build_phases
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
 
-IMPLS = {"fused": "auto", "reference": "reference", "compiled-G": "reference"}
+IMPLS = {"fused": ("auto", "off"), "fused-graphs": ("auto", "on"),
+         "reference": ("reference", "off"), "compiled-G": ("reference", "off")}
+"""Columns: (fastpgan backend, --cuda-graphs); fused-graphs needs CUDA."""
 
 
 def measure(trainer: Trainer, resolution: int, alpha: float, steps: int, warmup: int) -> dict:
     """images/s and peak memory (GiB, CUDA) of the loop's step at one resolution."""
     trainer._optimizers(resolution)
+    if trainer.graphs is not None:  # new optimizers: graphs captured afresh
+        trainer.graphs.reset()
     batch = next(p.batch for p in trainer.phases if p.resolution == resolution)
     batches = trainer.data.batches(resolution, batch)
     cuda = trainer.device.type == "cuda"
@@ -77,10 +81,14 @@ def main() -> None:
                   for _ in range(32))
         data = build_cache(images, Path(tmp) / "data", args.resolution, 3, source="random")
         for impl in args.impls.split(","):
-            fastpgan.set_backend(IMPLS[impl])
+            backend, graphs = IMPLS[impl]
+            if graphs == "on" and not cuda:
+                continue
+            fastpgan.set_backend(backend)
             config = TrainConfig(data=str(data), out=str(Path(tmp) / impl), arch=args.arch,
                                  loss=args.loss, resolution=args.resolution, swd_images=0,
                                  workers=2, progress=False, compile=impl == "compiled-G",
+                                 cuda_graphs=graphs,
                                  **size)
             trainer = Trainer(config)  # --compile: the step's own compiled G_forward
             chosen = args.resolutions or [2 ** k for k in

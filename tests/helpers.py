@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastpgan.ops import bias_act_reference
 from fastpgan.ops.epilogue import clamp_threshold
@@ -83,3 +84,94 @@ def clear_of_clamp_band(x, b, kwargs):
     fill = (torch.zeros_like(x) if b is None
             else (-b.detach()).view(1, -1, *[1] * (x.dim() - 2)).expand_as(x))
     return torch.where(band, fill, x.detach()).requires_grad_()
+
+
+class _Recorder(TorchDispatchMode):
+    """Runs and records every op below autograd, saving the first value of each tensor
+    from before the recording that an op writes into; a host read is refused, as a CUDA
+    capture refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+        self.made: set[int] = set()  # the storages the recorded ops allocated
+        self.saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default):
+            raise RuntimeError(f"{func} reads a tensor's value on the host inside a capture")
+        for argument, value in zip(func._schema.arguments, _arguments(func, args, kwargs),
+                                   strict=True):
+            if argument.alias_info is not None and argument.alias_info.is_write:
+                for tensor in _tensors(value):
+                    storage = _storage(tensor)
+                    if storage not in self.made and storage not in self.saved:
+                        whole = tensor.as_strided((tensor.untyped_storage().nbytes()
+                                                   // tensor.element_size(),), (1,), 0)
+                        self.saved[storage] = (whole, whole.clone())
+        out = func(*args, **kwargs)
+        if not (func._schema.returns and func._schema.returns[0].alias_info is not None):
+            self.made.update(_storage(t) for t in _tensors(out))
+        self.calls.append((func, args, kwargs, out))
+        return out
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+def _arguments(func, args, kwargs) -> list:
+    names = [a.name for a in func._schema.arguments]
+    return list(args) + [kwargs.get(name) for name in names[len(args):]]
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+class GraphEmulator:
+    """A CUDA graph's semantics on the CPU, for ``fastpgan.train.graphs.StepGraphs``.
+
+    ``capture`` runs the step once under a recorder, then puts back every tensor it wrote
+    that existed before and the generators' states, so the capture leaves no trace, as a
+    CUDA capture runs nothing. A replay runs the recorded ops again on the same tensor
+    objects (outputs copied into the recorded ones, views left to alias them) without the
+    step's Python code: a value the host baked into the recording stays baked, as in a
+    CUDA graph.
+    """
+
+    def __init__(self, generators=()) -> None:
+        self.generators = [torch.default_generator, *generators]
+        self.captures = 0
+
+    def warm(self, step):
+        return step()
+
+    def capture(self, step):
+        states = [g.get_state() for g in self.generators]
+        recorder = _Recorder()
+        with recorder:
+            result = step()
+        with torch.no_grad():
+            for tensor, value in recorder.saved.values():
+                tensor.copy_(value)
+        for generator, state in zip(self.generators, states, strict=True):
+            generator.set_state(state)
+        self.captures += 1
+        calls = recorder.calls
+
+        @torch.no_grad()
+        def replay() -> None:
+            for func, args, kwargs, out in calls:
+                fresh = func(*args, **kwargs)
+                if func._schema.returns and func._schema.returns[0].alias_info is not None:
+                    continue  # a view of tensors the replay updates in place
+                for old, new in zip(_tensors(out), _tensors(fresh), strict=True):
+                    if old is not new:
+                        old.copy_(new)
+        return replay, result

@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from helpers import GraphEmulator, assert_close
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastpgan.cli.train import build_parser, config_from_args
@@ -22,6 +23,7 @@ from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
+from fastpgan.train.graphs import CudaGraphs, StepGraphs
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 from fastpgan.train.losses import WGANGP, DPhase, LogisticR1, build_loss
 
@@ -276,6 +278,62 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path
         "the generator trained"
 
 
+class _CaptureFails(GraphEmulator):
+    def capture(self, step):
+        raise RuntimeError("capture refused")
+
+
+def _with_graphs(trainer: Trainer, backend_type) -> Trainer:
+    """The trainer replaying its steps from ``backend_type``'s graphs, as --cuda-graphs
+    on does on CUDA."""
+    trainer.graphs = StepGraphs(backend_type([trainer.z_generator]), trainer.device,
+                                on_failure=trainer._free_gradients)
+    return trainer
+
+
+def _logged_losses(out) -> list[dict]:
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("time", "img_per_s")} for r in records
+            if "d_loss" in r]
+
+
+@pytest.mark.parametrize("arch, loss", [("progan", "wgan-gp"), ("stylegan", "logistic-r1")])
+def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, monkeypatch,
+                                                            arch, loss):
+    """The step as a CUDA graph replays it (tests/helpers.py's GraphEmulator: the recorded
+    ops run again on the same tensors, the step's Python code does not): through a
+    fade-in, its stabilization and lazy penalty steps, with capturable Adam, the weights
+    and logged statistics equal those of eager steps bitwise, and an interrupted and
+    resumed replayed run ends where the straight one does. A host value baked into the
+    graph (a Python alpha, Adam's host step counts) would make them differ."""
+    monkeypatch.setattr(sys.modules["torch.optim.adam"], "_get_capturable_supported_devices",
+                        lambda supports_xla=True: ["cpu"])
+    settings = dict(arch=arch, loss=loss, reg_interval=2, log_every=3, fade_kimg=0.064,
+                    stable_kimg=0.064)
+    replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
+                            GraphEmulator)
+    replayed.run()
+    with pytest.warns(RuntimeWarning, match="capture refused"):
+        eager = _with_graphs(Trainer(tiny(faces, tmp_path / "eager", **settings)),
+                             _CaptureFails)
+        eager.run()
+    # 4x4 stable, 8x8 fade-in, 8x8 stable, 16 steps each: 8 with the penalty and 8
+    # without, 2 of them eager warm-ups (graphs are reset at every phase start)
+    assert replayed.graphs.captures == 6 and replayed.graphs.replays == 6 * 6
+    assert replayed.opt_d.param_groups[0]["capturable"]
+    a, b = _weights(replayed), _weights(eager)
+    assert all(torch.equal(a[k], b[k]) for k in a), "replayed and eager steps differ"
+    logged = _logged_losses(tmp_path / "replayed")
+    assert len(logged) > 10 and logged == _logged_losses(tmp_path / "eager")
+    first = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings)), GraphEmulator)
+    first.run(stop_at=44)
+    resumed = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings),
+                                   resume="latest"), GraphEmulator)
+    resumed.run()
+    c = _weights(resumed)
+    assert all(torch.equal(a[k], c[k]) for k in a), "resuming a replayed run changed it"
+
+
 @pytest.mark.parametrize("arch", ["progan", "stylegan"])
 def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, device, arch):
     """What a GPU run does by default: the fused ops (Triton's interpreter and the CPU
@@ -314,6 +372,27 @@ def test_trains_on_cuda_with_the_defaults(faces, tmp_path, arch):
     assert steps and steps[-1]["gpu_mem_gib"] > 0
     assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in steps)
     assert [r["resolution"] for r in records if r.get("event") == "swd"] == [8, 4, 8, 8]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run(faces, tmp_path):
+    """--cuda-graphs auto on CUDA: each variant is captured and replayed (none failed),
+    and the weights stay within 1e-3 of eager steps with the same capturable Adam (fp32:
+    only the replay differs; the latents must be the same draws)."""
+    settings = dict(device="cuda", precision="fp32", reg_interval=2, loss="logistic-r1",
+                    fade_kimg=0.064, stable_kimg=0.064)
+    with pytest.warns(RuntimeWarning, match="capture refused"):
+        eager = _with_graphs(Trainer(tiny(faces, tmp_path / "eager", **settings)),
+                             _CaptureFails)
+        eager.run()
+    replayed = Trainer(tiny(faces, tmp_path / "replayed", **settings))
+    assert isinstance(replayed.graphs.backend, CudaGraphs)
+    replayed.run()
+    assert replayed.graphs.failure is None and replayed.graphs.replays > 0
+    a, b = _weights(replayed), _weights(eager)
+    for key in a:
+        if a[key].is_floating_point():
+            assert_close(a[key], b[key], 1e-3, key)
 
 
 def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
@@ -391,6 +470,8 @@ def test_resume_with_other_settings_is_refused(faces, tmp_path):
     (["--resolution", "48"], "power of two"),
     (["--resolution", "64"], "demo faces are 25x25"),
     (["--resume", "latest"], "no checkpoint in"),
+    (["--cuda-graphs", "on", "--device", "cpu"],
+     "--cuda-graphs on: CUDA graphs need a CUDA device and this run is on cpu"),
 ])
 def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, message):
     assert train_main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 2

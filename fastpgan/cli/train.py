@@ -18,6 +18,7 @@ from fastpgan.train.config import (
     TrainConfig,
     default,
 )
+from fastpgan.train.graphs import GRAPH_MODES
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 from fastpgan.train.losses import LOSSES
 
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the generator's training forward (D stays eager: "
                         "its gradient penalty needs a double backward)")
+    p.add_argument("--cuda-graphs", choices=GRAPH_MODES, default=default("cuda_graphs"),
+                   help="replay each training step from a CUDA graph: auto where nothing "
+                        "stands in the way (CUDA, bf16 or fp32, one process, no --compile "
+                        "or --checkpoint-activations), on (an error says what stands in the "
+                        "way), off")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to OUT/tensorboard (needs the tensorboard package)")
     p.add_argument("--workers", type=int, default=default("workers"),
@@ -162,7 +168,8 @@ def config_from_args(args: argparse.Namespace):
                        memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
                        checkpoint_activations=args.checkpoint_activations,
-                       compile=args.compile, tensorboard=args.tensorboard,
+                       compile=args.compile, cuda_graphs=args.cuda_graphs,
+                       tensorboard=args.tensorboard,
                        fid_images=args.fid_images, inception=args.inception,
                        workers=args.workers, progress=not args.no_progress,
                        gp_lambda=args.gp_lambda, drift=args.drift, r1_gamma=args.r1_gamma,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastpgan.models import ARCHITECTURES
 from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
+from fastpgan.train.graphs import GRAPH_MODES
 from fastpgan.train.losses import LOSSES, GANLoss, build_loss
 
 ARCHS = tuple(ARCHITECTURES)
@@ -60,6 +61,10 @@ class TrainConfig:
         compile: run the generator's training forward through torch.compile (compiled
             again at each phase start). The discriminator stays eager: its gradient
             penalty needs a double backward, which compiled graphs do not support.
+        cuda_graphs: "auto" replays each training step from a CUDA graph where nothing
+            stands in the way (a CUDA device, bf16 or fp32, one process, no --compile or
+            --checkpoint-activations), "on" insists (an error names what stands in the
+            way), "off" launches every kernel from Python.
         tensorboard: also write the log and sample grids to ``out/tensorboard``.
         ema_decay: the generator EMA's decay.
         checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
@@ -101,6 +106,7 @@ class TrainConfig:
     reset_optimizer: bool = True
     checkpoint_activations: bool = False
     compile: bool = False
+    cuda_graphs: str = "auto"
     tensorboard: bool = False
     ema_decay: float = 0.999
     checkpoint_kimg: float = 100.0
@@ -117,7 +123,8 @@ class TrainConfig:
         check_resolution("--resolution", self.resolution)
         for name, value, allowed in (("arch", self.arch, ARCHS), ("loss", self.loss, LOSSES),
                                      ("precision", self.precision, (*PRECISIONS, None)),
-                                     ("memory-format", self.memory_format, MEMORY_FORMATS)):
+                                     ("memory-format", self.memory_format, MEMORY_FORMATS),
+                                     ("cuda-graphs", self.cuda_graphs, GRAPH_MODES)):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
         if isinstance(self.batch, str) and self.batch not in BATCH_NAMES:

@@ -38,6 +38,8 @@ from fastpgan.runs.schedule import Phase, build_phases, describe_plan, phase_at
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
+from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
+from fastpgan.train.losses import DPhase
 from fastpgan.train.stats import StatisticsWindow, all_finite
 
 GRID_SAMPLES = 64
@@ -95,6 +97,7 @@ class Trainer:
         self.z_generator = torch.Generator(self.device).manual_seed(
             config.seed * 7919 + self.rank + 1)
         self.alpha = torch.zeros((), device=self.device)  # a fade-in's alpha, as data
+        self.graphs = self._step_graphs()
         self.window = StatisticsWindow()
         self.bar = self.window_started = None
         self.fixed_z = torch.randn(GRID_SAMPLES, config.latent_dim,
@@ -158,15 +161,34 @@ class Trainer:
         return (G.to(self.device, memory_format=self.memory_format).train(),
                 D.to(self.device, memory_format=self.memory_format).train())
 
+    def _step_graphs(self) -> StepGraphs | None:
+        """The CUDA graphs the steps replay from, if ``--cuda-graphs`` and the run allow."""
+        c = self.config
+        reason = obstacle(self.device, self.precision, self.world, c.compile,
+                          c.checkpoint_activations)
+        if not graphs_wanted(c.cuda_graphs, reason):
+            if reason and c.cuda_graphs == "auto" and self.device.type == "cuda" and self.is_writer:
+                print(f"fastpgan-train: without CUDA graphs: {reason}", file=sys.stderr)
+            return None
+        return StepGraphs(CudaGraphs([self.z_generator]), self.device,
+                          on_failure=self._free_gradients)
+
     def _optimizers(self, resolution: int) -> None:
         c = self.config
         if self.opt_g is not None and (self.opt_resolution == resolution or not c.reset_optimizer):
             return
+        # capturable: the step counts live on the device, as a replayed graph needs
+        capturable = self.graphs is not None
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=tuple(c.betas),
-                                      eps=c.eps)
+                                      eps=c.eps, capturable=capturable)
         lr_d, betas_d = self.loss.adam(c.lr, tuple(c.betas))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps,
+                                      capturable=capturable)
         self.opt_resolution = resolution
+
+    def _free_gradients(self) -> None:
+        for optimizer in (self.opt_d, self.opt_g):
+            optimizer.zero_grad(set_to_none=True)
 
     def _resume(self, resume: str) -> None:
         path = (latest_checkpoint(self.out / "checkpoints") if resume == "latest"
@@ -229,6 +251,8 @@ class Trainer:
     def _run_phase(self, phase: Phase, stop_at: int | None) -> None:
         c = self.config
         self._optimizers(phase.resolution)
+        if self.graphs is not None:  # a new network or new optimizer tensors: new graphs
+            self.graphs.reset()
         if c.compile:  # a new resolution: new graphs, without piling up recompilations
             torch.compiler.reset()
         local = phase.batch // self.world
@@ -283,18 +307,45 @@ class Trainer:
         """One minibatch: the loss's discriminator phases, its generator phase and the
         EMA; dry_run computes the gradients only.
 
-        Nothing here waits for the device: latents and interpolation weights are drawn
-        there, the statistics are summed there (``self.window``, read by
-        ``_log_window``), and during a fade-in alpha is a 0-d tensor there, so a changing
-        alpha is data, not a new graph. With ``micro_batch`` set (``--batch auto``), each
-        phase's gradients are summed over micro-batches, weighted by their share, before
-        its one optimizer step.
+        The host's part is here: alpha into its device tensor, the EMA's weight, which
+        phases this step runs, and counting the step; ``_device_step`` is the rest, which
+        ``self.graphs`` replays from a CUDA graph where it can.
+        """
+        fading = alpha < 1.0
+        if fading:
+            self.alpha.fill_(alpha)
+        d_phases = tuple(self.loss.d_phases(self.phase_step))
+        if dry_run:
+            self._device_step(real_u8, resolution, fading, d_phases, dry_run=True)
+            return
+        self.ema.advance()
+
+        def step(real: Tensor) -> list[str]:
+            return self._device_step(real, resolution, fading, d_phases)
+
+        if self.graphs is None:
+            keys = step(real_u8)
+        else:
+            variant = (resolution, fading, d_phases, tuple(real_u8.shape), self.micro_batch)
+            keys = self.graphs.run(variant, real_u8, step)
+        self.window.count(keys, self.shown, self.shown + len(real_u8) * self.world)
+
+    def _device_step(self, real_u8: Tensor, resolution: int, fading: bool,
+                     d_phases: tuple[DPhase, ...], dry_run: bool = False) -> list[str]:
+        """The step's device work; returns the names of the statistics it summed.
+
+        Nothing here waits for the device or depends on a host value that changes from
+        step to step: latents and interpolation weights are drawn there, the statistics
+        are summed there (``self.window``, read by ``_log_window``), and during a fade-in
+        alpha is the 0-d tensor ``self.alpha``, so a changing alpha is data, not a new
+        graph. With ``micro_batch`` set (``--batch auto``), each phase's gradients are
+        summed over micro-batches, weighted by their share, before its one optimizer step.
         """
         c, G, D = self.config, self.G, self.D
         real = to_model_range(real_u8, self.device).contiguous(memory_format=self.memory_format)
-        fade: float | Tensor = alpha
-        if alpha < 1.0:
-            fade = self.alpha.fill_(alpha)
+        fade: float | Tensor = 1.0
+        if fading:
+            fade = self.alpha
             if resolution > 4:  # fade the reals as the generator fades
                 coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
                 real = torch.lerp(coarse, real, fade)
@@ -321,7 +372,7 @@ class Trainer:
             with self._autocast():
                 fakes.append(self.G_forward(latents(len(part)), resolution, fade).detach())
             mixes.append(torch.rand(len(part), generator=self.z_generator, device=self.device))
-        for phase in self.loss.d_phases(self.phase_step):
+        for phase in d_phases:
             for part, fake, mix, share in zip(parts, fakes, mixes, shares, strict=True):
                 with self._autocast():
                     d_loss, d_stats = self.loss.d_loss(phase, critic, part, fake, mix)
@@ -339,8 +390,9 @@ class Trainer:
             accumulate(g_loss, {"g_loss": g_loss}, share)
         self._apply(G, self.opt_g, dry_run)
         if not dry_run:
-            self.ema.update(G)
-            self.window.add(step_stats, self.shown, self.shown + len(real) * self.world)
+            self.ema.follow(G)
+            self.window.accumulate(step_stats)
+        return list(step_stats)
 
     def _log_window(self, resolution: int, alpha: float) -> None:
         """Reads the steps' statistics since the last read (one synchronization), stops
@@ -391,8 +443,7 @@ class Trainer:
                                alpha, dry_run=True)
                     return start
                 except torch.cuda.OutOfMemoryError:
-                    self.opt_d.zero_grad(set_to_none=True)
-                    self.opt_g.zero_grad(set_to_none=True)
+                    self._free_gradients()
                     start //= 2
             return 0
         finally:
@@ -413,7 +464,9 @@ class Trainer:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        # a graph must not keep the casts of one step's weights for the next
+        return torch.autocast(self.device.type, dtype=dtype,
+                              cache_enabled=self.graphs is None)
 
     # ------------------------------------------------------------------ outputs
 

@@ -14,7 +14,7 @@ class StatisticsWindow:
     A step's statistics go in with two calls: ``accumulate`` (device work only: one
     in-place add a statistic into a sum that lives as long as the window object, so a
     CUDA graph that captured it keeps adding into the same memory) and ``count`` (host
-    bookkeeping, which a replayed graph cannot do). ``add`` is both. ``read`` returns each
+    bookkeeping, which a replayed graph cannot do). ``read`` returns each
     statistic's mean over the steps that had it (a lazily regularized penalty is in only
     some) with one device-to-host copy, and starts a new window. The window also knows its
     first and last image counts, for messages.
@@ -24,11 +24,6 @@ class StatisticsWindow:
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self.steps, self.first_shown, self.last_shown = 0, 0, 0
-
-    def add(self, stats: dict[str, Tensor], shown_before: int, shown_after: int) -> None:
-        """One step's statistics, for the images from ``shown_before`` to ``shown_after``."""
-        self.accumulate(stats)
-        self.count(stats, shown_before, shown_after)
 
     def accumulate(self, stats: dict[str, Tensor]) -> None:
         """Adds the values into the window's sums, on the device (the sum of a new key
