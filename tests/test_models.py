@@ -14,6 +14,7 @@ from fastpgan.models import (
     StyleGANGenerator,
     channels_at,
 )
+from fastpgan.runs.schedule import BATCH_SCHEDULES
 
 SMALL = dict(resolution=16, latent_dim=8, fmap_base=64, fmap_max=8)  # 8, 8, 8, 4 channels
 
@@ -315,3 +316,30 @@ def test_fused_networks_under_autocast_match_float64_to_half_precision(device, c
     image_tol, grad_tol = AUTOCAST_TOLERANCE[dtype]
     assert_close(images, images64, image_tol, "images")
     assert_close(grads, grads64, grad_tol, "G and D gradients")
+
+
+def _micro_batches(batch: int) -> list[int]:
+    """The per-step minibatches a schedule's batch may train in: itself and, under
+    --batch auto, each halving down to 1."""
+    sizes = [batch]
+    while sizes[-1] > 1:
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+@pytest.mark.parametrize("schedule", sorted(BATCH_SCHEDULES))
+@pytest.mark.parametrize("generator", [ProGANGenerator, StyleGANGenerator])
+def test_every_schedule_runs_at_every_resolution_with_the_full_size_networks(schedule,
+                                                                             generator):
+    """The official networks (1024x1024, fmap_base 8192), shapes only (the meta device):
+    G and D, stable and fading, at each resolution's minibatch and micro-batch of the
+    schedule (14 and 6 at 256 and 512 were refused by minibatch-stddev's group of 4)."""
+    with torch.device("meta"):
+        G, D = generator(backend="reference"), ProGANDiscriminator(backend="reference")
+        alpha = torch.full((), 0.5)
+        for resolution, batch in BATCH_SCHEDULES[schedule].items():
+            for n in _micro_batches(batch):
+                for fade in (1.0, alpha) if resolution > 4 else (1.0,):
+                    images = G(torch.randn(n, 512), resolution, fade)
+                    assert images.shape == (n, 3, resolution, resolution)
+                    assert D(images, fade).shape == (n, 1)
