@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -33,10 +34,9 @@ class StatisticsWindow:
                 self._sums[key] = torch.zeros((), device=value.device)
             self._sums[key] += value.detach().float()
 
-    def count(self, keys: dict[str, Tensor] | list[str], shown_before: int,
-              shown_after: int) -> None:
-        """Counts one step with these statistics, for the images from ``shown_before`` to
-        ``shown_after``."""
+    def count(self, keys: Iterable[str], shown_before: int, shown_after: int) -> None:
+        """Counts one step with the statistics named ``keys``, for the images from
+        ``shown_before`` to ``shown_after``."""
         if self.steps == 0:
             self.first_shown = shown_before
         self.steps, self.last_shown = self.steps + 1, shown_after
