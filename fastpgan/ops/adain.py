@@ -22,6 +22,7 @@ from torch import Tensor
 
 from fastpgan.backend import OpInfo, kernel_module, register, use_fused
 from fastpgan.ops.autograd import closed_form_vjp
+from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 
@@ -139,7 +140,7 @@ def adain(x: Tensor, scale: Tensor, shift: Tensor, *, noise: Tensor | None = Non
     _validate(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
     if not use_fused("adain", x, backend):
         return _reference(x, scale, shift, noise, noise_weight, bias, negative_slope, eps)
-    y, _, _ = torch.ops.fastpgan.adain(
+    y, _, _ = _adain_op(
         x, scale, shift, noise, noise_weight, bias,
         None if negative_slope is None else float(negative_slope), float(eps))
     return y
@@ -183,10 +184,9 @@ def _dense(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
-@torch.library.custom_op("fastpgan::adain", mutates_args=())
-def _adain_op(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
-              noise_weight: Tensor | None, bias: Tensor | None, slope: float | None,
-              eps: float) -> tuple[Tensor, Tensor, Tensor]:
+def _adain_impl(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
+                noise_weight: Tensor | None, bias: Tensor | None, slope: float | None,
+                eps: float) -> tuple[Tensor, Tensor, Tensor]:
     x = x.contiguous(memory_format=memory_format(x))
     y, mean, rstd = _forward_outputs(x)
     if x.numel():
@@ -205,7 +205,6 @@ def _forward_outputs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return y, stats, torch.empty_like(stats)
 
 
-@_adain_op.register_fake
 def _adain_fake(x, scale, shift, noise, noise_weight, bias, slope, eps):
     return _forward_outputs(x)
 
@@ -223,8 +222,8 @@ def _adain_grad(ctx, grad_y: Tensor | None, grad_mean: Tensor | None, grad_rstd:
     x, scale, noise, noise_weight, bias, mean, rstd = ctx.saved_tensors
     if grad_y is None:
         return None, None, None, None, None, None, None, None
-    dx, rows = torch.ops.fastpgan.adain_backward(grad_y, x, scale, noise, noise_weight, bias,
-                                                 mean, rstd, *ctx.config)
+    dx, rows = _adain_backward_op(grad_y, x, scale, noise, noise_weight, bias, mean, rstd,
+                                  *ctx.config)
     dscale, dshift, dnoise, dnoise_weight, dbias = _parameter_grads(
         dx, rows, noise, noise_weight, bias, with_dnoise=ctx.needs_input_grad[3])
     return (dx, dscale.to(ctx.dtypes[0]), dshift.to(ctx.dtypes[1]),
@@ -233,13 +232,10 @@ def _adain_grad(ctx, grad_y: Tensor | None, grad_mean: Tensor | None, grad_rstd:
             None if dbias is None else dbias.to(bias.dtype), None, None)
 
 
-_adain_op.register_autograd(_adain_grad, setup_context=_adain_setup)
-
-
-@torch.library.custom_op("fastpgan::adain_backward", mutates_args=())
-def _adain_backward_op(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor | None,
-                       noise_weight: Tensor | None, bias: Tensor | None, mean: Tensor,
-                       rstd: Tensor, slope: float | None, eps: float) -> tuple[Tensor, Tensor]:
+def _adain_backward_impl(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor | None,
+                         noise_weight: Tensor | None, bias: Tensor | None, mean: Tensor,
+                         rstd: Tensor, slope: float | None, eps: float
+                         ) -> tuple[Tensor, Tensor]:
     x = x.contiguous(memory_format=memory_format(x))
     grad_y = grad_y.contiguous(memory_format=memory_format(x))
     dx, rows = _backward_outputs(x)
@@ -258,7 +254,6 @@ def _backward_outputs(x: Tensor) -> tuple[Tensor, Tensor]:
     return dx, x.new_empty((4, *x.shape[:2]), dtype=stat_dtype(x))
 
 
-@_adain_backward_op.register_fake
 def _adain_backward_fake(grad_y, x, scale, noise, noise_weight, bias, mean, rstd, slope, eps):
     return _backward_outputs(x)
 
@@ -285,7 +280,10 @@ def _backward_grad(ctx, grad_dx: Tensor | None, grad_rows: Tensor | None):
     return (*grads, None, None, None, None)
 
 
-_adain_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+_adain_backward_op = FusedOp("adain_backward", _adain_backward_impl, fake=_adain_backward_fake,
+                             setup_context=_backward_setup, backward=_backward_grad)
+_adain_op = FusedOp("adain", _adain_impl, fake=_adain_fake, setup_context=_adain_setup,
+                    backward=_adain_grad)
 
 register(OpInfo(
     "adain", adain, adain_reference, "triton", kernels="adain",

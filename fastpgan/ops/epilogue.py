@@ -33,6 +33,7 @@ from torch import Tensor
 
 from fastpgan.backend import OpInfo, kernel_module, register, use_fused
 from fastpgan.extension import load_extension
+from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 ACTIVATIONS: dict[str, float | None] = {"linear": 1.0, "relu": 0.0, "lrelu": None}
@@ -177,7 +178,7 @@ def fused_epilogue(x: Tensor, bias: Tensor | None, epilogue: Epilogue, *,
     provider names the kernels: "triton" (kernels/bias_act.py) or "extension" (the C++ /
     CUDA epilogue of :mod:`fastpgan.extension`, which the resampling convolutions use).
     """
-    y, _ = torch.ops.fastpgan.bias_act(x, bias, *epilogue.kernel_arguments(), provider)
+    y, _ = _bias_act_op(x, bias, *epilogue.kernel_arguments(), provider)
     return y
 
 
@@ -209,8 +210,7 @@ def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tenso
     return x, torch.empty_like(x), x.new_empty(stat_shape, dtype=stat_dtype(x))
 
 
-@torch.library.custom_op("fastpgan::bias_act", mutates_args=())
-def _bias_act_op(x: Tensor, bias: Tensor | None, slope: float, gain: float,
+def _bias_act_impl(x: Tensor, bias: Tensor | None, slope: float, gain: float,
                  clamp: float | None, pixel_norm: bool, eps: float,
                  provider: str = "triton") -> tuple[Tensor, Tensor]:
     x, y, r = _forward_buffers(x, pixel_norm)
@@ -221,7 +221,6 @@ def _bias_act_op(x: Tensor, bias: Tensor | None, slope: float, gain: float,
     return y, r
 
 
-@_bias_act_op.register_fake
 def _bias_act_fake(x, bias, slope, gain, clamp, pixel_norm, eps, provider="triton"):
     _, y, r = _forward_buffers(x, pixel_norm)
     return y, r
@@ -244,14 +243,10 @@ def _bias_act_grad(ctx, grad_y: Tensor | None, grad_r: Tensor | None):
         grad_y = torch.zeros_like(y)
     if r is None:
         grad_r = None
-    dx, db = torch.ops.fastpgan.bias_act_backward(grad_y, y, r, grad_r,
-                                                  ctx.bias_dtype is not None, *ctx.epilogue,
-                                                  ctx.provider)
+    dx, db = _bias_act_backward_op(grad_y, y, r, grad_r, ctx.bias_dtype is not None,
+                                   *ctx.epilogue, ctx.provider)
     db = None if ctx.bias_dtype is None else db.to(ctx.bias_dtype)
     return dx, db, None, None, None, None, None, None
-
-
-_bias_act_op.register_autograd(_bias_act_grad, setup_context=_bias_act_setup)
 
 
 def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -261,8 +256,7 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
     return grad_y, torch.empty_like(y), db
 
 
-@torch.library.custom_op("fastpgan::bias_act_backward", mutates_args=())
-def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
+def _bias_act_backward_impl(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
                           bias_grad: bool, slope: float, gain: float, clamp: float | None,
                           provider: str = "triton") -> tuple[Tensor, Tensor]:
     # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
@@ -276,7 +270,6 @@ def _bias_act_backward_op(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: T
     return dx, db if bias_grad_sum is None else bias_grad_sum
 
 
-@_bias_act_backward_op.register_fake
 def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, slope, gain, clamp,
                             provider="triton"):
     _, dx, db = _backward_buffers(grad_y, y, bias_grad)
@@ -325,8 +318,8 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
         g = g + g_db.to(g.dtype).view(_channel_shape(y))
     if r is None:
         # dx = D(y) * grad_y with D piecewise constant: linear in grad_y, flat in y.
-        d_grad_y, _ = torch.ops.fastpgan.bias_act_backward(g, y, None, None, False,
-                                                           *ctx.epilogue, ctx.provider)
+        d_grad_y, _ = _bias_act_backward_op(g, y, None, None, False, *ctx.epilogue,
+                                            ctx.provider)
         return d_grad_y, None, None, None, None, None, None, None, None
     # With pixel norm, dx = D * r * (dy - y * (q + r * g_r / C)), q = mean_c(dy * y).
     # For L = sum(g * dx) and u = D * g, s = sum_c(u * y), t = sum_c(u * dy):
@@ -347,7 +340,11 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
             None, None, None, None, None)
 
 
-_bias_act_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+_bias_act_backward_op = FusedOp("bias_act_backward", _bias_act_backward_impl,
+                                fake=_bias_act_backward_fake, setup_context=_backward_setup,
+                                backward=_backward_grad)
+_bias_act_op = FusedOp("bias_act", _bias_act_impl, fake=_bias_act_fake,
+                       setup_context=_bias_act_setup, backward=_bias_act_grad)
 
 register(OpInfo(
     "bias_act", bias_act, bias_act_reference, "triton", kernels="bias_act",

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from fastpgan.backend import OpInfo, kernel_module, register, use_fused
 from fastpgan.ops.autograd import closed_form_vjp
+from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 
 
@@ -91,8 +92,7 @@ def minibatch_stddev(x: Tensor, group_size: int = 4, num_channels: int = 1,
     _validate(x, group_size, num_channels, eps)
     if not use_fused("minibatch_stddev", x, backend):
         return _reference(x, group_size, num_channels, eps)
-    return torch.ops.fastpgan.minibatch_stddev(x, int(group_size), int(num_channels),
-                                               float(eps))
+    return _minibatch_stddev_op(x, int(group_size), int(num_channels), float(eps))
 
 
 def _validate(x: Tensor, group_size: int, num_channels: int, eps: float) -> None:
@@ -126,8 +126,7 @@ def _output(x: Tensor, num_channels: int) -> Tensor:
     return x.new_empty((n, c + num_channels, h, w)).contiguous(memory_format=memory_format(x))
 
 
-@torch.library.custom_op("fastpgan::minibatch_stddev", mutates_args=())
-def _minibatch_stddev_op(x: Tensor, group_size: int, num_channels: int, eps: float) -> Tensor:
+def _minibatch_stddev_impl(x: Tensor, group_size: int, num_channels: int, eps: float) -> Tensor:
     x = x.contiguous(memory_format=memory_format(x))
     out = _output(x, num_channels)
     g, _ = _groups(x, group_size)
@@ -136,7 +135,6 @@ def _minibatch_stddev_op(x: Tensor, group_size: int, num_channels: int, eps: flo
     return out
 
 
-@_minibatch_stddev_op.register_fake
 def _minibatch_stddev_fake(x, group_size, num_channels, eps):
     return _output(x, num_channels)
 
@@ -149,16 +147,12 @@ def _setup(ctx, inputs, output) -> None:
 
 def _grad(ctx, grad_out: Tensor):
     (x,) = ctx.saved_tensors
-    dx = torch.ops.fastpgan.minibatch_stddev_backward(grad_out, x, *ctx.config)
+    dx = _minibatch_stddev_backward_op(grad_out, x, *ctx.config)
     return dx, None, None, None
 
 
-_minibatch_stddev_op.register_autograd(_grad, setup_context=_setup)
-
-
-@torch.library.custom_op("fastpgan::minibatch_stddev_backward", mutates_args=())
-def _minibatch_stddev_backward_op(grad_out: Tensor, x: Tensor, group_size: int,
-                                  num_channels: int, eps: float) -> Tensor:
+def _minibatch_stddev_backward_impl(grad_out: Tensor, x: Tensor, group_size: int,
+                                    num_channels: int, eps: float) -> Tensor:
     x = x.contiguous(memory_format=memory_format(x))
     grad_out = grad_out.contiguous(memory_format=memory_format(x))
     dx = torch.empty_like(x)
@@ -168,7 +162,6 @@ def _minibatch_stddev_backward_op(grad_out: Tensor, x: Tensor, group_size: int,
     return dx
 
 
-@_minibatch_stddev_backward_op.register_fake
 def _minibatch_stddev_backward_fake(grad_out, x, group_size, num_channels, eps):
     return torch.empty_like(x.contiguous(memory_format=memory_format(x)))
 
@@ -189,7 +182,11 @@ def _backward_grad(ctx, grad_dx: Tensor):
     return (*grads, None, None, None)
 
 
-_minibatch_stddev_backward_op.register_autograd(_backward_grad, setup_context=_backward_setup)
+_minibatch_stddev_backward_op = FusedOp(
+    "minibatch_stddev_backward", _minibatch_stddev_backward_impl,
+    fake=_minibatch_stddev_backward_fake, setup_context=_backward_setup, backward=_backward_grad)
+_minibatch_stddev_op = FusedOp("minibatch_stddev", _minibatch_stddev_impl,
+                               fake=_minibatch_stddev_fake, setup_context=_setup, backward=_grad)
 
 register(OpInfo(
     "minibatch_stddev", minibatch_stddev, minibatch_stddev_reference, "triton",
