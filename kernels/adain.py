@@ -35,8 +35,10 @@ from .common import (
     STORAGE_DTYPES,
     UNIT_STRIDES,
     Spec,
+    cdiv,
     compute_dtype,
     multiprocessors,
+    next_power_of_2,
     spec,
 )
 
@@ -356,23 +358,23 @@ def _blocks(c: int, p: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[i
     """BLOCK_C, BLOCK_P and num_warps: whole rows in one tile where they fit."""
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
     if pixels_contiguous:
-        block_p = min(triton.next_power_of_2(p), max_tile)
-        block_c = max(1, min(triton.next_power_of_2(c), max_tile // block_p, 16))
+        block_p = min(next_power_of_2(p), max_tile)
+        block_c = max(1, min(next_power_of_2(c), max_tile // block_p, 16))
     else:
-        block_c = min(triton.next_power_of_2(c), 32)
-        block_p = max(1, min(triton.next_power_of_2(p), max_tile // block_c))
+        block_c = min(next_power_of_2(c), 32)
+        block_p = max(1, min(next_power_of_2(p), max_tile // block_c))
     return block_c, block_p, max(1, min(8, block_c * block_p // 512))
 
 
 def _chunking(device: torch.device, row_programs: int, p: int, block_p: int) -> tuple[int, int]:
     """(number of chunks per row, chunk size in pixels, a multiple of block_p)."""
-    tiles = triton.cdiv(p, block_p)
+    tiles = cdiv(p, block_p)
     if device.type == "cuda":
         target = PROGRAMS_PER_SM * multiprocessors(device)
     else:
         target = 64  # the interpreter: several chunks a row, so tests cover the combine
-    tiles_per_chunk = triton.cdiv(tiles, min(tiles, max(1, target // row_programs)))
-    return triton.cdiv(tiles, tiles_per_chunk), tiles_per_chunk * block_p
+    tiles_per_chunk = cdiv(tiles, min(tiles, max(1, target // row_programs)))
+    return cdiv(tiles, tiles_per_chunk), tiles_per_chunk * block_p
 
 
 class _Launch:
@@ -393,7 +395,7 @@ class _Launch:
         self.noise_strides = noise_strides
         self.block_c, self.block_p, self.num_warps = _blocks(c, self.p, self.strides[2] == 1,
                                                              x.element_size())
-        self.c_blocks = triton.cdiv(c, self.block_c)
+        self.c_blocks = cdiv(c, self.block_c)
         self.one_tile = self.p <= self.block_p
         self.chunks, self.chunk_size = _chunking(x.device, self.c_blocks * n, self.p,
                                                  self.block_p)
@@ -463,19 +465,20 @@ def adain_backward(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
 def aot_specs() -> list[Spec]:
     """The one-tile kernels where a row fits a tile, the chunked ones where it does not,
     at the tiles ``_blocks`` picks, in both layouts."""
-    shapes = {"c512_32x32": (512, 32 * 32), "c512_64x64": (512, 64 * 64),
-              "c32_512x512": (32, 512 * 512)}
+    shapes = {"c512_32x32": (16, 512, 32 * 32), "c512_64x64": (8, 512, 64 * 64),
+              "c32_512x512": (4, 32, 512 * 512)}  # (N, C, P); the last two benchmarked
     specs = []
     for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
         for layout, unit in UNIT_STRIDES.items():
-            for shape_name, (c, p) in shapes.items():
+            for shape_name, (n, c, p) in shapes.items():
                 block_c, block_p, num_warps = _blocks(c, p, layout == "nchw", elem_bytes)
                 constexprs = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True, BLOCK_C=block_c,
                                   BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
                                   noise_stride_p=1, **unit)
-                kernels = ((adain_fwd_kernel, adain_bwd_kernel) if p <= block_p else
-                           (adain_stats_kernel, adain_norm_kernel, adain_grad_sums_kernel,
-                            adain_grad_kernel))
+                # big tensors each kernel must read or write (x, y; dy, x, dx), and noise
+                kernels = (((adain_fwd_kernel, 2), (adain_bwd_kernel, 3)) if p <= block_p else
+                           ((adain_stats_kernel, 1), (adain_norm_kernel, 2),
+                            (adain_grad_sums_kernel, 2), (adain_grad_kernel, 3)))
                 strides = {"stride_c": p, "stride_p": 1} if layout == "nchw" else {
                     "stride_c": 1, "stride_p": c}
                 specs += [spec(kernel, f"{layout}/{shape_name}", dtype, constexprs,
@@ -484,6 +487,7 @@ def aot_specs() -> list[Spec]:
                                fp32_args=("inv_p", "slope", "eps"),
                                ints=dict(C=c, P=p, stride_n=c * p, noise_stride_n=p,
                                          chunk_size=block_p,  # a multiple of it
-                                         **strides))
-                          for kernel in kernels]
+                                         **strides),
+                               bytes_moved=(big * c + 1) * n * p * elem_bytes)
+                          for kernel, big in kernels]
     return specs

@@ -5,7 +5,7 @@ compiles each of its kernels at the specifications the module declares beside th
 (``aot_specs()``: each dtype, the tile configurations its launcher picks on realistic
 shapes, both memory layouts), then runs ptxas on the PTX to read registers and spills,
 and reads the shared memory, the warps an SM can hold (occupancy) and the width of each
-global load and store.
+global load and store; each spec's bytes to move give its floor at COPY_GB_S.
 It prints a table (or JSON with ``--json``) and exits 1 on a compile error, on register
 spills over SPILL_BUDGET_BYTES, or on a public ``@triton.jit`` function of any module
 that no specification compiles.
@@ -42,6 +42,9 @@ SPILL_BUDGET_BYTES = 1024
 under this, in L1; kernels spilling four times as much ran ten times slower
 (bench/NOTES.md)."""
 NOT_KERNEL_MODULES = ("aot", "common")
+COPY_GB_S = 4300
+"""The H200's copy bandwidth, about 4.3 TB/s: the floor of each kernel's time below (the
+GPU call measures the real one)."""
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Result:
     scalar_loads: int = 0
     vector_stores: int = 0
     scalar_stores: int = 0
+    bytes_moved: int = 0
+    floor_us: float = 0.0
     error: str = ""
 
 
@@ -145,7 +150,9 @@ def _ptxas_report(ptx: str) -> tuple[int, int, int]:
 
 def compile_one(module_name: str, spec: Spec, arch: int) -> Result:
     """Compiles one spec for one architecture and reads its resource usage."""
-    result = Result(spec.kernel, spec.variant, spec.dtype, arch, ok=False)
+    result = Result(spec.kernel, spec.variant, spec.dtype, arch, ok=False,
+                    bytes_moved=spec.bytes_moved,
+                    floor_us=round(spec.bytes_moved / (COPY_GB_S * 1e3), 2))
     constexprs = dict(spec.constexprs)
     options = {"num_warps": constexprs.pop("num_warps"),
                "num_stages": constexprs.pop("num_stages", 3)}
@@ -213,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"regs={r['registers']:<4} spills={r['spill_stores']}/{r['spill_loads']} "
                   f"smem={r['shared_bytes']:<6} warps/SM={r['warps_per_sm']:<3} "
                   f"ld v/s={r['vector_loads']}/{r['scalar_loads']} "
-                  f"st v/s={r['vector_stores']}/{r['scalar_stores']} {status}")
+                  f"st v/s={r['vector_stores']}/{r['scalar_stores']} "
+                  f"MB={r['bytes_moved'] / 1e6:<7.2f} floor={r['floor_us']:.2f}us {status}")
         for name in report["missing"]:
             print(f"no compile spec for {name}")
     return 1 if failed or report["missing"] else 0

@@ -24,6 +24,7 @@ is the identity and with slope 0 ReLU, so no kernel is specialized by activation
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,8 +35,10 @@ from .common import (
     STORAGE_DTYPES,
     UNIT_STRIDES,
     Spec,
+    cdiv,
     compute_dtype,
     multiprocessors,
+    next_power_of_2,
     spec,
 )
 
@@ -255,6 +258,7 @@ def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     return 1, c, n * p, 0, 1, c
 
 
+@functools.cache
 def _blocks(c: int, p: int, stride_p: int, pixel_norm: bool,
             elem_bytes: int) -> tuple[int, int, int, int]:
     """BLOCK_C, BLOCK_P, number of channel blocks and num_warps for a (C, P) view.
@@ -264,15 +268,15 @@ def _blocks(c: int, p: int, stride_p: int, pixel_norm: bool,
     numbers.
     """
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
-    min_p = min(triton.next_power_of_2(p), MIN_ROW_BYTES // elem_bytes) if stride_p == 1 else 1
+    min_p = min(next_power_of_2(p), MIN_ROW_BYTES // elem_bytes) if stride_p == 1 else 1
     max_c = MAX_BLOCK_C_PIXEL_NORM if pixel_norm else MAX_BLOCK_C_ELEMENTWISE
     # NCHW tiles may grow 4x: whole DRAM sectors matter more than register space.
-    block_c = min(triton.next_power_of_2(c), max_c, 4 * max_tile // min_p)
-    block_p = max(min_p, min(triton.next_power_of_2(p), max_tile // block_c))
+    block_c = min(next_power_of_2(c), max_c, 4 * max_tile // min_p)
+    block_p = max(min_p, min(next_power_of_2(p), max_tile // block_c))
     # About 32 elements a thread (16 in float64): more spilled most of the tile in some
     # configurations (bench/NOTES.md).
     num_warps = min(16, max(4, block_c * block_p * max(elem_bytes, 4) // 4096))
-    return block_c, block_p, triton.cdiv(c, block_c), num_warps
+    return block_c, block_p, cdiv(c, block_c), num_warps
 
 
 def _launch_blocks(t: torch.Tensor, pixel_norm: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -292,7 +296,7 @@ def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
     pixel_norm = r is not None
     (n, c, p, stride_n, stride_c, stride_p), (block_c, block_p, num_c_blocks, num_warps) = \
         _launch_blocks(x, pixel_norm)
-    grid = (triton.cdiv(p, block_p), 1 if pixel_norm else num_c_blocks, n)
+    grid = (cdiv(p, block_p), 1 if pixel_norm else num_c_blocks, n)
     bias_act_fwd_kernel[grid](
         x, bias if bias is not None else x, y, r if pixel_norm else x,
         c, p, stride_n, stride_c, stride_p,
@@ -332,7 +336,7 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
     (n, c, p, stride_n, stride_c, stride_p), (block_c, block_p, num_c_blocks, num_warps) = \
         _launch_blocks(y, pixel_norm)
     c_programs = 1 if pixel_norm else num_c_blocks
-    p_blocks = triton.cdiv(p, block_p)
+    p_blocks = cdiv(p, block_p)
     p_programs = _programs_per_row(y.device, n * c_programs, p_blocks)
     db = None
     atomic = with_bias_grad and not torch.are_deterministic_algorithms_enabled()
@@ -344,7 +348,7 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
     bias_act_bwd_kernel[(p_programs, c_programs, n)](
         dy, y, r if pixel_norm else y, grad_r if grad_r is not None else y, dx,
         db if db is not None else dx,
-        c, p, stride_n, stride_c, stride_p, p_programs, triton.cdiv(p_blocks, p_programs),
+        c, p, stride_n, stride_c, stride_p, p_programs, cdiv(p_blocks, p_programs),
         float(slope), float(gain), float(clamp or 0.0),
         HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
         HAS_GR=grad_r is not None, HAS_DB=with_bias_grad, DB_ATOMIC=atomic,
@@ -360,15 +364,15 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
 
 def aot_specs() -> list[Spec]:
     """Both kernels at the tiles ``_blocks`` picks for realistic shapes, in both layouts."""
-    shapes = {  # name: (C, P) of a realistic call
-        "c512": (512, 64 * 64),
-        "c16": (16, 1024 * 1024),
-        "c1100": (1100, 8 * 8),  # more channels than one pixel-norm tile: two passes
+    shapes = {  # name: (N, C, P) of a realistic call
+        "c512": (16, 512, 64 * 64),  # the benchmark's 16x512x64x64
+        "c16": (4, 16, 1024 * 1024),  # ProGAN's last layers, official batch at 1024^2
+        "c1100": (16, 1100, 8 * 8),  # more channels than one pixel-norm tile: two passes
     }
     specs = []
     for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
         for layout, unit in UNIT_STRIDES.items():
-            for shape_name, (c, p) in shapes.items():
+            for shape_name, (n, c, p) in shapes.items():
                 for pixel_norm in (True, False):
                     if shape_name == "c1100" and not pixel_norm:
                         continue  # only pixel norm has a multi-pass variant
@@ -382,9 +386,13 @@ def aot_specs() -> list[Spec]:
                     variant = f"{layout}/{shape_name}/{'pn' if pixel_norm else 'act'}"
                     strides = {"stride_c": p, "stride_p": 1} if layout == "nchw" else {
                         "stride_c": 1, "stride_p": c}
+                    # forward: x, y (and r); backward: dy, y, dx (and r, dr); the bias
+                    tensors, stats = n * c * p * elem_bytes, n * p * 4 * pixel_norm
                     specs += [spec(kernel, variant, dtype, constexprs,
                                    stat_buffers=("r_ptr", "gr_ptr", "db_ptr"),
                                    fp32_args=("slope", "gain", "clamp", "eps"),
-                                   ints=dict(C=c, P=p, stride_n=c * p, **strides))
-                              for kernel in (bias_act_fwd_kernel, bias_act_bwd_kernel)]
+                                   ints=dict(C=c, P=p, stride_n=c * p, **strides),
+                                   bytes_moved=big * tensors + small * stats + 4 * c)
+                              for kernel, big, small in ((bias_act_fwd_kernel, 2, 1),
+                                                         (bias_act_bwd_kernel, 3, 2))]
     return specs

@@ -25,6 +25,21 @@ def multiprocessors(device: torch.device) -> int:
                             else torch.cuda.current_device())
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for a >= 0, b > 0: launch arithmetic on the host.
+
+    Not ``triton.cdiv``: since Triton 3.7 it and ``triton.next_power_of_2`` are constexpr
+    functions, whose call from Python costs a few microseconds (argument unwrapping), and
+    a launch makes several.
+    """
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
 # ------------------------------------------------- ahead-of-time compile specifications
 
 
@@ -46,6 +61,9 @@ class Spec:
     every pointer (PyTorch's allocations are aligned far beyond 16 bytes) and the
     integers whose realistic value is. Without these the compiler cannot prove alignment
     and emits one scalar access an element, which is not the code that runs."""
+    bytes_moved: int = 0
+    """The global memory one launch at the spec's realistic shape must read and write,
+    each tensor once: the floor of its time is this over the copy bandwidth."""
 
 
 STORAGE_DTYPES = {"fp32": (tl.float32, 4), "fp16": (tl.float32, 2), "bf16": (tl.float32, 2),
@@ -84,13 +102,13 @@ LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 def spec(fn, variant: str, dtype: str, constexprs: dict[str, object], *,
          stat_buffers: tuple[str, ...] = (), fp32_args: tuple[str, ...] = (),
-         ints: dict[str, int] | None = None) -> Spec:
+         ints: dict[str, int] | None = None, bytes_moved: int = 0) -> Spec:
     """The Spec of kernel ``fn``: of ``constexprs``, the values ``fn`` takes and the launch
     options; its other arguments typed by :func:`signature_by_convention`. ``ints``: the
     realistic values of integer arguments, those divisible by 16 marked so (pointers
-    always are)."""
+    always are); ``bytes_moved`` as :attr:`Spec.bytes_moved`."""
     taken = {k: v for k, v in constexprs.items() if k in fn.arg_names or k in LAUNCH_OPTIONS}
     signature = signature_by_convention(fn, dtype, taken, stat_buffers, fp32_args)
     divisible = tuple(name for name, kind in signature.items() if kind.startswith("*")
                       or (ints or {}).get(name, 1) % 16 == 0)
-    return Spec(fn.__name__, variant, dtype, signature, taken, divisible)
+    return Spec(fn.__name__, variant, dtype, signature, taken, divisible, bytes_moved)

@@ -33,7 +33,9 @@ from .common import (
     STORAGE_DTYPES,
     UNIT_STRIDES,
     Spec,
+    cdiv,
     compute_dtype,
+    next_power_of_2,
     spec,
 )
 
@@ -160,11 +162,11 @@ def _blocks(cf: int, hw: int, pixels_contiguous: bool, elem_bytes: int) -> tuple
     """BLOCK_C, BLOCK_P and num_warps: the contiguous dimension first, up to MAX_TILE."""
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
     if pixels_contiguous:
-        block_p = min(triton.next_power_of_2(hw), max_tile)
-        block_c = max(1, min(triton.next_power_of_2(cf), max_tile // block_p))
+        block_p = min(next_power_of_2(hw), max_tile)
+        block_c = max(1, min(next_power_of_2(cf), max_tile // block_p))
     else:
-        block_c = min(triton.next_power_of_2(cf), max_tile)
-        block_p = max(1, min(triton.next_power_of_2(hw), max_tile // block_c))
+        block_c = min(next_power_of_2(cf), max_tile)
+        block_p = max(1, min(next_power_of_2(hw), max_tile // block_c))
     return block_c, block_p, 4 if block_c * block_p <= 1024 else 8
 
 
@@ -176,10 +178,10 @@ def _geometry(x: torch.Tensor, group_size: int, num_channels: int):
                          f"got x of shape {tuple(x.shape)}")
     cf, hw = c // num_channels, h * w
     block_c, block_p, num_warps = _blocks(cf, hw, x.stride(3) == 1, x.element_size())
-    num_c_tiles = triton.cdiv(cf, block_c)
+    num_c_tiles = cdiv(cf, block_c)
     return dict(group_count=n // group_size, cf=cf, hw=hw, block_c=block_c, block_p=block_p,
                 num_warps=num_warps, num_c_tiles=num_c_tiles,
-                num_tiles=num_c_tiles * triton.cdiv(hw, block_p))
+                num_tiles=num_c_tiles * cdiv(hw, block_p))
 
 
 def minibatch_stddev_forward(x: torch.Tensor, out: torch.Tensor, *, group_size: int,
@@ -202,8 +204,8 @@ def minibatch_stddev_forward(x: torch.Tensor, out: torch.Tensor, *, group_size: 
     mbstd_stat_kernel[(x.shape[0], num_channels)](
         partial, out, m, num_channels, x.shape[1], geo["hw"], num_tiles,
         1.0 / (geo["cf"] * geo["hw"]), *member_strides(out, m)[:3],
-        BLOCK_T=min(triton.next_power_of_2(num_tiles), 1024),
-        BLOCK_P=min(triton.next_power_of_2(geo["hw"]), 1024), COMPUTE=compute,
+        BLOCK_T=min(next_power_of_2(num_tiles), 1024),
+        BLOCK_P=min(next_power_of_2(geo["hw"]), 1024), COMPUTE=compute,
     )
 
 
@@ -247,12 +249,16 @@ def aot_specs() -> list[Spec]:
                                        **_strides("x", c, hw, m, layout),
                                        **_strides("out", c + 1, hw, m, layout),
                                        **_strides("dout", c + 1, hw, m, layout)))
-                specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed))
-                specs.append(spec(mbstd_bwd_kernel, variant, dtype, tiles, **typed))
-                stat = dict(BLOCK_T=triton.next_power_of_2(num_tiles),
-                            BLOCK_P=triton.next_power_of_2(hw), COMPUTE=compute, num_warps=4,
+                n, e = 4 * m, elem_bytes  # x read and out[:, :C] written; dout, x read, dx written
+                specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed,
+                                  bytes_moved=2 * n * c * hw * e))
+                specs.append(spec(mbstd_bwd_kernel, variant, dtype, tiles, **typed,
+                                  bytes_moved=3 * n * c * hw * e))
+                stat = dict(BLOCK_T=next_power_of_2(num_tiles),
+                            BLOCK_P=next_power_of_2(hw), COMPUTE=compute, num_warps=4,
                             **units)
-                specs.append(spec(mbstd_stat_kernel, variant, dtype, stat, **typed))
+                specs.append(spec(mbstd_stat_kernel, variant, dtype, stat, **typed,
+                                  bytes_moved=n * hw * e))  # the statistic channel
     return specs
 
 

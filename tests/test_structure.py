@@ -135,6 +135,21 @@ def test_every_triton_kernel_has_an_aot_spec():
     assert aot.without_specs({"stray": stray}) == ["stray.lonely_kernel"]
 
 
+def test_every_aot_spec_says_how_many_bytes_its_kernel_must_move():
+    """The report's floor column: bytes over the copy bandwidth. Checked by hand for the
+    benchmark's bias_act (bf16 16x512x64x64 with pixel norm; bench/NOTES.md counts
+    5 x 33.5 M elements x 2 bytes for forward + backward)."""
+    from fastpgan.kernels import aot
+
+    specs = [s for module in aot.kernel_modules().values() for s in aot.specs_of(module)]
+    assert all(s.bytes_moved > 0 for s in specs), [s for s in specs if s.bytes_moved <= 0]
+    by_kernel = {s.kernel: s.bytes_moved for s in specs
+                 if s.variant == "nchw/c512/pn" and s.dtype == "bf16"}
+    elements, pixels = 16 * 512 * 64 * 64, 16 * 64 * 64
+    assert by_kernel["bias_act_fwd_kernel"] == 2 * 2 * elements + 4 * pixels + 4 * 512
+    assert by_kernel["bias_act_bwd_kernel"] == 3 * 2 * elements + 2 * 4 * pixels + 4 * 512
+
+
 # ---------------------------------------------------------------- the op contract
 
 
