@@ -2,11 +2,13 @@
 against the same math in plain PyTorch, and one profiled training step per resolution
 (host wall time against the time its kernels take on the device).
 
-    python bench/host_costs.py [--resolutions 4 64 1024] [--small]
+    python bench/host_costs.py [--resolutions 4 64 1024] [--small] [--calls 200]
 
-Prints one JSON line per measurement as it is made, then a table. Without CUDA the op
-costs run on CPU tensors (the kernels through Triton's interpreter) and a step has no
-device time to report: that is the dry run that keeps this script working.
+Prints one JSON line per measurement as it is made, then the tables. Without CUDA the
+costs are measured on CPU tensors with Triton's launch replaced by a no-op (the
+interpreter is no launch): an op's host cost but its launch, compared with plain PyTorch
+on the same machine; a step then has no device time to report. That is also the dry run
+that keeps this script working.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 if not __import__("torch").cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # CPU tensors reach the launch code
 
 import numpy as np
 import torch
@@ -28,8 +31,8 @@ import triton
 import triton.language as tl
 from benchutil import host_us_per_call
 
+from fastpgan import ops
 from fastpgan.data import build_cache
-from fastpgan.ops import bias_act
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
@@ -44,45 +47,118 @@ def _touch(x_ptr, n, BLOCK: tl.constexpr):
     tl.store(x_ptr + offsets, tl.load(x_ptr + offsets, mask=offsets < n), mask=offsets < n)
 
 
-def op_costs(calls: int) -> list[dict]:
-    """A cached kernel's launch, and bias + leaky ReLU on a 1x8x4x4 tensor three ways."""
-    x = torch.randn(1, 8, 4, 4, device=DEVICE, requires_grad=True)
-    b = torch.randn(8, device=DEVICE, requires_grad=True)
+def stub_launches() -> None:
+    """Without CUDA, Triton's interpreter stands in for a launch and costs what no GPU
+    launch does: it is replaced by a no-op, so an op's host cost here is everything but
+    the launch (the table says so)."""
+    from triton.runtime.interpreter import InterpretedFunction
+    InterpretedFunction.run = lambda self, *args, **kwargs: None
+
+
+def _lrelu(h: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(h, 0.2) * 2 ** 0.5
+
+
+def _pixel_norm(h: torch.Tensor) -> torch.Tensor:
+    return h * torch.rsqrt(h.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+def _stddev(x: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = x.shape
+    y = x.reshape(4, n // 4, -1)
+    std = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(1)
+    return torch.cat([x, std.repeat(4).reshape(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
+
+
+def _adain(x, scale, shift, noise, noise_weight, bias):
+    a = F.leaky_relu(x + noise * noise_weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1), 0.2)
+    var, mean = torch.var_mean(a, dim=(2, 3), keepdim=True, unbiased=False)
+    return scale[:, :, None, None] * (a - mean) * torch.rsqrt(var + 1e-8) + shift[:, :, None, None]
+
+
+def _upsample_conv(x, weight, bias):
+    h = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight * 0.5, padding=1)
+    return _pixel_norm(_lrelu(h + bias.view(1, -1, 1, 1)))
+
+
+def _conv_downsample(x, weight, bias):
+    return _lrelu(F.avg_pool2d(F.conv2d(x, weight * 0.5, padding=1), 2) + bias.view(1, -1, 1, 1))
+
+
+OP_CASES = {
+    # name: (shapes of the inputs, plain PyTorch, our op with its settings)
+    "bias+lrelu": ([(1, 8, 4, 4), (8,)], lambda x, b: _lrelu(x + b.view(1, -1, 1, 1)),
+                   lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=2 ** 0.5,
+                                                      backend=backend)),
+    "bias+lrelu+pixel norm": (
+        [(1, 8, 4, 4), (8,)], lambda x, b: _pixel_norm(_lrelu(x + b.view(1, -1, 1, 1))),
+        lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=2 ** 0.5, pixel_norm=True,
+                                           backend=backend)),
+    "minibatch_stddev": ([(4, 8, 4, 4)], _stddev,
+                         lambda x, backend: ops.minibatch_stddev(x, 4, backend=backend)),
+    "adain": ([(2, 8, 4, 4), (2, 8), (2, 8), (2, 1, 4, 4), (8,), (8,)], _adain,
+              lambda x, scale, shift, noise, noise_weight, bias, backend: ops.adain(
+                  x, scale, shift, noise=noise, noise_weight=noise_weight, bias=bias,
+                  negative_slope=0.2, backend=backend)),
+    "upsample_conv2d+lrelu+pn": (
+        [(1, 8, 4, 4), (8, 8, 3, 3), (8,)], _upsample_conv,
+        lambda x, w, b, backend: ops.upsample_conv2d(x, w, b, weight_gain=0.5, act="lrelu",
+                                                     gain=2 ** 0.5, pixel_norm=True,
+                                                     backend=backend)),
+    "conv2d_downsample+lrelu": (
+        [(1, 8, 8, 8), (8, 8, 3, 3), (8,)], _conv_downsample,
+        lambda x, w, b, backend: ops.conv2d_downsample(x, w, b, weight_gain=0.5, act="lrelu",
+                                                       gain=2 ** 0.5, backend=backend)),
+}
+"""Small shapes, where a call's host cost is all there is to it."""
+
+IMPLS = ("plain torch", "reference", "fused")
+
+
+def op_costs(calls: int, repeats: int) -> list[dict]:
+    """A cached kernel's launch, then each op of ``OP_CASES`` forward alone (no_grad) and
+    forward + backward, in plain PyTorch, as fastpgan's reference and fused: the best
+    of ``repeats`` rounds of ``calls`` calls."""
     flat = torch.zeros(128, device=DEVICE)
 
     def launch():
         _touch[(1,)](flat, flat.numel(), BLOCK=128)
 
-    def plain():
-        F.leaky_relu(x + b.view(1, -1, 1, 1), 0.2).mul(2 ** 0.5).sum().backward()
-
-    def ours(backend):
-        def call():
-            bias_act(x, b, act="lrelu", backend=backend).sum().backward()
-        return call
-
-    def forward(backend):
-        def call():
-            with torch.no_grad():
-                bias_act(x, b, act="lrelu", backend=backend)
-        return call
-
-    cases = {"triton launch (cached kernel)": launch,
-             "bias+lrelu fwd+bwd, plain torch": plain,
-             "bias+lrelu fwd+bwd, fastpgan reference": ours("reference"),
-             "bias+lrelu fwd+bwd, fastpgan fused": ours("fused"),
-             "bias+lrelu fwd, fastpgan fused": forward("fused")}
-    rows = []
-    for name, fn in cases.items():
+    def best(fn):
         fn()  # warm-up: compiles, caches
-        rows.append({"what": name, "shape": "1x8x4x4",
-                     "us_per_call": round(host_us_per_call(fn, calls), 1)})
+        return round(min(host_us_per_call(fn, calls) for _ in range(repeats)), 1)
+
+    rows = [{"what": "triton launch (cached kernel)", "impl": "-", "pass": "launch",
+             "us_per_call": best(launch)}]
+    for name, (shapes, plain, ours) in OP_CASES.items():
+        inputs = [torch.randn(shape, device=DEVICE, requires_grad=True) for shape in shapes]
+        for impl in IMPLS:
+            for pass_name, fn in _passes(plain, ours, inputs, impl).items():
+                rows.append({"what": name, "impl": impl, "pass": pass_name,
+                             "us_per_call": best(fn)})
+                print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _passes(plain, ours, inputs: list[torch.Tensor], impl: str) -> dict[str, Callable]:
+    """The forward alone (no_grad) and forward + backward of one implementation."""
+    def call():
+        return plain(*inputs) if impl == "plain torch" else ours(*inputs, backend=impl)
+
+    def forward():
+        with torch.no_grad():
+            call()
+
+    def both():
+        call().sum().backward()
+    return {"fwd": forward, "fwd+bwd": both}
 
 
 def step_costs(resolutions: list[int], small: bool, steps: int) -> list[dict]:
     """Host ms and device-kernel ms of the trainer's step, per resolution, at the official
     minibatch (full-size networks unless ``small``)."""
+    if not resolutions:
+        return []
     top = max(resolutions)
     size = dict(latent_dim=16, fmap_base=2 * top, fmap_max=8) if small else {}
     rows = []
@@ -115,28 +191,42 @@ def step_costs(resolutions: list[int], small: bool, steps: int) -> list[dict]:
     return rows
 
 
+def op_table(rows: list[dict]) -> list[str]:
+    """The op costs as a table: us per call of each implementation, and fused minus
+    plain PyTorch."""
+    cost = {(r["what"], r["impl"], r["pass"]): r["us_per_call"] for r in rows}
+    lines = [f"{'op (host us per call)':<26}{'pass':>8}" + "".join(f"{i:>13}" for i in IMPLS)
+             + f"{'fused-plain':>13}"]
+    for name in OP_CASES:
+        for pass_name in ("fwd", "fwd+bwd"):
+            values = [cost[(name, impl, pass_name)] for impl in IMPLS]
+            lines.append(f"{name:<26}{pass_name:>8}" + "".join(f"{v:>13.1f}" for v in values)
+                         + f"{values[2] - values[0]:>+13.1f}")
+    return lines
+
+
 def main() -> None:
-    """Measures, printing each result as it comes, then the table."""
+    """Measures, printing each result as it comes, then the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[4, 64, 1024])
+    parser.add_argument("--resolutions", type=int, nargs="*", default=[4, 64, 1024],
+                        help="training steps to profile (none: op costs only)")
     parser.add_argument("--small", action="store_true", help="tiny networks (dry run)")
-    parser.add_argument("--calls", type=int, default=200 if CUDA else 5)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5 if CUDA else 1)
     args = parser.parse_args()
-    rows = []
-    for row in op_costs(args.calls):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    rows += step_costs(args.resolutions, args.small, args.steps)
-    print(f"{torch.cuda.get_device_name() if CUDA else 'cpu'}, torch {torch.__version__}, "
-          f"triton {triton.__version__}")
-    for row in rows:
-        if "us_per_call" in row:
-            print(f"{row['what']:<42} {row['shape']:>9} {row['us_per_call']:>9.1f} us")
-        else:
-            kernels = "n/a" if row["kernel_ms"] is None else f"{row['kernel_ms']:.2f}"
-            print(f"step {row['resolution']:>4}x{row['resolution']:<4} batch {row['batch']:>3}: "
-                  f"host {row['host_ms']:.2f} ms, kernels {kernels} ms")
+    if not CUDA:
+        stub_launches()
+    op_rows = op_costs(args.calls, args.repeats)
+    step_rows = step_costs(args.resolutions, args.small, args.steps)
+    print(f"{torch.cuda.get_device_name() if CUDA else 'cpu (Triton launches stubbed)'}, "
+          f"torch {torch.__version__}, triton {triton.__version__}")
+    print(f"cached Triton launch: {op_rows[0]['us_per_call']:.1f} us")
+    print("\n".join(op_table(op_rows[1:])))
+    for row in step_rows:
+        kernels = "n/a" if row["kernel_ms"] is None else f"{row['kernel_ms']:.2f}"
+        print(f"step {row['resolution']:>4}x{row['resolution']:<4} batch {row['batch']:>3}: "
+              f"host {row['host_ms']:.2f} ms, kernels {kernels} ms")
 
 
 if __name__ == "__main__":
