@@ -152,6 +152,9 @@ def _jit_build(folder: Path, with_cuda: bool) -> types.ModuleType:
             print(f"fastpgan: compiling the C++ extension{' with CUDA' if with_cuda else ''} "
                   f"into {folder} (first use only; a minute or two)...", file=sys.stderr,
                   flush=True)
+        # torch's own build lock: under ours, one left here is from a killed build, and
+        # torch would wait for it forever.
+        (folder / "lock").unlink(missing_ok=True)
         flags = ["-O3", "-DFASTPGAN_WITH_CUDA"] if with_cuda else ["-O3"]
         return load(name, sources, extra_cflags=flags, extra_cuda_cflags=["-O3"],
                     extra_include_paths=[str(src)], build_directory=str(folder),

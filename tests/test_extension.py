@@ -91,6 +91,19 @@ def test_two_processes_build_once_under_the_lock(tmp_path):
     assert len(compiling) == 1, [err for _, err in outs]
 
 
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_load(tmp_path):
+    """torch's build lock, left behind by a build that was killed, would make every later
+    load wait forever; under fastpgan's own lock it is known to be stale."""
+    assert extension.load_extension() is not None, "the extension builds on every CI machine"
+    built = extension.build_directory(with_cuda=False)
+    shutil.copytree(built, tmp_path / built.name)  # up to date: no compile in the child
+    (tmp_path / built.name / "lock").touch()
+    code = "from fastpgan.extension import extension_status as s; print(s().error)"
+    out, err = _run(["-c", code], TORCH_EXTENSIONS_DIR=str(tmp_path)).communicate(timeout=600)
+    assert out.strip() == "None", err
+    assert not (tmp_path / built.name / "lock").exists()
+
+
 def test_doctor_reports_both_fused_paths():
     proc = _run(["-m", "fastpgan.doctor"])
     out, err = proc.communicate(timeout=900)
