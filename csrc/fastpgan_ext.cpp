@@ -1,5 +1,6 @@
-// fastpgan's C++ extension: nearest-upsample + conv and conv + average-pool as one
-// stride-2 convolution each, and the bias + activation [+ pixel norm] epilogue.
+// fastpgan's C++ extension: the stride-2 kernels that make nearest-upsample + conv and
+// conv + average-pool one convolution each, and the bias + activation [+ pixel norm]
+// epilogue.
 //
 // Only public ATen functions are called, so autograd differentiates the convolutions
 // (to any order) and the extension survives torch upgrades.
@@ -29,16 +30,13 @@ at::Tensor shifted_sum_kernel(const at::Tensor& weight, double scale) {
          w.narrow(2, 1, k1).narrow(3, 0, k1) + w.narrow(2, 0, k1).narrow(3, 0, k1);
 }
 
-at::Tensor resample_conv(const at::Tensor& x, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias, bool up, double weight_gain) {
-  TORCH_CHECK(x.dim() == 4 && weight.dim() == 4, "resample_conv: x and weight must be 4-D");
-  const int64_t pad = weight.size(2) / 2;
-  if (up) {
-    const at::Tensor kernel = shifted_sum_kernel(weight, weight_gain).transpose(0, 1).flip({2, 3});
-    return at::conv_transpose2d(x, kernel, bias, /*stride=*/2, /*padding=*/pad);
-  }
-  return at::conv2d(x, shifted_sum_kernel(weight, 0.25 * weight_gain), bias, /*stride=*/2,
-                    /*padding=*/pad);
+// The stride-2 kernel that does what the resampling pair does with `weight`: for `up`, the
+// transposed convolution's (I, O, k+1, k+1) kernel (shifted sum, transposed, flipped); else
+// the convolution's (O, I, k+1, k+1) kernel (shifted sum over 4). `weight_gain` is folded in.
+at::Tensor resample_kernel(const at::Tensor& weight, bool up, double weight_gain) {
+  TORCH_CHECK(weight.dim() == 4, "resample_kernel: weight must be 4-D");
+  if (up) return shifted_sum_kernel(weight, weight_gain).transpose(0, 1).flip({2, 3});
+  return shifted_sum_kernel(weight, 0.25 * weight_gain);
 }
 
 namespace {
@@ -132,14 +130,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("clamp"));
 }
 
-// resample_conv is registered as an operator made of ATen calls (CompositeImplicitAutograd),
-// so autograd and torch.compile see through it: torch.ops.fastpgan.resample_conv, in the
+// resample_kernel is registered as an operator made of ATen calls (CompositeImplicitAutograd),
+// so autograd and torch.compile see through it: torch.ops.fastpgan.resample_kernel, in the
 // namespace the Python-defined ops share (hence a fragment).
 TORCH_LIBRARY_FRAGMENT(fastpgan, m) {
-  m.def("resample_conv(Tensor x, Tensor weight, Tensor? bias, bool up, float weight_gain=1.0) "
-        "-> Tensor");
+  m.def("resample_kernel(Tensor weight, bool up, float weight_gain=1.0) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastpgan, CompositeImplicitAutograd, m) {
-  m.impl("resample_conv", &fastpgan::resample_conv);
+  m.impl("resample_kernel", &fastpgan::resample_kernel);
 }

@@ -12,6 +12,7 @@ from helpers import TOLERANCE, assert_close, leaf64, random_input
 from fastpgan.ops import (
     conv2d_downsample,
     conv2d_downsample_reference,
+    frozen_weights,
     upsample_conv2d,
     upsample_conv2d_reference,
 )
@@ -216,11 +217,50 @@ def test_compiles_without_graph_breaks(op):
 @pytest.mark.parametrize("up", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_opcheck(up, channels_last):
-    """The extension's convolution is a registered ATen composite: schema, fakes and
+    """The extension's stride-2 kernel is a registered ATen composite: schema, fakes and
     autograd hold."""
     from fastpgan.extension import load_extension
 
     assert load_extension() is not None, "the extension builds on every CI machine"
-    x = random_input((2, 3, 6, 6), "cpu", channels_last=channels_last)
-    weight, bias = random_input((4, 3, 3, 3), "cpu"), random_input((4,), "cpu")
-    torch.library.opcheck(torch.ops.fastpgan.resample_conv.default, (x, weight, bias, up, 0.5))
+    weight = random_input((4, 3, 3, 3), "cpu", channels_last=channels_last)
+    torch.library.opcheck(torch.ops.fastpgan.resample_kernel.default, (weight, up, 0.5))
+
+
+def _kernel_builds(fn) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(event.name == "fastpgan::resample_kernel" for event in prof.events())
+
+
+@pytest.mark.parametrize("op,reference", [(upsample_conv2d, upsample_conv2d_reference),
+                                          (conv2d_downsample, conv2d_downsample_reference)])
+def test_frozen_weights_build_each_kernel_once_per_weight_version(op, reference):
+    x = random_input((2, 3, 6, 6), "cpu")
+    weight, bias = torch.randn(4, 3, 3, 3, requires_grad=True), torch.randn(4)
+    settings = dict(weight_gain=0.5, act="lrelu")
+
+    def three_calls():
+        with torch.no_grad():
+            return [op(x, weight, bias, **settings, backend="fused") for _ in range(3)]
+    assert _kernel_builds(three_calls) == 3  # outside the block: every call
+    with frozen_weights():
+        assert _kernel_builds(three_calls) == 1
+        assert _kernel_builds(three_calls) == 0
+        with torch.no_grad():
+            weight.mul_(-1.5)  # a new version: a new kernel, and the new values
+        outputs = []
+        assert _kernel_builds(lambda: outputs.extend(three_calls())) == 1
+        expected = reference(x, weight.detach(), bias, **settings)
+        for y in outputs:
+            assert_close(y, expected, 1e-5, "after the weight changed")
+        # A weight that is differentiated is never kept: its gradient flows every call.
+        assert _kernel_builds(lambda: op(x, weight, bias, **settings, backend="fused")) == 1
+        y = op(x, weight, bias, **settings, backend="fused")
+        (dw,) = torch.autograd.grad(y.square().sum(), weight)
+        (dw_ref,) = torch.autograd.grad(reference(x, weight, bias, **settings).square().sum(),
+                                        weight)
+        assert_close(dw, dw_ref, 1e-5, "weight gradient inside the block")
+        with frozen_weights():  # nested: the outer block's kernels stay
+            assert _kernel_builds(three_calls) == 0
+        assert _kernel_builds(three_calls) == 0
+    assert _kernel_builds(three_calls) == 3  # the block's kernels are gone

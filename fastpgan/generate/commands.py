@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from fastpgan.generate.latents import seed_latents, slerp
 from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
 
@@ -22,7 +23,7 @@ def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
     stage = stage or G.full_stage
     kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
     kwargs.update(resolution=stage.resolution, alpha=stage.alpha)
-    with torch.no_grad():
+    with torch.no_grad(), frozen_weights():
         return torch.cat([G(chunk.to(device), **kwargs).float().cpu()
                           for chunk in z.split(32)])
 

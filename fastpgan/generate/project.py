@@ -26,6 +26,7 @@ from fastpgan.data.cache import load_square
 from fastpgan.generate.latents import seed_latents
 from fastpgan.metrics.inception import InceptionPerceptualDistance
 from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
 PROJECTION_LOSSES = ("l2", "l1", "inception")
@@ -100,6 +101,7 @@ def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: 
         return torch.cat([*first, nearest]), spread
 
 
+@frozen_weights()  # G's weights stay as they are: its kernels are built once
 def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2",
             learning_rate: float = 0.1, noise: float = 0.05, restarts: int = 8,
             candidates: int = 64, seed: int = 0,

@@ -28,6 +28,7 @@ from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_di
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import StyleGANGenerator
+from fastpgan.ops import frozen_weights
 from fastpgan.runs import checkpoint_generator, list_checkpoints, load_checkpoint
 
 METRICS = ("swd", "fid", "kid")
@@ -150,15 +151,17 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     # first num_real (it compares equal sets)
     count = num if features else num_real
     fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
-    for images in _progress(generated_batches(G, count, batch, device=device,
-                                              truncation=truncation, seed=seed + 1,
-                                              resolution=resolution, alpha=alpha),
-                            count, "generated images", progress):
-        if features:
-            fake_features.append(extractor(images))
-        if "swd" in metrics and taken < num_real:
-            fake_patches.add(to_model_range(images[:num_real - taken], device, torch.float64))
-        taken += len(images)
+    with frozen_weights():
+        for images in _progress(generated_batches(G, count, batch, device=device,
+                                                  truncation=truncation, seed=seed + 1,
+                                                  resolution=resolution, alpha=alpha),
+                                count, "generated images", progress):
+            if features:
+                fake_features.append(extractor(images))
+            if "swd" in metrics and taken < num_real:
+                fake_patches.add(to_model_range(images[:num_real - taken], device,
+                                                torch.float64))
+            taken += len(images)
     if "fid" in metrics:
         result["fid"] = frechet_inception_distance(real, torch.cat(fake_features))
     if "kid" in metrics:

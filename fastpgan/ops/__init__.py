@@ -18,7 +18,7 @@ code, and how its double backward works. It then has:
   differentiate the discriminator's gradient): fused where that is cheap, else autograd
   through the op's closed-form backward in PyTorch (:mod:`fastpgan.ops.autograd`), for a
   reason its module gives in one line. An op made of ATen operations (provider "torch",
-  or the extension's convolution) is registered as an ATen composite, whose fake tensors
+  or the extension's stride-2 kernel) is registered as an ATen composite, whose fake tensors
   and every order of gradient come from those operations.
 - dtypes and layouts: float32, float16 and bfloat16 in (float64 too), arithmetic in
   float32 (float64 for float64), output in the input's dtype and memory format (NCHW
@@ -27,7 +27,12 @@ code, and how its double backward works. It then has:
   doctor, these exports and the tests read.
 
 This package imports every op module in it, so a new op needs no line here: its public
-function and its reference are exported under their own names.
+function and its reference are exported under their own names, with
+:func:`frozen_weights` (derived weights kept while weights do not change).
+
+A fused op's custom-op pair is built by :class:`fastpgan.ops.dispatch.FusedOp`, which
+also makes the eager ``torch.autograd.Function`` that eager calls take: same functions,
+a fraction of the host cost.
 """
 
 import importlib
@@ -38,5 +43,8 @@ from fastpgan.backend import OPS
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
+from fastpgan.ops.resample_conv import frozen_weights as frozen_weights  # noqa: E402
+
 globals().update({fn.__name__: fn for op in OPS.values() for fn in (op.function, op.reference)})
-__all__ = sorted(fn.__name__ for op in OPS.values() for fn in (op.function, op.reference))
+__all__ = sorted([fn.__name__ for op in OPS.values() for fn in (op.function, op.reference)]
+                 + ["frozen_weights"])

@@ -9,11 +9,13 @@ kernel, flipped, and conv-then-pool a stride-2 convolution. The upsampled map is
 materialized, and either side does (k+1)^2 / (4 k^2) of the pair's multiply-adds:
 2.25x fewer for k = 3.
 
-Fused path: fastpgan's C++ extension (csrc/). ``fastpgan::resample_conv`` is the kernel
-transform and the strided convolution through public ATen calls (cuDNN on CUDA),
-registered as an ATen composite, so its fake tensors and autograd come from those calls;
-then the extension's epilogue kernel through the ``fastpgan::bias_act`` custom op.
-Without an epilogue the bias goes into the convolution.
+Fused path: fastpgan's C++ extension (csrc/). ``fastpgan::resample_kernel`` is the kernel
+transform in public ATen calls, registered as an ATen composite, so its fake tensors and
+autograd come from those calls; then the strided convolution (cuDNN on CUDA) and the
+extension's epilogue kernel through the ``fastpgan::bias_act`` custom op. Without an
+epilogue the bias goes into the convolution. Inside :func:`frozen_weights` a weight that
+needs no gradient has its kernel built once per version (about six ATen kernels a call
+saved when generating or evaluating).
 
 Double backward (WGAN-GP and R1 through the discriminator): autograd through the ATen
 convolution, at any order, and :mod:`fastpgan.ops.epilogue`'s differentiable backward.
@@ -21,12 +23,17 @@ convolution, at any order, and :mod:`fastpgan.ops.epilogue`'s differentiable bac
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from fastpgan.backend import OpInfo, register, use_fused
 from fastpgan.ops.checks import check_conv
+from fastpgan.ops.dispatch import watched
 from fastpgan.ops.epilogue import Epilogue, epilogue_reference, fused_epilogue
 
 
@@ -107,10 +114,55 @@ def resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
     _validate(op, x, weight, bias, weight_gain, epilogue, up=up)
     if not use_fused(op, x, backend):
         return _reference(x, weight, bias, up=up, weight_gain=weight_gain, epilogue=epilogue)
+    kernel = _stride2_kernel(x, weight, up, float(weight_gain))
+    conv = F.conv_transpose2d if up else F.conv2d
+    padding = weight.shape[-1] // 2
     if epilogue.is_identity:
-        return torch.ops.fastpgan.resample_conv(x, weight, bias, up, float(weight_gain))
-    h = torch.ops.fastpgan.resample_conv(x, weight, None, up, float(weight_gain))
+        return conv(x, kernel, bias, stride=2, padding=padding)
+    h = conv(x, kernel, None, stride=2, padding=padding)
     return fused_epilogue(h, bias, epilogue, provider="extension")
+
+
+_frozen: list[WeakIdKeyDictionary] = []
+"""The kernels of the open :func:`frozen_weights` block, by weight (empty outside one)."""
+
+
+@contextlib.contextmanager
+def frozen_weights() -> Iterator[None]:
+    """A block in which the resampling convolutions' weights do not change.
+
+    Inside it, an upsample_conv2d or conv2d_downsample (fused path) whose weight needs no
+    gradient builds its (k+1) x (k+1) stride-2 kernel once per weight version and reuses
+    it: for generating, interpolating, projecting and evaluating. An in-place change that
+    autograd sees (an optimizer step, ``copy_``, ``load_state_dict``) gives the weight a
+    new version and so a new kernel; a change through ``.data`` is invisible to the
+    version counter, so make none inside the block. The kernels are dropped when the
+    outermost block ends. Nothing is kept while a CUDA graph is captured or the call is
+    traced (torch.compile, dispatch modes).
+    """
+    outermost = not _frozen
+    if outermost:
+        _frozen.append(WeakIdKeyDictionary())
+    try:
+        yield
+    finally:
+        if outermost:
+            _frozen.clear()
+
+
+def _stride2_kernel(x: Tensor, weight: Tensor, up: bool, weight_gain: float) -> Tensor:
+    """``fastpgan::resample_kernel`` of weight, from the :func:`frozen_weights` block's
+    store where it applies."""
+    if (not _frozen or (weight.requires_grad and torch.is_grad_enabled()) or watched(weight)
+            or (x.is_cuda and torch.cuda.is_current_stream_capturing())):
+        return torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
+    store = _frozen[0]
+    key = (weight._version, weight.data_ptr(), weight.dtype, up, weight_gain)
+    kept = store.get(weight)
+    if kept is None or kept[0] != key:
+        kept = key, torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
+        store[weight] = kept
+    return kept[1]
 
 
 def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
@@ -140,11 +192,11 @@ def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, weight_ga
 _DOUBLE_BACKWARD = ("autograd through the ATen convolution, and bias_act's differentiable "
                     "backward")
 register(OpInfo("upsample_conv2d", upsample_conv2d, upsample_conv2d_reference, "extension",
-                library_ops=("fastpgan::resample_conv", "fastpgan::bias_act",
+                library_ops=("fastpgan::resample_kernel", "fastpgan::bias_act",
                              "fastpgan::bias_act_backward"),
                 double_backward=_DOUBLE_BACKWARD))
 register(OpInfo("conv2d_downsample", conv2d_downsample, conv2d_downsample_reference,
                 "extension",
-                library_ops=("fastpgan::resample_conv", "fastpgan::bias_act",
+                library_ops=("fastpgan::resample_kernel", "fastpgan::bias_act",
                              "fastpgan::bias_act_backward"),
                 double_backward=_DOUBLE_BACKWARD))

@@ -30,6 +30,7 @@ from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
 from fastpgan.metrics.evaluate import evaluate
 from fastpgan.metrics.inception import InceptionFeatures
+from fastpgan.ops import frozen_weights
 from fastpgan.runs import run_networks
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
@@ -493,6 +494,7 @@ class Trainer:
         return self.last_checkpoint
 
     @torch.no_grad()
+    @frozen_weights()
     def generate(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
         """Images from the EMA generator, in float32, for latents z (on any device)."""
         images = []
