@@ -212,7 +212,7 @@ def main() -> None:
                         help="training steps to profile (none: op costs only)")
     parser.add_argument("--small", action="store_true", help="tiny networks (dry run)")
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5 if CUDA else 1)
     args = parser.parse_args()
     if not CUDA:

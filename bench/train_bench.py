@@ -29,9 +29,11 @@ from fastpgan.runs.schedule import build_phases
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
 
-IMPLS = {"fused": ("auto", "off"), "fused-graphs": ("auto", "on"),
-         "reference": ("reference", "off"), "compiled-G": ("reference", "off")}
-"""Columns: (fastpgan backend, --cuda-graphs); fused-graphs needs CUDA."""
+IMPLS = {"fused": ("auto", "off", None), "fused-graphs": ("auto", "on", None),
+         "reference": ("reference", "off", None), "compiled-G": ("reference", "off", "default"),
+         "compiled-G-reduce-overhead": ("reference", "off", "reduce-overhead")}
+"""Columns: (fastpgan backend, --cuda-graphs, torch.compile mode of G or None).
+fused-graphs and reduce-overhead (torch.compile's own CUDA graphs of G) need CUDA."""
 
 
 def measure(trainer: Trainer, resolution: int, alpha: float, steps: int, warmup: int) -> dict:
@@ -81,16 +83,18 @@ def main() -> None:
                   for _ in range(32))
         data = build_cache(images, Path(tmp) / "data", args.resolution, 3, source="random")
         for impl in args.impls.split(","):
-            backend, graphs = IMPLS[impl]
-            if graphs == "on" and not cuda:
+            backend, graphs, compile_mode = IMPLS[impl]
+            if not cuda and (graphs == "on" or compile_mode == "reduce-overhead"):
                 continue
             fastpgan.set_backend(backend)
             config = TrainConfig(data=str(data), out=str(Path(tmp) / impl), arch=args.arch,
                                  loss=args.loss, resolution=args.resolution, swd_images=0,
-                                 workers=2, progress=False, compile=impl == "compiled-G",
+                                 workers=2, progress=False, compile=compile_mode is not None,
                                  cuda_graphs=graphs,
                                  **size)
             trainer = Trainer(config)  # --compile: the step's own compiled G_forward
+            if compile_mode == "reduce-overhead":
+                trainer.G_forward = torch.compile(trainer.G, mode=compile_mode)
             chosen = args.resolutions or [2 ** k for k in
                                           range(2, int(math.log2(args.resolution)) + 1)]
             for k in (int(math.log2(r)) for r in chosen):
