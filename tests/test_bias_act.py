@@ -117,7 +117,9 @@ def test_gradcheck_and_gradgradcheck_in_float64(device, shape, cfg):
         return bias_act(x, b, backend="fused", **kwargs)
 
     assert torch.autograd.gradcheck(fn, (x, b))
-    assert torch.autograd.gradgradcheck(fn, (x, b))
+    # fast mode: a random projection of the Jacobian of the backward, as the other ops'
+    # tests check it (the full one took 40 s a case in Triton's interpreter)
+    assert torch.autograd.gradgradcheck(fn, (x, b), fast_mode=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

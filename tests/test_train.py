@@ -160,11 +160,12 @@ def test_the_paper_schedule_trains_through_its_256_and_512_minibatches(tmp_path)
     data = build_cache(iter([rng.uniform(0, 255, (1, 512, 512)).astype(np.float32)
                              for _ in range(3)]), tmp_path / "data", 512, 1, source="noise")
     trainer = Trainer(TrainConfig(data=str(data), out=str(tmp_path / "run"), resolution=512,
-                                  batch="paper", fade_kimg=0.016, stable_kimg=0.016,
+                                  batch="paper", fade_kimg=0.006, stable_kimg=0.006,
                                   latent_dim=8, fmap_base=512, fmap_max=8,
                                   checkpoint_kimg=100, sample_kimg=100, swd_images=0,
                                   workers=0, progress=False, device="cpu"))
     assert [p.batch for p in trainer.phases[-4:]] == [14, 14, 6, 6]
+    trainer.fixed_z = trainer.fixed_z[:4]  # sample grids of 4: 64 at 512x512 took half the test
     trainer.run()
     assert trainer.shown >= trainer.phases[-1].end
 
@@ -308,8 +309,8 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
     graph (a Python alpha, Adam's host step counts) would make them differ."""
     monkeypatch.setattr(sys.modules["torch.optim.adam"], "_get_capturable_supported_devices",
                         lambda supports_xla=True: ["cpu"])
-    settings = dict(arch=arch, loss=loss, reg_interval=2, log_every=3, fade_kimg=0.064,
-                    stable_kimg=0.064)
+    settings = dict(arch=arch, loss=loss, reg_interval=2, log_every=3, fade_kimg=0.032,
+                    stable_kimg=0.032)
     replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
                             GraphEmulator)
     replayed.run()
@@ -317,14 +318,14 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
         eager = _with_graphs(Trainer(tiny(faces, tmp_path / "eager", **settings)),
                              _CaptureFails)
         eager.run()
-    # 4x4 stable, 8x8 fade-in, 8x8 stable, 16 steps each: 8 with the penalty and 8
+    # 4x4 stable, 8x8 fade-in, 8x8 stable, 8 steps each: 4 with the penalty and 4
     # without, 2 of them eager warm-ups (graphs are reset at every phase start)
-    assert replayed.graphs.captures == 6 and replayed.graphs.replays == 6 * 6
+    assert replayed.graphs.captures == 6 and replayed.graphs.replays == 6 * 2
     assert replayed.opt_d.param_groups[0]["capturable"]
     a, b = _weights(replayed), _weights(eager)
     assert all(torch.equal(a[k], b[k]) for k in a), "replayed and eager steps differ"
     logged = _logged_losses(tmp_path / "replayed")
-    assert len(logged) > 10 and logged == _logged_losses(tmp_path / "eager")
+    assert len(logged) >= 6 and logged == _logged_losses(tmp_path / "eager")
     first = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings)), GraphEmulator)
     first.run(stop_at=44)
     resumed = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings),
@@ -346,8 +347,8 @@ def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, devi
     fastpgan.set_backend("fused")
     try:
         trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch, precision="bf16",
-                               memory_format="channels_last", fade_kimg=0.012,
-                               stable_kimg=0.012, device=device))
+                               memory_format="channels_last", fade_kimg=0.008,
+                               stable_kimg=0.008, device=device))
         initial = {k: v.clone() for k, v in trainer.G.state_dict().items()}
         trainer.run()
     finally:
