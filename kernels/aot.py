@@ -189,12 +189,25 @@ def without_specs(modules: dict[str, types.ModuleType]) -> list[str]:
                   for kernel in kernels_of(module) if f"{name}.{kernel}" not in covered)
 
 
-def run(archs: tuple[int, ...] = ARCHS, workers: int | None = None) -> dict:
-    """Compiles every spec of every kernel module; returns {"results": [...], "missing":
-    [...]}, missing naming each kernel (module.kernel) that no spec compiles."""
+def parse_archs(text: str) -> dict[int, tuple[str, ...] | None]:
+    """"80:bf16,90" -> {80: ("bf16",), 90: None}: each compute capability, with the storage
+    dtypes to compile for it (None: all)."""
+    archs: dict[int, tuple[str, ...] | None] = {}
+    for entry in text.split(","):
+        arch, _, dtypes = entry.partition(":")
+        archs[int(arch)] = tuple(dtypes.split("+")) if dtypes else None
+    return archs
+
+
+def run(archs: dict[int, tuple[str, ...] | None] | None = None,
+        workers: int | None = None) -> dict:
+    """Compiles every spec of every kernel module for each arch (in the dtypes given for
+    it, default all of every arch in ARCHS); returns {"results": [...], "missing": [...]},
+    missing naming each kernel (module.kernel) that no spec compiles."""
+    archs = archs or dict.fromkeys(ARCHS)
     modules = kernel_modules()
     jobs = [(name, s, arch) for name, module in modules.items() for s in specs_of(module)
-            for arch in archs]
+            for arch, dtypes in archs.items() if dtypes is None or s.dtype in dtypes]
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         results = list(pool.map(compile_one, *zip(*jobs, strict=True))) if jobs else []
     return {"results": [asdict(r) for r in results], "missing": without_specs(modules)}
@@ -205,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--arch", default=",".join(map(str, ARCHS)),
-                        help="comma-separated compute capabilities (default: 80,90)")
+                        help="comma-separated compute capabilities, each optionally with "
+                             "the dtypes to compile for it, e.g. 80:bf16+fp32,90 "
+                             "(default: 80,90, all dtypes)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
-    report = run(tuple(int(a) for a in args.arch.split(",")))
+    report = run(parse_archs(args.arch))
     failed = [r for r in report["results"] if not r["ok"]]
     if args.json:
         print(json.dumps(report, indent=1))

@@ -73,6 +73,19 @@ def test_fid_is_zero_for_a_set_against_itself_and_symmetric():
         feature_statistics(a[:1])
 
 
+@pytest.mark.parametrize("n_a, n_b", [(12, 9), (40, 3), (2, 2)])
+def test_fid_from_fewer_samples_than_dimensions_equals_fid_of_their_statistics(n_a, n_b):
+    """The sample-space route (singular values of A^T B) and the statistics' route (two
+    D x D eigendecompositions, checked against scipy's sqrtm above) agree to the latter's
+    round-off: it takes square roots of the covariances' null space, about 1e-8 each."""
+    g = torch.Generator().manual_seed(n_a)
+    a = torch.randn(n_a, 64, generator=g, dtype=torch.float64)
+    b = torch.randn(n_b, 64, generator=g, dtype=torch.float64) * 1.3 + 0.2
+    expected = frechet_distance(*feature_statistics(a), *feature_statistics(b))
+    assert frechet_inception_distance(a, b) == pytest.approx(expected, rel=1e-7)
+    assert abs(frechet_inception_distance(a, a)) < 1e-9
+
+
 def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     m, d = 6, 5
     x = torch.randn(m, d, dtype=torch.float64)

@@ -479,7 +479,7 @@ def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-KILL_TRIALS = int(os.environ.get("FASTPGAN_KILL_TRIALS", "3"))
+KILL_TRIALS = int(os.environ.get("FASTPGAN_KILL_TRIALS", "2"))  # one in a write, one anywhere
 """Trials of the kill -9 test; CI runs a few, FASTPGAN_KILL_TRIALS=20 the full set."""
 
 

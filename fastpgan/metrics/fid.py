@@ -42,8 +42,28 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
 
 
 def frechet_inception_distance(real: Tensor, fake: Tensor) -> float:
-    """FID between two (N, D) feature sets."""
-    return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    """FID between two (N, D) feature sets.
+
+    With fewer samples than feature dimensions (FID during training, on a few thousand
+    images of 2048 features) it is computed from the samples themselves: with
+    cov_a = A A^T and cov_b = B B^T for the centred samples over sqrt(N - 1), the nonzero
+    spectrum of cov_a cov_b is that of (A^T B)(A^T B)^T, so tr((cov_a cov_b)^(1/2)) is the
+    sum of the singular values of A^T B (N_a x N_b), and tr(cov) is |A|^2: no D x D
+    decomposition. The same value as :func:`frechet_distance` of the statistics.
+    """
+    real = _check_features("frechet_inception_distance", real, 2)
+    fake = _check_features("frechet_inception_distance", fake, 2)
+    if min(real.shape[0], fake.shape[0]) >= real.shape[1]:
+        return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    a, b = (_centred_over_root(features) for features in (real, fake))
+    trace_sqrt = torch.linalg.svdvals(a @ b.T).sum()  # (A^T B) with a = A^T
+    difference = (real.mean(0) - fake.mean(0)).square().sum()
+    return float(difference + a.square().sum() + b.square().sum() - 2 * trace_sqrt)
+
+
+def _centred_over_root(features: Tensor) -> Tensor:
+    """(N, D) features minus their mean, over sqrt(N - 1): A with A^T A the covariance."""
+    return (features - features.mean(0)) / (features.shape[0] - 1) ** 0.5
 
 
 def kernel_inception_distance(real: Tensor, fake: Tensor, *, subsets: int = 100,
