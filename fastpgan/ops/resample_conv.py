@@ -24,6 +24,7 @@ convolution, at any order, and :mod:`fastpgan.ops.epilogue`'s differentiable bac
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -123,8 +124,9 @@ def resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
     return fused_epilogue(h, bias, epilogue, provider="extension")
 
 
-_frozen: list[WeakIdKeyDictionary] = []
-"""The kernels of the open :func:`frozen_weights` block, by weight (empty outside one)."""
+_frozen = threading.local()
+"""``store``: the kernels of this thread's open :func:`frozen_weights` block, by weight
+(None outside one)."""
 
 
 @contextlib.contextmanager
@@ -136,27 +138,27 @@ def frozen_weights() -> Iterator[None]:
     it: for generating, interpolating, projecting and evaluating. An in-place change that
     autograd sees (an optimizer step, ``copy_``, ``load_state_dict``) gives the weight a
     new version and so a new kernel; a change through ``.data`` is invisible to the
-    version counter, so make none inside the block. The kernels are dropped when the
-    outermost block ends. Nothing is kept while a CUDA graph is captured or the call is
-    traced (torch.compile, dispatch modes).
+    version counter, so make none inside the block. The block is this thread's; its
+    kernels are dropped when its outermost block ends. Nothing is kept while a CUDA graph
+    is captured or the call is traced (torch.compile, dispatch modes).
     """
-    outermost = not _frozen
+    outermost = getattr(_frozen, "store", None) is None
     if outermost:
-        _frozen.append(WeakIdKeyDictionary())
+        _frozen.store = WeakIdKeyDictionary()
     try:
         yield
     finally:
         if outermost:
-            _frozen.clear()
+            _frozen.store = None
 
 
 def _stride2_kernel(x: Tensor, weight: Tensor, up: bool, weight_gain: float) -> Tensor:
     """``fastpgan::resample_kernel`` of weight, from the :func:`frozen_weights` block's
     store where it applies."""
-    if (not _frozen or (weight.requires_grad and torch.is_grad_enabled()) or watched(weight)
+    store = getattr(_frozen, "store", None)
+    if (store is None or (weight.requires_grad and torch.is_grad_enabled()) or watched(weight)
             or (x.is_cuda and torch.cuda.is_current_stream_capturing())):
         return torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
-    store = _frozen[0]
     key = (weight._version, weight.data_ptr(), weight.dtype, up, weight_gain)
     kept = store.get(weight)
     if kept is None or kept[0] != key:
