@@ -211,8 +211,8 @@ def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tenso
 
 
 def _bias_act_impl(x: Tensor, bias: Tensor | None, slope: float, gain: float,
-                 clamp: float | None, pixel_norm: bool, eps: float,
-                 provider: str = "triton") -> tuple[Tensor, Tensor]:
+                   clamp: float | None, pixel_norm: bool, eps: float,
+                   provider: str = "triton") -> tuple[Tensor, Tensor]:
     x, y, r = _forward_buffers(x, pixel_norm)
     if x.numel():
         _kernels(provider).bias_act_forward(
@@ -256,9 +256,10 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
     return grad_y, torch.empty_like(y), db
 
 
-def _bias_act_backward_impl(grad_y: Tensor, y: Tensor, r: Tensor | None, grad_r: Tensor | None,
-                          bias_grad: bool, slope: float, gain: float, clamp: float | None,
-                          provider: str = "triton") -> tuple[Tensor, Tensor]:
+def _bias_act_backward_impl(grad_y: Tensor, y: Tensor, r: Tensor | None,
+                            grad_r: Tensor | None, bias_grad: bool, slope: float, gain: float,
+                            clamp: float | None,
+                            provider: str = "triton") -> tuple[Tensor, Tensor]:
     # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
     grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad and y.numel() == 0)
     if y.numel() == 0:
