@@ -154,7 +154,8 @@ def test_every_aot_spec_says_how_many_bytes_its_kernel_must_move():
 
 
 def test_every_op_is_registered_and_exported():
-    assert set(OPS) == {"adain", "bias_act", "conv2d_downsample", "minibatch_stddev",
+    assert set(OPS) == {"adain", "bias_act", "conv2d_downsample", "fir_conv2d_downsample",
+                        "fir_upsample2d", "fir_upsample_conv2d", "minibatch_stddev",
                         "modulated_conv2d", "pixel_norm", "upsample_conv2d"}
     for op in OPS.values():
         assert getattr(fastpgan.ops, op.name) is op.function
@@ -187,6 +188,9 @@ BAD_CALLS = {
     "adain": lambda f: f(_x3, torch.randn(2, 3), torch.randn(2, 3)),
     "bias_act": lambda f: f(_x3, torch.randn(4)),
     "conv2d_downsample": lambda f: f(_x3, torch.randn(5, 3, 3, 3)),
+    "fir_conv2d_downsample": lambda f: f(_x3, torch.randn(5, 3, 3, 3)),
+    "fir_upsample2d": lambda f: f(_x3),
+    "fir_upsample_conv2d": lambda f: f(_x3, torch.randn(5, 3, 3, 3)),
     "minibatch_stddev": lambda f: f(_x3),
     "modulated_conv2d": lambda f: f(_x3, torch.randn(5, 3, 3, 3), torch.randn(2, 3)),
     "pixel_norm": lambda f: f(torch.randn(3)),

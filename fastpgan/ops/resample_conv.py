@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -155,14 +155,22 @@ def frozen_weights() -> Iterator[None]:
 def _stride2_kernel(x: Tensor, weight: Tensor, up: bool, weight_gain: float) -> Tensor:
     """``fastpgan::resample_kernel`` of weight, from the :func:`frozen_weights` block's
     store where it applies."""
+    return derived_weight(x, weight, ("nearest", up, weight_gain),
+                          lambda: torch.ops.fastpgan.resample_kernel(weight, up, weight_gain))
+
+
+def derived_weight(x: Tensor, weight: Tensor, tag: tuple, build: Callable[[], Tensor]) -> Tensor:
+    """``build()``, a tensor derived from ``weight`` for a call on ``x`` (a resampling
+    convolution's kernel), kept in the open :func:`frozen_weights` block's store under
+    ``tag`` and the weight's version where that is safe (see there)."""
     store = getattr(_frozen, "store", None)
     if (store is None or (weight.requires_grad and torch.is_grad_enabled()) or watched(weight)
             or (x.is_cuda and torch.cuda.is_current_stream_capturing())):
-        return torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
-    key = (weight._version, weight.data_ptr(), weight.dtype, up, weight_gain)
+        return build()
+    key = (weight._version, weight.data_ptr(), weight.dtype, *tag)
     kept = store.get(weight)
     if kept is None or kept[0] != key:
-        kept = key, torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
+        kept = key, build()
         store[weight] = kept
     return kept[1]
 
