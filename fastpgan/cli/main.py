@@ -6,8 +6,11 @@
 - ``fastpgan project CKPT --target face.png``: the latent whose image is closest to a photo.
 - ``fastpgan style-mix CKPT --rows 1,2,3 --cols 4,5,6``: StyleGAN's style-mixing grid.
 - ``fastpgan metrics CKPT --data PATH``: SWD, FID and KID against a data set.
+- ``fastpgan convert PKL OUT``: a published NVlabs StyleGAN2-ADA or official ProGAN pickle
+  as safetensors folders, read without running anything from it.
 
-CKPT is a run folder, a saved generator folder or a training checkpoint file.
+CKPT is a run folder, a saved generator folder, a training checkpoint file, a published
+``.pkl`` or a folder ``fastpgan convert`` wrote.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from fastpgan.doctor import main as doctor
 from fastpgan.generate import commands, parse_seeds
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
-from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.models import GrowthStage, convert
 from fastpgan.models.common import check_resolution
+from fastpgan.models.sampling import is_style_based
 from fastpgan.runs import TrainedGenerator, load_trained
 
 
@@ -42,7 +46,8 @@ def _grid(text: str) -> int:
 
 def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
                        noise_mode: str = "const") -> None:
-    sub.add_argument("ckpt", help="run folder, saved generator folder or checkpoint file")
+    sub.add_argument("ckpt", help="run folder, saved generator folder, checkpoint file, "
+                                  "published .pkl or converted folder")
     if truncation:
         sub.add_argument("--truncation", type=float, default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
@@ -119,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--plot", default=None,
                      help="the plot for --every-checkpoint (default: CKPT/metrics.png)")
     met.add_argument("--out", default=None, help="also write the results to this JSON file")
+
+    conv = commands.add_parser("convert", help="a published network pickle (NVlabs "
+                                               "StyleGAN2-ADA, official ProGAN) as "
+                                               "safetensors folders")
+    conv.add_argument("pkl", help="the .pkl file (read without running anything from it)")
+    conv.add_argument("out", help="output folder: generator/, training-generator/, "
+                                  "discriminator/ and source.json")
     return parser
 
 
@@ -155,7 +167,7 @@ def _run(args: argparse.Namespace, device: str) -> str:
         writable_folder(out if OUT_IS_A_FOLDER[args.command] else out.parent, "--out")
     trained = load_trained(args.ckpt)
     G = trained.G
-    if isinstance(G, StyleGANGenerator):
+    if is_style_based(G):
         G.noise_mode = args.noise_mode
     if args.command == "metrics" and args.every_checkpoint:
         stage = None  # each checkpoint at its own
@@ -212,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "doctor":
         return doctor()
+    if args.command == "convert":
+        try:
+            written = convert(args.pkl, args.out)
+        except ValueError as exc:
+            print(f"fastpgan convert: error: {exc}", file=sys.stderr)
+            return 2
+        for role, folder in written.items():
+            print(f"fastpgan convert: {role} -> {folder}")
+        return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         print(f"fastpgan {args.command}: {_run(args, device)}")

@@ -9,7 +9,17 @@ import torch
 from torch import Tensor, nn
 
 from fastpgan.generate.latents import seed_latents, slerp
-from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.models import GrowthStage
+from fastpgan.models.sampling import (
+    check_unconditional,
+    is_style_based,
+    render,
+    style_count,
+    style_resolution,
+    synthesize,
+    to_w,
+    w_average,
+)
 from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
@@ -18,13 +28,11 @@ def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
             stage: GrowthStage | None) -> Tensor:
     """G's images at ``stage`` (None: G's full resolution) for latents z, in chunks, as
     float32 on the CPU."""
-    if truncation != 1.0 and not isinstance(G, StyleGANGenerator):
+    if truncation != 1.0 and not is_style_based(G):
         raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
-    stage = stage or G.full_stage
-    kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
-    kwargs.update(resolution=stage.resolution, alpha=stage.alpha)
+    check_unconditional(G)
     with torch.no_grad(), frozen_weights():
-        return torch.cat([G(chunk.to(device), **kwargs).float().cpu()
+        return torch.cat([render(G, chunk.to(device), stage, truncation).float().cpu()
                           for chunk in z.split(32)])
 
 
@@ -63,7 +71,7 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
                          f"got {steps}")
     if mode not in ("slerp", "lerp") or space not in ("z", "w"):
         raise ValueError(f"--mode must be slerp or lerp and --space z or w, got {mode}, {space}")
-    if space == "w" and not isinstance(G, StyleGANGenerator):
+    if space == "w" and not is_style_based(G):
         raise ValueError("--space w needs a StyleGAN generator")
     G = G.to(device)
     stage = stage or G.full_stage
@@ -76,13 +84,14 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
         frames = _images(G, walk.reshape(-1, G.latent_dim), truncation, device, stage)
     else:
         with torch.no_grad():
-            w = G.mapping(z.to(device)).cpu()
+            w = to_w(G, z.to(device)).cpu()
             if truncation != 1.0:
-                w = G.w_avg.cpu().lerp(w, truncation)
+                w = w_average(G).cpu().lerp(w, truncation)
             walk = torch.lerp(w[:, None].double(), torch.roll(w, -1, 0)[:, None].double(), t)
-            walk = walk.reshape(-1, 1, G.w_dim).float().expand(-1, stage.style_layers, -1)
-            frames = torch.cat([G.synthesis(chunk.to(device), stage.index, stage.alpha)
-                                .float().cpu() for chunk in walk.split(32)])
+            walk = walk.reshape(-1, 1, G.w_dim).float().expand(-1, style_count(G, stage), -1)
+            with frozen_weights():
+                frames = torch.cat([synthesize(G, chunk.to(device), stage).float().cpu()
+                                    for chunk in walk.split(32)])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_animation([frame[None] for frame in frames], out, frame_ms=frame_ms)
@@ -95,17 +104,16 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
 LAYER_GROUPS = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
 
-def mixing_layers(G: StyleGANGenerator, layers: str,
-                  stage: GrowthStage | None = None) -> list[int]:
+def mixing_layers(G: nn.Module, layers: str, stage: GrowthStage | None = None) -> list[int]:
     """Style inputs named by "coarse" (4-8 px), "middle" (16-32 px), "fine" (64 px and up),
-    as in the StyleGAN paper's figure 3, or by an index range "A-B" of the
-    2 * log2(R / 2) inputs at ``stage``'s resolution R (None: G's full one). ValueError if
-    it names none of them."""
+    as in the StyleGAN paper's figure 3, or by an index range "A-B" of the inputs at
+    ``stage``'s resolution (None: G's full one; StyleGAN: 2 * log2(R / 2) of them,
+    StyleGAN2: G.num_ws). ValueError if it names none of them."""
     stage = stage or G.full_stage
-    count = stage.style_layers
+    count = style_count(G, stage)
     if layers in LAYER_GROUPS:
         low, high = LAYER_GROUPS[layers]
-        picked = [i for i in range(count) if low <= 4 << (i // 2) <= high]
+        picked = [i for i in range(count) if low <= style_resolution(G, i) <= high]
     else:
         try:
             first, last = (int(v) for v in layers.split("-"))
@@ -128,28 +136,28 @@ def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *
     cell (i, j) is row seed i's image with the styles of ``layers`` taken from column
     seed j. ``stage`` as in :func:`generate`.
     """
-    if not isinstance(G, StyleGANGenerator):
+    if not is_style_based(G):
         raise ValueError("style mixing needs a StyleGAN generator (ProGAN has no styles)")
     if not rows or not cols:
         raise ValueError("style mixing needs at least one row seed and one column seed")
     G = G.to(device)
     stage = stage or G.full_stage
     picked = torch.tensor(mixing_layers(G, layers, stage), device=device)
-    with torch.no_grad():
-        w = G.mapping(seed_latents(rows + cols, G.latent_dim).to(device))
-        w = G.w_avg.lerp(w, truncation)
+    count = style_count(G, stage)
+    with torch.no_grad(), frozen_weights():
+        w = to_w(G, seed_latents(rows + cols, G.latent_dim).to(device))
+        w = w_average(G).lerp(w, truncation)
         w_rows, w_cols = w[:len(rows)], w[len(rows):]
-        ws = w_rows[:, None, None].repeat(1, len(cols), stage.style_layers, 1)
+        ws = w_rows[:, None, None].repeat(1, len(cols), count, 1)
         ws[:, :, picked] = w_cols[None, :, None]
 
-        def render(styles: Tensor) -> Tensor:
-            return G.synthesis(styles.expand(-1, stage.style_layers, -1)
-                               if styles.shape[1] == 1 else styles,
-                               stage.index, stage.alpha).float().cpu()
+        def images(styles: Tensor) -> Tensor:
+            return synthesize(G, styles.expand(-1, count, -1) if styles.shape[1] == 1
+                              else styles, stage).float().cpu()
 
-        col_images = render(w_cols[:, None])
-        row_images = render(w_rows[:, None])
-        mixed = render(ws.flatten(0, 1)).view(len(rows), len(cols), *col_images.shape[1:])
+        col_images = images(w_cols[:, None])
+        row_images = images(w_rows[:, None])
+        mixed = images(ws.flatten(0, 1)).view(len(rows), len(cols), *col_images.shape[1:])
     blank = torch.full_like(col_images[:1], -1.0)
     grid = [torch.cat([blank, col_images])]
     grid += [torch.cat([row_images[i:i + 1], mixed[i]]) for i in range(len(rows))]

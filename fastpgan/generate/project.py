@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from fastpgan.data.cache import load_square
 from fastpgan.generate.latents import seed_latents
 from fastpgan.metrics.inception import InceptionPerceptualDistance
-from fastpgan.models import GrowthStage, StyleGANGenerator
+from fastpgan.models import GrowthStage
+from fastpgan.models.sampling import is_style_based, style_count, synthesize, to_w
 from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
@@ -57,9 +58,8 @@ def load_target(path: str | os.PathLike, resolution: int, channels: int) -> Tens
 
 
 def _render(G: nn.Module, latents: Tensor, stage: GrowthStage) -> Tensor:
-    if isinstance(G, StyleGANGenerator):
-        ws = latents[:, None].expand(-1, stage.style_layers, -1)
-        return G.synthesis(ws, stage.index, stage.alpha)
+    if is_style_based(G):
+        return synthesize(G, latents[:, None].expand(-1, style_count(G, stage), -1), stage)
     return G(latents, stage.resolution, stage.alpha)
 
 
@@ -86,9 +86,9 @@ def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: 
     distribution: the seeded candidates nearest the target in pixels, and for StyleGAN
     the mean w first."""
     with torch.no_grad():
-        if isinstance(G, StyleGANGenerator):
+        if is_style_based(G):
             z = torch.randn(W_SAMPLES, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-            w = torch.cat([G.mapping(chunk.to(device)) for chunk in z.split(512)])
+            w = torch.cat([to_w(G, chunk.to(device)) for chunk in z.split(512)])
             mean = w.mean(0)
             spread = float((w - mean).square().sum(1).mean().div(w.shape[1]).sqrt())
             pool, first = w[:candidates], [mean[None]]
@@ -145,7 +145,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
     noise_rng = torch.Generator(device=device).manual_seed(seed)
-    result = Projection("w" if isinstance(G, StyleGANGenerator) else "z", loss, starts[0],
+    result = Projection("w" if is_style_based(G) else "z", loss, starts[0],
                         target.cpu(), target.cpu())
     keep_every = max(1, steps // max(frames, 1))
     from tqdm import tqdm

@@ -27,7 +27,8 @@ from fastpgan.data.loader import subset_indices, to_model_range, to_uint8
 from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
-from fastpgan.models import StyleGANGenerator
+from fastpgan.models import GrowthStage
+from fastpgan.models.sampling import check_unconditional, is_style_based, render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import checkpoint_generator, list_checkpoints, load_checkpoint
 
@@ -59,15 +60,15 @@ def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch
     """uint8 batches of ``num`` images from G's latents drawn with ``seed`` (StyleGAN's
     random noise too: it is drawn from the global RNG, seeded here and restored after), at
     ``resolution`` (default G's full one) with the newest block weighted by ``alpha``."""
-    kwargs = {"truncation_psi": truncation} if isinstance(G, StyleGANGenerator) else {}
-    kwargs.update(resolution=resolution or G.resolution, alpha=alpha)
+    stage = GrowthStage(resolution or G.resolution, alpha)
+    check_unconditional(G)
     latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         for z in latents.split(batch):
             with torch.no_grad():
-                yield to_uint8(G(z.to(device), **kwargs))
+                yield to_uint8(render(G, z.to(device), stage, truncation))
 
 
 def _progress(batches: Iterator[Tensor], total: int, desc: str, enabled: bool = True
@@ -200,7 +201,7 @@ def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metric
     results = []
     for file in tqdm(files, desc="checkpoints", unit="ckpt"):
         trained = checkpoint_generator(load_checkpoint(file), file)
-        if isinstance(trained.G, StyleGANGenerator):
+        if is_style_based(trained.G):
             trained.G.noise_mode = noise_mode
         result = evaluate(trained.G, data, metrics, resolution=trained.stage.resolution,
                           alpha=trained.stage.alpha, **options)

@@ -1,9 +1,11 @@
 """save_pretrained / from_pretrained: a network as safetensors weights plus a JSON config.
 
 A saved folder holds ``config.json`` (the class name and its constructor arguments) and
-``model.safetensors`` (parameters and persistent buffers). Loading needs only fastpgan's
-models, not the training code. Both files are written atomically (a temporary file, then
-a rename), so an interrupted save never leaves a half-written file behind.
+``model.safetensors`` (parameters and persistent buffers). ``from_pretrained`` also takes
+a published pickle file (:mod:`fastpgan.models.published` registers its reader here).
+Loading needs only fastpgan's models, not the training code. Both files are written
+atomically (a temporary file, then a rename), so an interrupted save never leaves a
+half-written file behind.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 _classes: dict[str, type[Pretrained]] = {}
+_file_readers: list[Callable[[type[Pretrained], Path], Pretrained]] = []
+
+
+def register_file_reader(reader: Callable[[type[Pretrained], Path], Pretrained]) -> None:
+    """Makes ``from_pretrained(file)`` return ``reader(cls, file)`` for a path that is a
+    file (a published pickle) rather than a saved folder."""
+    _file_readers.append(reader)
 
 
 class Pretrained(nn.Module):
@@ -67,9 +76,16 @@ class Pretrained(nn.Module):
 
         ``overrides`` replace saved constructor arguments (e.g. ``backend="reference"``).
         Called on :class:`Pretrained` itself, it builds whichever class was saved.
+        ``path`` may also be a published pickle (NVlabs StyleGAN2-ADA, official ProGAN):
+        its D for a discriminator class, its G_ema otherwise (``overrides`` do not apply).
         Raises ValueError naming the file or the keys and shapes that do not fit.
         """
         folder = Path(path)
+        if folder.is_file() and _file_readers:
+            if overrides:
+                raise ValueError(f"{folder}: overrides apply to saved folders, not pickles; "
+                                 "convert it first (fastpgan convert)")
+            return _file_readers[0](cls, folder)
         try:
             saved = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
             name, config = saved["class"], saved["config"]

@@ -11,9 +11,11 @@ from typing import Any
 
 from torch import nn
 
-from fastpgan.models import GrowthStage, Pretrained, ProGANGenerator, StyleGANGenerator
+from fastpgan.models import GrowthStage, Pretrained, ProGANGenerator, load
 from fastpgan.models.architectures import architecture
 from fastpgan.models.pretrained import load_checked
+from fastpgan.models.published import SOURCE_FILE
+from fastpgan.models.sampling import STYLE_BASED
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint
 from fastpgan.runs.schedule import build_phases, phase_at
 
@@ -59,10 +61,15 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
 
     ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``,
     trained to the end), a run folder (its ``generator/``, else its newest checkpoint),
-    or a training checkpoint file, whose EMA generator is used. Raises ValueError naming
-    what could not be read.
+    a training checkpoint file, whose EMA generator is used, a published ``.pkl``
+    (NVlabs StyleGAN2-ADA or official ProGAN: its G_ema / Gs) or a folder ``fastpgan
+    convert`` wrote. Raises ValueError naming what could not be read.
     """
     path = Path(path)
+    if (path.is_file() and path.suffix == ".pkl") or (path / SOURCE_FILE).exists():
+        networks = load(path)
+        G = networks.generator()
+        return TrainedGenerator(G.eval(), networks.stage or G.full_stage, None, path)
     if path.is_dir() and (path / "generator" / "config.json").exists():
         path = path / "generator"
     elif path.is_dir() and not (path / "config.json").exists():
@@ -73,7 +80,7 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
         path = newest
     if path.is_dir():
         model = Pretrained.from_pretrained(path)
-        if isinstance(model, (ProGANGenerator, StyleGANGenerator)):
+        if isinstance(model, (ProGANGenerator, *STYLE_BASED)):
             return TrainedGenerator(model.eval(), model.full_stage, None, path)
         raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
     if not path.exists():

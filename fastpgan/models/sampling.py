@@ -1,0 +1,84 @@
+"""One way to drive every generator: what the generator commands, the projection and
+the metrics call, whether G is ProGAN's, StyleGAN's (growing, ``G(z, resolution,
+alpha)``) or StyleGAN2's (NVlabs' ``G(z, c)``, one resolution)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from fastpgan.models.common import GrowthStage
+from fastpgan.models.stylegan import StyleGANGenerator
+from fastpgan.models.stylegan2 import StyleGAN2Generator
+
+STYLE_BASED = (StyleGANGenerator, StyleGAN2Generator)
+
+
+def is_style_based(G: nn.Module) -> bool:
+    """Whether G has a w space and styles (StyleGAN, StyleGAN2)."""
+    return isinstance(G, STYLE_BASED)
+
+
+def check_unconditional(G: nn.Module) -> None:
+    """ValueError for a conditional StyleGAN2 model, which the commands cannot label."""
+    if isinstance(G, StyleGAN2Generator) and G.c_dim:
+        raise ValueError(f"this StyleGAN2 generator is conditional ({G.c_dim} classes); the "
+                         "commands take unconditional ones: call G(z, c) with one-hot labels "
+                         "from Python")
+
+
+def render(G: nn.Module, z: Tensor, stage: GrowthStage | None = None,
+           truncation: float = 1.0) -> Tensor:
+    """G's images for latents z at ``stage`` (None: G's full resolution), truncated by
+    psi = ``truncation`` in w (style-based generators only)."""
+    if truncation != 1.0 and not is_style_based(G):
+        raise ValueError("truncation needs a style-based generator (ProGAN has no w space)")
+    stage = stage or G.full_stage
+    if isinstance(G, StyleGAN2Generator):
+        _check_stage(G, stage)
+        check_unconditional(G)
+        return G(z, None, truncation_psi=truncation)
+    kwargs = {"truncation_psi": truncation} if is_style_based(G) else {}
+    return G(z, resolution=stage.resolution, alpha=stage.alpha, **kwargs)
+
+
+def to_w(G: nn.Module, z: Tensor) -> Tensor:
+    """w (N, w_dim) for z: the mapping network's output, untruncated."""
+    if isinstance(G, StyleGAN2Generator):
+        check_unconditional(G)
+        return G.mapping(z, None, skip_w_avg_update=True)[:, 0]
+    return G.mapping(z)
+
+
+def w_average(G: nn.Module) -> Tensor:
+    """The running average of w kept by G's training (the truncation's centre)."""
+    return G.mapping.w_avg if isinstance(G, StyleGAN2Generator) else G.w_avg
+
+
+def style_count(G: nn.Module, stage: GrowthStage | None = None) -> int:
+    """How many w inputs G's synthesis takes at ``stage`` (None: the full resolution)."""
+    if isinstance(G, StyleGAN2Generator):
+        return G.num_ws
+    return (stage or G.full_stage).style_layers
+
+
+def style_resolution(G: nn.Module, index: int) -> int:
+    """The resolution of the layers the w input ``index`` styles (StyleGAN2's toRGB styles
+    share the next block's first w, as NVlabs splits them)."""
+    if isinstance(G, StyleGAN2Generator):
+        return 4 << ((index + 1) // 2)
+    return 4 << (index // 2)
+
+
+def synthesize(G: nn.Module, ws: Tensor, stage: GrowthStage | None = None) -> Tensor:
+    """Images from per-input styles ws (N, :func:`style_count`, w_dim)."""
+    stage = stage or G.full_stage
+    if isinstance(G, StyleGAN2Generator):
+        _check_stage(G, stage)
+        return G.synthesis(ws, noise_mode=G.noise_mode)
+    return G.synthesis(ws, stage.index, stage.alpha)
+
+
+def _check_stage(G: StyleGAN2Generator, stage: GrowthStage) -> None:
+    if stage != G.full_stage:
+        raise ValueError(f"a StyleGAN2 generator renders only at its {G.img_resolution}x"
+                         f"{G.img_resolution} (it does not grow), not {stage.describe()}")
