@@ -34,6 +34,12 @@ from fastpgan.ops import (
     bias_act_reference,
     conv2d_downsample,
     conv2d_downsample_reference,
+    fir_conv2d_downsample,
+    fir_conv2d_downsample_reference,
+    fir_upsample2d,
+    fir_upsample2d_reference,
+    fir_upsample_conv2d,
+    fir_upsample_conv2d_reference,
     minibatch_stddev,
     minibatch_stddev_reference,
     modulated_conv2d,
@@ -139,11 +145,36 @@ def _resample(op, reference, low):
     return draw
 
 
+def _fir(op, reference, down):
+    def draw(rng):
+        i, o, k = rng.randint(1, 12), rng.randint(1, 12), rng.choice([1, 3])
+        weight, bias = torch.randn(o, i, k, k), torch.randn(o) if rng.random() < 0.7 else None
+        kwargs = dict(weight_gain=(i * k * k) ** -0.5, act=rng.choice(["linear", "lrelu"]),
+                      taps=rng.choice([(1, 3, 3, 1), (1, 1), (1, 2, 4, 3)]))
+        h, w = _map(rng)
+        return (lambda x, **b: op(x, weight, bias, **kwargs, **b),
+                lambda x: reference(x, _like(weight, x), _like(bias, x), **kwargs),
+                _activations(rng, (rng.randint(1, 4), i, *((2 * h, 2 * w) if down
+                                                             else (h, w)))))
+    return draw
+
+
+def _fir_upsample(rng):
+    taps = rng.choice([(1, 3, 3, 1), (1, 1)])
+    return (lambda x, **b: fir_upsample2d(x, taps, **b),
+            lambda x: fir_upsample2d_reference(x, taps),
+            _activations(rng, (rng.randint(1, 4), rng.randint(1, 6), *_map(rng))))
+
+
 DRAWS = {"bias_act": _bias_act, "pixel_norm": _pixel_norm,
          "minibatch_stddev": _minibatch_stddev, "adain": _adain,
          "modulated_conv2d": _modulated_conv,
          "upsample_conv2d": _resample(upsample_conv2d, upsample_conv2d_reference, 1),
-         "conv2d_downsample": _resample(conv2d_downsample, conv2d_downsample_reference, 2)}
+         "conv2d_downsample": _resample(conv2d_downsample, conv2d_downsample_reference, 2),
+         "fir_upsample_conv2d": _fir(fir_upsample_conv2d, fir_upsample_conv2d_reference, False),
+         "fir_conv2d_downsample": _fir(fir_conv2d_downsample, fir_conv2d_downsample_reference,
+                                       True),
+         "fir_upsample2d": _fir_upsample}
 
 
 def test_every_registered_op_is_drawn():

@@ -19,6 +19,7 @@ from fastpgan.cli.train import build_parser, config_from_args
 from fastpgan.cli.train import main as train_main
 from fastpgan.data import build_cache
 from fastpgan.metrics import sliced_wasserstein_distance
+from fastpgan.models import Pretrained, StyleGAN2Generator
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
@@ -141,6 +142,31 @@ def test_ema_warms_up_then_decays_at_the_set_rate():
     ema.updates = 10**6
     ema.update(live)
     assert ema.model.weight.item() == pytest.approx(0.9 + 0.1 * 0.001)
+
+
+def test_ema_half_life_follows_nvlabs_with_its_ramp_up():
+    live = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(live, half_life_kimg=10, rampup=0.05)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+        ema.model.weight.fill_(0.0)
+    ema.update(live, batch=32, shown=6400)  # half-life min(10000, 0.05 * 6400) = 320
+    assert ema.model.weight.item() == pytest.approx(1 - 0.5 ** (32 / 320))
+    assert ema.decay_at(32, 10**7) == pytest.approx(0.5 ** (32 / 10_000))
+    assert EMA(live, half_life_kimg=10).decay_at(32, 0) == pytest.approx(0.5 ** (32 / 10_000))
+    with pytest.raises(ValueError, match="must be > 0"):
+        EMA(live, half_life_kimg=0)
+
+
+def test_stylegan2_cli_defaults_are_nvlabs():
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(["--arch", "stylegan2", *argv]))
+
+    c = config("--data", "x")
+    assert (c.loss, c.ema_kimg, c.ema_rampup, c.fmap_base) == ("logistic-r1", 10, 0.05, 16384)
+    c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512")
+    assert (c.loss, c.ema_kimg, c.fmap_base) == ("wgan-gp", 2, 512)
+    assert config_from_args(build_parser().parse_args(["--data", "x"])).ema_kimg is None
 
 
 def test_swd_ranks_a_wrong_distribution_far_above_a_second_sample():
@@ -279,6 +305,29 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(faces, tmp_path
         "the generator trained"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stylegan2_trains_at_one_resolution_and_resumes_exactly(faces, tmp_path, precision):
+    """--arch stylegan2: one stabilization at the final resolution, lazy R1, style mixing,
+    NVlabs' EMA; interrupted and resumed, it ends with the straight run's weights."""
+    settings = dict(arch="stylegan2", loss="logistic-r1", precision=precision,
+                    total_kimg=0.072, ema_kimg=0.01, ema_rampup=0.05)
+    straight = Trainer(tiny(faces, tmp_path / "a", **settings))
+    assert [(p.resolution, p.fading) for p in straight.phases] == [(8, False)]
+    assert straight.G.style_mixing_prob == 0.9
+    straight.run()
+    first = Trainer(tiny(faces, tmp_path / "b", **settings))
+    first.run(stop_at=44)
+    resumed = Trainer(tiny(faces, tmp_path / "b", **settings), resume="latest")
+    assert resumed.shown == 40
+    resumed.run()
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    G = Pretrained.from_pretrained(tmp_path / "a" / "generator")
+    assert isinstance(G, StyleGAN2Generator) and G.img_resolution == 8
+    assert torch.equal(G.state_dict()["synthesis.b8.conv0.weight"],
+                       straight.ema.model.state_dict()["synthesis.b8.conv0.weight"])
+
+
 class _CaptureFails(GraphEmulator):
     def capture(self, step):
         raise RuntimeError("capture refused")
@@ -298,7 +347,8 @@ def _logged_losses(out) -> list[dict]:
             if "d_loss" in r]
 
 
-@pytest.mark.parametrize("arch, loss", [("progan", "wgan-gp"), ("stylegan", "logistic-r1")])
+@pytest.mark.parametrize("arch, loss", [("progan", "wgan-gp"), ("stylegan", "logistic-r1"),
+                                        ("stylegan2", "logistic-r1")])
 def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, monkeypatch,
                                                             arch, loss):
     """The step as a CUDA graph replays it (tests/helpers.py's GraphEmulator: the recorded
@@ -310,7 +360,7 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
     monkeypatch.setattr(sys.modules["torch.optim.adam"], "_get_capturable_supported_devices",
                         lambda supports_xla=True: ["cpu"])
     settings = dict(arch=arch, loss=loss, reg_interval=2, log_every=3, fade_kimg=0.032,
-                    stable_kimg=0.032)
+                    stable_kimg=0.032, total_kimg=0.096 if arch == "stylegan2" else None)
     replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
                             GraphEmulator)
     replayed.run()
@@ -318,9 +368,12 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
         eager = _with_graphs(Trainer(tiny(faces, tmp_path / "eager", **settings)),
                              _CaptureFails)
         eager.run()
-    # 4x4 stable, 8x8 fade-in, 8x8 stable, 8 steps each: 4 with the penalty and 4
-    # without, 2 of them eager warm-ups (graphs are reset at every phase start)
-    assert replayed.graphs.captures == 6 and replayed.graphs.replays == 6 * 2
+    # 24 steps (ProGAN, StyleGAN: 4x4 stable, 8x8 fade-in and stable, 8 steps each;
+    # StyleGAN2: one phase): per phase two variants, with the penalty and without, each
+    # an eager warm-up and a capture first (graphs are reset at every phase start)
+    phases = len(replayed.phases)
+    assert replayed.graphs.captures == 2 * phases
+    assert replayed.graphs.replays == 24 - 4 * phases
     assert replayed.opt_d.param_groups[0]["capturable"]
     a, b = _weights(replayed), _weights(eager)
     assert all(torch.equal(a[k], b[k]) for k in a), "replayed and eager steps differ"
@@ -335,7 +388,7 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
     assert all(torch.equal(a[k], c[k]) for k in a), "resuming a replayed run changed it"
 
 
-@pytest.mark.parametrize("arch", ["progan", "stylegan"])
+@pytest.mark.parametrize("arch", ["progan", "stylegan", "stylegan2"])
 def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, device, arch):
     """What a GPU run does by default: the fused ops (Triton's interpreter and the CPU
     extension here, the GPU where there is one: Triton cannot launch on CPU tensors
@@ -358,8 +411,9 @@ def test_fused_ops_train_channels_last_under_bf16_autocast(faces, tmp_path, devi
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("arch", ["progan", "stylegan"])
-def test_trains_on_cuda_with_the_defaults(faces, tmp_path, arch):
+@pytest.mark.parametrize("arch,swd_at", [("progan", [8, 4, 8, 8]), ("stylegan", [8, 4, 8, 8]),
+                                         ("stylegan2", [8, 8])])
+def test_trains_on_cuda_with_the_defaults(faces, tmp_path, arch, swd_at):
     """A GPU run's defaults: bf16 autocast, channels_last, the Triton kernels and the
     CUDA extension, --batch auto, SWD at phase ends, GPU figures in the log."""
     trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch, device="cuda", precision=None,
@@ -372,7 +426,7 @@ def test_trains_on_cuda_with_the_defaults(faces, tmp_path, arch):
     steps = [r for r in records if "d_loss" in r]
     assert steps and steps[-1]["gpu_mem_gib"] > 0
     assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in steps)
-    assert [r["resolution"] for r in records if r.get("event") == "swd"] == [8, 4, 8, 8]
+    assert [r["resolution"] for r in records if r.get("event") == "swd"] == swd_at
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

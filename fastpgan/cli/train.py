@@ -30,6 +30,9 @@ DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_k
             sample_kimg=3.0, swd_images=200, out="runs/demo")
 DEFAULTS = {name: default(name) for name in DEMO}
 """The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
+STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05)
+"""--arch stylegan2's own defaults (NVlabs' stylegan2-ada-pytorch), where not given; with
+--data also config F's channels, --fmap-base 16384 (NVlabs' channel_base 32768)."""
 SCHEDULE_ARGUMENTS = ("resolution", "fade_kimg", "stable_kimg")
 """The options that change a preset's schedule."""
 OFFICIAL_TOTAL_KIMG = 12000.0
@@ -74,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help=f"run folder for checkpoints, samples, log and plot "
                                  f"{_presets('out')}")
     p.add_argument("--arch", default=default("arch"), choices=ARCHS,
-                   help="ProGAN's generator, or StyleGAN's (both with ProGAN's discriminator)")
+                   help="ProGAN's generator, or StyleGAN's (both with ProGAN's "
+                        "discriminator, growing), or StyleGAN2 config F at --resolution only "
+                        "(logistic + lazy R1 and NVlabs' EMA by default)")
     p.add_argument("--resolution", type=int,
                    help=f"final resolution, a power of two {_presets('resolution')}")
     p.add_argument("--loss", choices=LOSSES,
@@ -107,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"lengthen the last stabilization so the run shows this many kimg "
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
                         f"{DEMO['total_kimg']:g} for the demo)")
+    p.add_argument("--ema-kimg", type=float,
+                   help="NVlabs' EMA: a half-life of this many kimg instead of the fixed "
+                        "decay (default: 10 for stylegan2, else off)")
+    p.add_argument("--ema-rampup", type=float,
+                   help="with --ema-kimg: the half-life at most this times the images shown "
+                        "(default: 0.05 for stylegan2)")
     p.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint file")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that holds a run, removing its checkpoints, "
@@ -164,6 +175,11 @@ def config_from_args(args: argparse.Namespace):
     if (values["total_kimg"] is None and values["batch"] == "official"
             and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
+    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup)
+    if args.arch == "stylegan2":
+        values.update({k: v for k, v in STYLEGAN2.items() if getattr(args, k) is None})
+        if args.data is not None and args.fmap_base is None:
+            values["fmap_base"] = 16384
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,

@@ -123,12 +123,16 @@ class ProGANDiscriminator(GrowingNetwork):
         mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's largest
             group (any batch size works: see ``MinibatchStdDev``'s fit_batch) and channel
             groups.
+        fused_scale: each block's second convolution and its 2x2 average pool as one
+            stride-2 convolution, the leaky ReLU after the pool (the official TensorFlow
+            code's default); False: convolution, bias, leaky ReLU, then the pool (the
+            paper's table 2, and the published pickles converted from Theano).
     """
 
     def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
                  fmap_max: int = 512, img_channels: int = 3, *, negative_slope: float = 0.2,
                  mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
-                 backend: str | None = None) -> None:
+                 fused_scale: bool = True, backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("ProGANDiscriminator", resolution)
         check_channels("ProGANDiscriminator", resolution, fmap_base, fmap_max)
@@ -144,7 +148,9 @@ class ProGANDiscriminator(GrowingNetwork):
             for res in [4, *resolutions])
         self.blocks = nn.ModuleList(
             nn.Sequential(EqualizedConv2d(nf(res), nf(res), 3, padding=1, **act),
-                          ConvDownsample2d(nf(res), nf(res // 2), 3, **act))
+                          *([ConvDownsample2d(nf(res), nf(res // 2), 3, **act)] if fused_scale
+                            else [EqualizedConv2d(nf(res), nf(res // 2), 3, padding=1, **act),
+                                  nn.AvgPool2d(2)]))
             for res in resolutions)
         self.fade = FadeIn()
         self.mbstd = MinibatchStdDev(mbstd_group_size, mbstd_num_channels, fit_batch=True,

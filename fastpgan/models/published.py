@@ -76,7 +76,8 @@ class Networks:
 
 def load(path: str | os.PathLike) -> Networks:
     """The networks in ``path``: an NVlabs StyleGAN2-ADA ``.pkl``, an official ProGAN
-    ``.pkl``, a folder :func:`convert` wrote, or one ``save_pretrained`` folder.
+    ``.pkl``, a folder :func:`convert` wrote, or one ``save_pretrained`` folder; every
+    network in eval mode, on the CPU, in float32.
 
     Raises ValueError (RefusedPickleError for a pickle naming a global outside the
     allow-list) that names the file and what could not be read.
@@ -129,7 +130,7 @@ def _sha256(path: Path) -> str:
 
 def _read_folder(path: Path) -> Networks:
     if (path / CONFIG_FILE).exists():
-        model = Pretrained.from_pretrained(path)
+        model = Pretrained.from_pretrained(path).eval()
         role = "D" if isinstance(model, (StyleGAN2Discriminator, ProGANDiscriminator)) else "G_ema"
         return Networks(**{role: model})
     folders = {role: path / name for role, name in FOLDERS.items()
@@ -141,7 +142,7 @@ def _read_folder(path: Path) -> Networks:
     if (path / SOURCE_FILE).exists():
         source = json.loads((path / SOURCE_FILE).read_text(encoding="utf-8"))
     stage = source.get("stage")
-    return Networks(**{role: Pretrained.from_pretrained(f) for role, f in folders.items()},
+    return Networks(**{role: Pretrained.from_pretrained(f).eval() for role, f in folders.items()},
                     kind=source.get("kind", "fastpgan"),
                     stage=None if stage is None else GrowthStage(**stage),
                     info=source.get("info", {}))
@@ -270,7 +271,8 @@ def _progan_network(net: TFNetwork, where: str) -> tuple[Pretrained, GrowthStage
         state = _progan_generator_state(variables, log2, kw.get("fused_scale", True), where)
     elif net.build_func_name == "D_paper":
         model = ProGANDiscriminator(resolution, 512, fmap_base, fmap_max, channels,
-                                    mbstd_group_size=kw.get("mbstd_group_size", 4))
+                                    mbstd_group_size=kw.get("mbstd_group_size", 4),
+                                    fused_scale=kw.get("fused_scale", True))
         state = _progan_discriminator_state(variables, log2, kw.get("fused_scale", True), where)
     else:
         raise ValueError(f"{where}: a tfutil.Network built by {net.build_func_name!r}, not "
@@ -332,7 +334,7 @@ def _progan_discriminator_state(variables: dict[str, Tensor], log2: int, fused: 
         lod = log2 - 2 - stage
         state[f"from_rgb.{stage}.weight"] = _conv(take(f"FromRGB_lod{lod}/weight"))
         state[f"from_rgb.{stage}.bias"] = take(f"FromRGB_lod{lod}/bias")
-    down = "Conv1_down" if fused else "Conv1"  # the separate one is followed by avg pooling
+    down = "Conv1_down" if fused else "Conv1"  # the separate one: act, then avg pooling
     for i, res in enumerate(2 ** k for k in range(3, log2 + 1)):
         scope = f"{res}x{res}"
         state[f"blocks.{i}.0.weight"] = _conv(take(f"{scope}/Conv0/weight"))

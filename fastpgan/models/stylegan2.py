@@ -107,14 +107,15 @@ class StyleGAN2Mapping(nn.Module):
             x = getattr(self, f"fc{i}")(x)
         if self.w_avg_beta is not None and self.training and not skip_w_avg_update:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(0).lerp(self.w_avg,
+                                                                              self.w_avg_beta))
         if self.num_ws is None:
             return x
         ws = x.unsqueeze(1).expand(-1, self.num_ws, -1)
         if truncation_psi != 1:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
             pull = torch.arange(self.num_ws, device=ws.device).view(1, -1, 1) < cutoff
-            ws = torch.where(pull, self.w_avg.lerp(ws, truncation_psi), ws)
+            ws = torch.where(pull, self.w_avg.to(ws.dtype).lerp(ws, truncation_psi), ws)
         return ws
 
 
@@ -278,6 +279,10 @@ class StyleGAN2Generator(Pretrained):
             None for none.
         num_fp16_res: NVlabs' float16 resolutions, recorded only (see the module).
         resample_filter: the FIR taps, [1, 3, 3, 1].
+        style_mixing_prob: in training mode, the probability that a call styles the layers
+            from a random crossover on with a second latent's w (Karras et al. 2019, 3.1;
+            NVlabs applies 0.9 in its loss; 0 keeps ``G(z)`` NVlabs' ``G(z)`` in training
+            mode too).
         noise_mode: the default of ``forward``'s noise_mode (settable as ``G.noise_mode``).
         backend: "auto", "fused", "reference" or None for the process default.
     """
@@ -287,10 +292,11 @@ class StyleGAN2Generator(Pretrained):
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
                  w_avg_beta: float = 0.995, channel_base: int = 32768, channel_max: int = 512,
                  conv_clamp: float | None = None, num_fp16_res: int = 0,
-                 resample_filter: Sequence[float] = FIR_TAPS, noise_mode: str = "random",
-                 backend: str | None = None) -> None:
+                 resample_filter: Sequence[float] = FIR_TAPS, style_mixing_prob: float = 0.0,
+                 noise_mode: str = "random", backend: str | None = None) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.style_mixing_prob = style_mixing_prob
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels,
                                           channel_base=channel_base, channel_max=channel_max,
@@ -336,6 +342,15 @@ class StyleGAN2Generator(Pretrained):
         ``self.noise_mode``."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi,
                           truncation_cutoff=truncation_cutoff)
+        if self.training and self.style_mixing_prob > 0:
+            # the crossover is drawn on the device (num_ws: no mixing), so neither a host
+            # read nor a CUDA graph fixes it
+            cutoff = torch.randint(1, self.num_ws, (), device=z.device)
+            cutoff = torch.where(torch.rand((), device=z.device) < self.style_mixing_prob,
+                                 cutoff, self.num_ws)
+            other = self.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+            later = torch.arange(self.num_ws, device=z.device).view(1, -1, 1) >= cutoff
+            ws = torch.where(later, other, ws)
         return self.synthesis(ws, noise_mode=noise_mode or self.noise_mode, **synthesis_kwargs)
 
 
@@ -373,8 +388,9 @@ class DiscriminatorEpilogue(nn.Module):
                  backend: str | None) -> None:
         super().__init__()
         self.cmap_dim = cmap_dim
-        self.mbstd = (MinibatchStdDev(mbstd_group_size, mbstd_num_channels, backend=backend)
-                      if mbstd_num_channels else None)
+        # fit_batch: any batch size (NVlabs' needs a multiple of the group; equal there)
+        self.mbstd = (MinibatchStdDev(mbstd_group_size, mbstd_num_channels, fit_batch=True,
+                                      backend=backend) if mbstd_num_channels else None)
         self.conv = _conv(in_channels + mbstd_num_channels, in_channels, 3,
                           conv_clamp=conv_clamp, backend=backend)
         self.fc = _dense(in_channels * 16, in_channels, activation="lrelu", backend=backend)
@@ -405,7 +421,7 @@ class StyleGAN2Discriminator(Pretrained):
             num_fp16_res, resample_filter, backend: as :class:`StyleGAN2Generator`'s.
         cmap_dim: size of the mapped label (None: the 4x4 channels).
         mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's group
-            (N must be a multiple of min(group, N)) and channels (0: none).
+            (the largest divisor of N up to it) and channels (0: none).
         mapping_layers: the label mapping's layers.
     """
 

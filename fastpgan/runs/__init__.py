@@ -14,9 +14,10 @@ from fastpgan.runs.generator import (
     load_generator,
     load_trained,
     run_networks,
+    run_phases,
 )
 from fastpgan.runs.pictures import save_animation, save_grid
 
 __all__ = ["TrainedGenerator", "checkpoint_generator", "latest_checkpoint",
            "list_checkpoints", "load_checkpoint", "load_generator", "load_trained",
-           "run_networks", "save_animation", "save_grid"]
+           "run_networks", "run_phases", "save_animation", "save_grid"]

@@ -17,22 +17,43 @@ from fastpgan.models.pretrained import load_checked
 from fastpgan.models.published import SOURCE_FILE
 from fastpgan.models.sampling import STYLE_BASED
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint
-from fastpgan.runs.schedule import build_phases, phase_at
+from fastpgan.runs.schedule import Phase, build_phases, phase_at
 
 
-def network_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The constructor arguments both networks of a run take, from its settings (a
-    ``TrainConfig`` as a dict, as a checkpoint stores it)."""
-    return dict(resolution=config["resolution"], latent_dim=config["latent_dim"],
-                fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
-                img_channels=config["channels"])
+def network_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The constructor arguments of a run's generator and discriminator, from its settings
+    (a ``TrainConfig`` as a dict, as a checkpoint stores it).
+
+    StyleGAN2's channels are NVlabs' channel_base / resolution, so channel_base is twice
+    fmap_base (config F: --fmap-base 16384); z and w are latent_dim wide, and training
+    mixes styles with probability 0.9, as NVlabs' loss does.
+    """
+    if architecture(config["arch"]).grows:
+        shared = dict(resolution=config["resolution"], latent_dim=config["latent_dim"],
+                      fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
+                      img_channels=config["channels"])
+        return shared, shared
+    shared = dict(img_resolution=config["resolution"], img_channels=config["channels"],
+                  channel_base=2 * config["fmap_base"], channel_max=config["fmap_max"])
+    return (dict(z_dim=config["latent_dim"], w_dim=config["latent_dim"],
+                 style_mixing_prob=0.9, **shared), shared)
 
 
 def run_networks(config: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
     """(G, D) of a run's architecture and size, freshly initialized, on the CPU."""
     arch = architecture(config["arch"])
-    arguments = network_arguments(config)
-    return arch.generator(**arguments), arch.discriminator(**arguments)
+    g_arguments, d_arguments = network_arguments(config)
+    return arch.generator(**g_arguments), arch.discriminator(**d_arguments)
+
+
+def run_phases(config: Mapping[str, Any], *, lengthened: bool = True) -> list[Phase]:
+    """A run's schedule: from 4x4 for a growing architecture, else one stabilization at
+    the final resolution; the last phase lengthened to total_kimg unless ``lengthened``
+    is False."""
+    start = 4 if architecture(config["arch"]).grows else config["resolution"]
+    return build_phases(config["resolution"], config["fade_kimg"], config["stable_kimg"],
+                        config["batch"], start_resolution=start,
+                        total_kimg=config["total_kimg"] if lengthened else None)
 
 
 @dataclass
@@ -91,11 +112,9 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
 def checkpoint_generator(state: dict, source: Path) -> TrainedGenerator:
     """The EMA generator of a checkpoint loaded from ``source``, and its schedule stage."""
     config = state["config"]
-    G = architecture(config["arch"]).generator(**network_arguments(config))
+    G = architecture(config["arch"]).generator(**network_arguments(config)[0])
     load_checked(G, state["G_ema"])
-    phase = phase_at(build_phases(config["resolution"], config["fade_kimg"],
-                                  config["stable_kimg"], config["batch"],
-                                  total_kimg=config["total_kimg"]), state["shown"])
+    phase = phase_at(run_phases(config), state["shown"])
     stage = (G.full_stage if phase is None  # the schedule is done
              else GrowthStage(phase.resolution, phase.alpha(state["shown"])))
     return TrainedGenerator(G.eval(), stage, state["shown"], source)

@@ -30,7 +30,9 @@ class TrainConfig:
         data: image cache folder (or image folder / zip, cached on first use); None for
             the bundled demo faces.
         out: run folder: checkpoints, samples, log, plot.
-        arch: "progan" or "stylegan" (StyleGAN's generator, ProGAN's discriminator).
+        arch: "progan", "stylegan" (StyleGAN's generator, ProGAN's discriminator), both
+            growing, or "stylegan2" (config F, trained at ``resolution`` only: one
+            stabilization of ``stable_kimg``, lengthened to ``total_kimg``).
         resolution: final resolution (power of two).
         loss: "wgan-gp" (ProGAN) or "logistic-r1" (StyleGAN).
         gp_lambda, drift, r1_gamma: the loss's weights (WGAN-GP's penalty and drift, R1's
@@ -67,6 +69,9 @@ class TrainConfig:
             way), "off" launches every kernel from Python.
         tensorboard: also write the log and sample grids to ``out/tensorboard``.
         ema_decay: the generator EMA's decay.
+        ema_kimg, ema_rampup: NVlabs' EMA instead: a half-life of ema_kimg thousand images,
+            at most ema_rampup times the images shown (None: none); None, None keeps
+            ema_decay. The stylegan2 architecture defaults to 10 and 0.05.
         checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
             many to keep.
         sample_kimg: sample grid interval (and at phase ends).
@@ -109,6 +114,8 @@ class TrainConfig:
     cuda_graphs: str = "auto"
     tensorboard: bool = False
     ema_decay: float = 0.999
+    ema_kimg: float | None = None
+    ema_rampup: float | None = None
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 3
     sample_kimg: float = 100.0
@@ -150,6 +157,12 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
+        if self.arch == "stylegan2" and self.checkpoint_activations:
+            raise ValueError("--checkpoint-activations recomputes growing networks' blocks; "
+                             "the stylegan2 networks do not have them: drop it")
+        for name, value in (("ema-kimg", self.ema_kimg), ("ema-rampup", self.ema_rampup)):
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be positive, got {value:g}")
         self.build_loss()
 
     def build_loss(self) -> GANLoss:

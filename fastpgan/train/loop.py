@@ -30,12 +30,15 @@ from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
 from fastpgan.metrics.evaluate import evaluate
 from fastpgan.metrics.inception import InceptionFeatures
+from fastpgan.models import GrowthStage
+from fastpgan.models.architectures import architecture
+from fastpgan.models.sampling import render
 from fastpgan.ops import frozen_weights
-from fastpgan.runs import run_networks
+from fastpgan.runs import run_networks, run_phases
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
-from fastpgan.runs.schedule import Phase, build_phases, describe_plan, phase_at
+from fastpgan.runs.schedule import Phase, describe_plan, phase_at
 from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
@@ -55,7 +58,8 @@ class OutOfMemoryError(RuntimeError):
 
 
 class Trainer:
-    """Trains a ProGAN or StyleGAN generator progressively, as ``TrainConfig`` says.
+    """Trains a ProGAN or StyleGAN generator progressively (a StyleGAN2 one at its final
+    resolution), as ``TrainConfig`` says.
 
     ``Trainer(config).run()`` trains to the end of the schedule, or continues the run in
     ``config.out`` from a checkpoint when ``resume`` is "latest" or a path. A run folder
@@ -88,7 +92,9 @@ class Trainer:
         self.cache = self._open_data()
         _seed_everything(config.seed)
         self.G, self.D = self._networks()
-        self.ema = EMA(self.G, config.ema_decay)
+        self.grows = architecture(config.arch).grows
+        self.ema = EMA(self.G, config.ema_decay, half_life_kimg=config.ema_kimg,
+                       rampup=config.ema_rampup)
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
@@ -141,9 +147,8 @@ class Trainer:
     def _plan(self) -> list[Phase]:
         """The schedule's phases, each minibatch checked to split over the processes."""
         c = self.config
-        phases = build_phases(c.resolution, c.fade_kimg, c.stable_kimg, c.batch,
-                              total_kimg=c.total_kimg)
-        scheduled = build_phases(c.resolution, c.fade_kimg, c.stable_kimg, c.batch)[-1].end
+        phases = run_phases(c.to_dict())
+        scheduled = run_phases(c.to_dict(), lengthened=False)[-1].end
         if c.total_kimg is not None and c.total_kimg * 1000 < scheduled:
             raise ValueError(f"--total-kimg {c.total_kimg:g} is below the schedule's "
                              f"{scheduled / 1000:g} kimg; it can only lengthen the last "
@@ -319,7 +324,7 @@ class Trainer:
         if dry_run:
             self._device_step(real_u8, resolution, fading, d_phases, dry_run=True)
             return
-        self.ema.advance()
+        self.ema.advance(len(real_u8) * self.world, self.shown)
 
         def step(real: Tensor) -> list[str]:
             return self._device_step(real, resolution, fading, d_phases)
@@ -357,7 +362,11 @@ class Trainer:
             return torch.randn(n, c.latent_dim, generator=self.z_generator, device=self.device)
 
         def critic(x: Tensor) -> Tensor:
-            return D(x, fade)
+            return D(x, fade) if self.grows else D(x)
+
+        def fakes_of(n: int) -> Tensor:
+            z = latents(n)
+            return self.G_forward(z, resolution, fade) if self.grows else self.G_forward(z)
 
         step_stats: dict[str, Tensor] = {}
 
@@ -371,7 +380,7 @@ class Trainer:
         fakes, mixes = [], []
         for part in parts:
             with self._autocast():
-                fakes.append(self.G_forward(latents(len(part)), resolution, fade).detach())
+                fakes.append(fakes_of(len(part)).detach())
             mixes.append(torch.rand(len(part), generator=self.z_generator, device=self.device))
         for phase in d_phases:
             for part, fake, mix, share in zip(parts, fakes, mixes, shares, strict=True):
@@ -386,8 +395,7 @@ class Trainer:
         G.requires_grad_(True)
         for part, share in zip(parts, shares, strict=True):
             with self._autocast():
-                g_loss = self.loss.g_loss(critic(self.G_forward(latents(len(part)), resolution,
-                                                                fade)))
+                g_loss = self.loss.g_loss(critic(fakes_of(len(part))))
             accumulate(g_loss, {"g_loss": g_loss}, share)
         self._apply(G, self.opt_g, dry_run)
         if not dry_run:
@@ -500,7 +508,8 @@ class Trainer:
         images = []
         for chunk in z.split(64):
             with self._autocast():
-                images.append(self.ema.model(chunk.to(self.device), resolution, alpha).float())
+                images.append(render(self.ema.model, chunk.to(self.device),
+                                     GrowthStage(resolution, alpha)).float())
         return torch.cat(images)
 
     def _samples(self, resolution: int, alpha: float, tag: str | None = None) -> None:
