@@ -133,12 +133,12 @@ _frozen = threading.local()
 def frozen_weights() -> Iterator[None]:
     """A block in which the resampling convolutions' weights do not change.
 
-    Inside it, an upsample_conv2d or conv2d_downsample (fused path) whose weight needs no
-    gradient builds its (k+1) x (k+1) stride-2 kernel once per weight version and reuses
-    it: for generating, interpolating, projecting and evaluating. An in-place change that
-    autograd sees (an optimizer step, ``copy_``, ``load_state_dict``) gives the weight a
-    new version and so a new kernel; a change through ``.data`` is invisible to the
-    version counter, so make none inside the block. The block is this thread's; its
+    Inside it, an upsample_conv2d or conv2d_downsample (and their FIR versions; fused
+    path) whose weight needs no gradient builds its stride-2 kernel once per weight
+    version and reuses it: for generating, interpolating, projecting and evaluating. An
+    in-place change that autograd sees (an optimizer step, ``copy_``, ``load_state_dict``)
+    gives the weight a new version and so a new kernel; a change through ``.data`` is
+    invisible to the version counter, so make none inside the block. The block is this thread's; its
     kernels are dropped when its outermost block ends. Nothing is kept while a CUDA graph
     is captured or the call is traced (torch.compile, dispatch modes).
     """
