@@ -138,9 +138,9 @@ def frozen_weights() -> Iterator[None]:
     version and reuses it: for generating, interpolating, projecting and evaluating. An
     in-place change that autograd sees (an optimizer step, ``copy_``, ``load_state_dict``)
     gives the weight a new version and so a new kernel; a change through ``.data`` is
-    invisible to the version counter, so make none inside the block. The block is this thread's; its
-    kernels are dropped when its outermost block ends. Nothing is kept while a CUDA graph
-    is captured or the call is traced (torch.compile, dispatch modes).
+    invisible to the version counter, so make none inside the block. The block is this
+    thread's; its kernels are dropped when its outermost block ends. Nothing is kept while
+    a CUDA graph is captured or the call is traced (torch.compile, dispatch modes).
     """
     outermost = getattr(_frozen, "store", None) is None
     if outermost:
