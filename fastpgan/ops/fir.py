@@ -250,9 +250,9 @@ _DOUBLE_BACKWARD = ("autograd through the ATen convolutions and the kernel fold,
                     "bias_act's differentiable backward")
 register(OpInfo("fir_upsample2d", fir_upsample2d, fir_upsample2d_reference, "torch",
                 library_ops=(), double_backward="autograd through the ATen convolution"))
+_LIBRARY_OPS = ("fastpgan::fir_kernel", "fastpgan::bias_act", "fastpgan::bias_act_backward")
 register(OpInfo("fir_upsample_conv2d", fir_upsample_conv2d, fir_upsample_conv2d_reference,
-                "torch", library_ops=("fastpgan::fir_kernel",),
-                double_backward=_DOUBLE_BACKWARD))
+                "torch", library_ops=_LIBRARY_OPS, double_backward=_DOUBLE_BACKWARD))
 register(OpInfo("fir_conv2d_downsample", fir_conv2d_downsample,
-                fir_conv2d_downsample_reference, "torch",
-                library_ops=("fastpgan::fir_kernel",), double_backward=_DOUBLE_BACKWARD))
+                fir_conv2d_downsample_reference, "torch", library_ops=_LIBRARY_OPS,
+                double_backward=_DOUBLE_BACKWARD))
