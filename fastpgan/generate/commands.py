@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from fastpgan.generate.latents import seed_latents, slerp
 from fastpgan.models import GrowthStage
 from fastpgan.models.sampling import (
-    check_unconditional,
     is_style_based,
     render,
     style_count,
@@ -30,7 +29,6 @@ def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
     float32 on the CPU."""
     if truncation != 1.0 and not is_style_based(G):
         raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
-    check_unconditional(G)
     with torch.no_grad(), frozen_weights():
         return torch.cat([render(G, chunk.to(device), stage, truncation).float().cpu()
                           for chunk in z.split(32)])

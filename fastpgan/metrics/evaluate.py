@@ -28,7 +28,7 @@ from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_di
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import GrowthStage
-from fastpgan.models.sampling import check_unconditional, is_style_based, render
+from fastpgan.models.sampling import is_style_based, render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import checkpoint_generator, list_checkpoints, load_checkpoint
 
@@ -61,7 +61,6 @@ def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch
     random noise too: it is drawn from the global RNG, seeded here and restored after), at
     ``resolution`` (default G's full one) with the newest block weighted by ``alpha``."""
     stage = GrowthStage(resolution or G.resolution, alpha)
-    check_unconditional(G)
     latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
