@@ -355,15 +355,20 @@ def adain_grad_kernel(
 
 
 def _blocks(c: int, p: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
-    """BLOCK_C, BLOCK_P and num_warps: whole rows in one tile where they fit."""
+    """BLOCK_C, BLOCK_P and num_warps: whole rows in one tile where they fit.
+
+    NCHW tiles take 16 elements a thread; channels_last ones, always chunked, 8 (one
+    128-bit access of bf16): at 16 their backward needs about 150 registers a thread and
+    an SM holds one 8-warp program (the AOT report's occupancy rule).
+    """
     max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
     if pixels_contiguous:
         block_p = min(next_power_of_2(p), max_tile)
         block_c = max(1, min(next_power_of_2(c), max_tile // block_p, 16))
-    else:
-        block_c = min(next_power_of_2(c), 32)
-        block_p = max(1, min(next_power_of_2(p), max_tile // block_c))
-    return block_c, block_p, max(1, min(8, block_c * block_p // 512))
+        return block_c, block_p, max(1, min(8, block_c * block_p // 512))
+    block_c = min(next_power_of_2(c), 32)
+    block_p = max(1, min(next_power_of_2(p), max_tile // block_c))
+    return block_c, block_p, max(1, min(16, block_c * block_p // 256))
 
 
 def _chunking(device: torch.device, row_programs: int, p: int, block_p: int) -> tuple[int, int]:

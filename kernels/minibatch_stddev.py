@@ -14,6 +14,13 @@ statistic channel. One program per (m, f) would leave most of the GPU idle (M * 
 programs for ProGAN's batch of 16), and atomic sums would make the statistic depend on
 scheduling. x is read once and written once; the partial buffer is a few KB.
 
+In channels_last a pixel's C + F output channels start wherever the previous pixel's
+ended, so a (channels, pixels) tile's rows are misaligned and every store would be
+scalar. There pass one is ``mbstd_fwd_rows_kernel``: it walks each member's output as one
+flat run (aligned stores; the loads of x take the misalignment instead), writes zeros
+into the statistic slots, which pass two then fills, and splits its partial sums by
+channel group.
+
 The backward (``mbstd_bwd_kernel``) recomputes each tile's group mean and standard
 deviation from x (one read of the G member tiles, a second from cache) rather than
 storing them: dx = dout[:, :C] + gs[m, f] / (G * C/F * H * W) * (x - mean) / std, with
@@ -58,20 +65,21 @@ def _program_tile(F, Cf, HW, num_c_tiles, BLOCK_C: tl.constexpr, BLOCK_P: tl.con
 
 
 @triton.jit
-def _group_moments(x_ptr, x_off, x_stride_g, out_ptr, out_off, out_stride_g, mask, G,
-                   COPY: tl.constexpr, COMPUTE: tl.constexpr):
-    """Mean and biased variance over the G members of a tile; with COPY, each member's
-    tile is also stored at out_ptr + g * out_stride_g + out_off as it goes by."""
+def _group_moments(x_ptr, x_off, x_stride_g, out_ptr, out_off, out_stride_g, mask,
+                   store_mask, G, COPY: tl.constexpr, COMPUTE: tl.constexpr):
+    """Mean and biased variance over the G members of a tile (zeros where not mask); with
+    COPY, each member's tile is also stored, where store_mask, at
+    out_ptr + g * out_stride_g + out_off as it goes by."""
     x0 = tl.load(x_ptr + x_off, mask=mask, other=0)
     if COPY:
-        tl.store(out_ptr + out_off, x0, mask=mask)
+        tl.store(out_ptr + out_off, x0, mask=store_mask)
     x0 = x0.to(COMPUTE)
     s1 = tl.zeros(x0.shape, COMPUTE)
     s2 = tl.zeros(x0.shape, COMPUTE)
     for g in range(1, G):
         xg = tl.load(x_ptr + g * x_stride_g + x_off, mask=mask, other=0)
         if COPY:
-            tl.store(out_ptr + g * out_stride_g + out_off, xg, mask=mask)
+            tl.store(out_ptr + g * out_stride_g + out_off, xg, mask=store_mask)
         d = xg.to(COMPUTE) - x0
         s1 += d
         s2 += d * d
@@ -94,11 +102,37 @@ def mbstd_fwd_kernel(
     _, var = _group_moments(
         x_ptr + m * x_stride_n, channel[:, None] * x_stride_c + p[None, :] * x_stride_p,
         x_stride_g, out_ptr + m * out_stride_n,
-        channel[:, None] * out_stride_c + p[None, :] * out_stride_p, out_stride_g, mask, G,
-        True, COMPUTE)
+        channel[:, None] * out_stride_c + p[None, :] * out_stride_p, out_stride_g, mask, mask,
+        G, True, COMPUTE)
     std = tl.where(mask, tl.sqrt(var + eps), 0)
     tl.store(partial_ptr + mf * tl.num_programs(0) + tl.program_id(0),
              tl.sum(tl.sum(std, axis=1), axis=0))
+
+
+@triton.jit
+def mbstd_fwd_rows_kernel(
+    x_ptr, out_ptr, partial_ptr, G, out_numel, x_stride_n, x_stride_g, out_stride_n,
+    out_stride_g, eps,
+    ROW: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """mbstd_fwd_kernel for channels_last: each sample's output is one run of pixel rows of
+    ROW = C + F channels, walked flat, so each store is aligned whatever ROW is. Out
+    element j is channel j % ROW of pixel j // ROW, x's element j - (j // ROW) * F; the
+    statistic slots get zeros here and their values from mbstd_stat_kernel."""
+    tile = tl.program_id(0)
+    m = tl.program_id(1)
+    j = tile * BLOCK + tl.arange(0, BLOCK)
+    channel = j % ROW
+    inside = j < out_numel
+    in_x = inside & (channel < ROW - F)
+    _, var = _group_moments(x_ptr + m * x_stride_n, j - (j // ROW) * F, x_stride_g,
+                            out_ptr + m * out_stride_n, j, out_stride_g, in_x, inside, G,
+                            True, COMPUTE)
+    std = tl.where(in_x, tl.sqrt(var + eps), 0)
+    for f in tl.static_range(F):
+        in_group = channel // ((ROW - F) // F) == f
+        tl.store(partial_ptr + (m * F + f) * tl.num_programs(0) + tile,
+                 tl.sum(tl.where(in_group, std, 0), axis=0))
 
 
 @triton.jit
@@ -137,8 +171,8 @@ def mbstd_bwd_kernel(
     dout_ptr += m * dout_stride_n
     x_off = channel[:, None] * x_stride_c + p[None, :] * x_stride_p
     dout_off = channel[:, None] * dout_stride_c + p[None, :] * dout_stride_p
-    mean, var = _group_moments(x_ptr, x_off, x_stride_g, x_ptr, x_off, x_stride_g, mask, G,
-                               False, COMPUTE)
+    mean, var = _group_moments(x_ptr, x_off, x_stride_g, x_ptr, x_off, x_stride_g, mask, mask,
+                               G, False, COMPUTE)
     coef = tl.load(gs_ptr + mf).to(COMPUTE) * scale / tl.sqrt(var + eps)
     for g in range(G):
         xg = tl.load(x_ptr + g * x_stride_g + x_off, mask=mask, other=0).to(COMPUTE)
@@ -158,16 +192,29 @@ def member_strides(t: torch.Tensor, group_count: int) -> tuple[int, int, int, in
     return t.stride(0), t.stride(1), t.stride(3), group_count * t.stride(0)
 
 
+def _max_tile(elem_bytes: int) -> int:
+    return MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
+
+
+def _num_warps(tile: int) -> int:
+    return 4 if tile <= 1024 else 8
+
+
 def _blocks(cf: int, hw: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
     """BLOCK_C, BLOCK_P and num_warps: the contiguous dimension first, up to MAX_TILE."""
-    max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
+    max_tile = _max_tile(elem_bytes)
     if pixels_contiguous:
         block_p = min(next_power_of_2(hw), max_tile)
         block_c = max(1, min(next_power_of_2(cf), max_tile // block_p))
     else:
         block_c = min(next_power_of_2(cf), max_tile)
         block_p = max(1, min(next_power_of_2(hw), max_tile // block_c))
-    return block_c, block_p, 4 if block_c * block_p <= 1024 else 8
+    return block_c, block_p, _num_warps(block_c * block_p)
+
+
+def _row_block(sample_numel: int, elem_bytes: int) -> int:
+    """mbstd_fwd_rows_kernel's BLOCK: one sample's output, up to MAX_TILE elements."""
+    return min(next_power_of_2(sample_numel), _max_tile(elem_bytes))
 
 
 def _geometry(x: torch.Tensor, group_size: int, num_channels: int):
@@ -189,21 +236,37 @@ def minibatch_stddev_forward(x: torch.Tensor, out: torch.Tensor, *, group_size: 
     """Fills out (N, C + F, H, W), laid out like x, with x and the statistic channels.
 
     group_size is G (already min(group_size, N)) and must divide N; F must divide C.
+    x and out are dense (NCHW or channels_last); out in pixel rows of C + F channels
+    (channels_last, or 1 x 1 maps) is copied by mbstd_fwd_rows_kernel.
     """
     geo = _geometry(x, group_size, num_channels)
-    m, num_tiles = geo["group_count"], geo["num_tiles"]
+    m, n, c = geo["group_count"], x.shape[0], x.shape[1]
+    rows = out.stride(1) == 1
+    if rows:
+        block = _row_block(out[0].numel(), x.element_size())
+        num_tiles = cdiv(out[0].numel(), block)
+    else:
+        num_tiles = geo["num_tiles"]
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     partial = torch.empty((m * num_channels, num_tiles), device=x.device, dtype=stat_dtype)
     compute = compute_dtype(x.dtype)
-    mbstd_fwd_kernel[(num_tiles, m * num_channels)](
-        x, out, partial, group_size, num_channels, geo["cf"], geo["hw"], geo["num_c_tiles"],
-        *member_strides(x, m), *member_strides(out, m), float(eps),
-        BLOCK_C=geo["block_c"], BLOCK_P=geo["block_p"], COMPUTE=compute,
-        num_warps=geo["num_warps"],
-    )
-    mbstd_stat_kernel[(x.shape[0], num_channels)](
-        partial, out, m, num_channels, x.shape[1], geo["hw"], num_tiles,
-        1.0 / (geo["cf"] * geo["hw"]), *member_strides(out, m)[:3],
+    x_stride_n, *_, x_stride_g = member_strides(x, m)
+    out_strides = member_strides(out, m)
+    if rows:
+        mbstd_fwd_rows_kernel[(num_tiles, m)](
+            x, out, partial, group_size, out[0].numel(), x_stride_n, x_stride_g,
+            out_strides[0], out_strides[3], float(eps), ROW=c + num_channels,
+            F=num_channels, BLOCK=block, COMPUTE=compute, num_warps=_num_warps(block))
+    else:
+        mbstd_fwd_kernel[(num_tiles, m * num_channels)](
+            x, out, partial, group_size, num_channels, geo["cf"], geo["hw"],
+            geo["num_c_tiles"], *member_strides(x, m), *out_strides, float(eps),
+            BLOCK_C=geo["block_c"], BLOCK_P=geo["block_p"], COMPUTE=compute,
+            num_warps=geo["num_warps"],
+        )
+    mbstd_stat_kernel[(n, num_channels)](
+        partial, out, m, num_channels, c, geo["hw"], num_tiles,
+        1.0 / (geo["cf"] * geo["hw"]), *out_strides[:3],
         BLOCK_T=min(next_power_of_2(num_tiles), 1024),
         BLOCK_P=min(next_power_of_2(geo["hw"]), 1024), COMPUTE=compute,
     )
@@ -230,28 +293,37 @@ def minibatch_stddev_backward(dout: torch.Tensor, x: torch.Tensor, dx: torch.Ten
 
 
 def aot_specs() -> list[Spec]:
-    """The three kernels at the tiles the launchers pick for ProGAN's 4x4 block and a
-    32x32 map, in both layouts."""
-    shapes = {"progan4x4": (512, 4 * 4, 4), "c512_32x32": (512, 32 * 32, 16)}  # C, HW, tiles
+    """The four kernels at the tiles the launchers pick for ProGAN's 4x4 block and a
+    32x32 map, in both layouts (the forward's copy by layout, as the launcher picks it)."""
+    shapes = {"progan4x4": (512, 4 * 4, 16), "c512_32x32": (512, 32 * 32, 64)}  # C, HW, N
     specs = []
-    for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
+    for dtype, (compute, e) in STORAGE_DTYPES.items():
         for layout, unit in UNIT_STRIDES.items():
-            for shape_name, (c, hw, num_tiles) in shapes.items():
-                block_c, block_p, num_warps = _blocks(c, hw, layout == "nchw", elem_bytes)
+            for shape_name, (c, hw, n) in shapes.items():
+                block_c, block_p, num_warps = _blocks(c, hw, layout == "nchw", e)
                 variant = f"{layout}/{shape_name}"
                 units = {f"{tensor}_{name}": 1 for name in unit for tensor in ("x", "out", "dout")}
                 tiles = dict(BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute,
                              num_warps=num_warps, **units)
-                m = {"progan4x4": 16, "c512_32x32": 64}[shape_name] // 4  # N / G, G = 4
+                m = n // 4  # G = 4
                 typed = dict(stat_buffers=("partial_ptr", "gs_ptr"),
                              fp32_args=("eps", "scale", "inv_count"),
-                             ints=dict(G=4, F=1, Cf=c, C=c, M=m, HW=hw,
+                             ints=dict(G=4, F=1, Cf=c, C=c, M=m, HW=hw, out_numel=(c + 1) * hw,
                                        **_strides("x", c, hw, m, layout),
                                        **_strides("out", c + 1, hw, m, layout),
                                        **_strides("dout", c + 1, hw, m, layout)))
-                n, e = 4 * m, elem_bytes  # x read and out[:, :C] written; dout, x read, dx written
-                specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed,
-                                  bytes_moved=2 * n * c * hw * e))
+                # x read and out[:, :C] written forward; dout, x read and dx written backward
+                if layout == "nchw":
+                    num_tiles = cdiv(c, block_c) * cdiv(hw, block_p)
+                    specs.append(spec(mbstd_fwd_kernel, variant, dtype, tiles, **typed,
+                                      bytes_moved=2 * n * c * hw * e))
+                else:
+                    block = _row_block((c + 1) * hw, e)
+                    num_tiles = cdiv((c + 1) * hw, block)
+                    rows = dict(ROW=c + 1, F=1, BLOCK=block, COMPUTE=compute,
+                                num_warps=_num_warps(block))
+                    specs.append(spec(mbstd_fwd_rows_kernel, variant, dtype, rows, **typed,
+                                      bytes_moved=2 * n * c * hw * e))
                 specs.append(spec(mbstd_bwd_kernel, variant, dtype, tiles, **typed,
                                   bytes_moved=3 * n * c * hw * e))
                 stat = dict(BLOCK_T=next_power_of_2(num_tiles),

@@ -19,6 +19,8 @@ CASES = [  # (shape, group_size, num_channels, channels_last)
     ((12, 6, 1, 1), 4, 3, True),
     ((2, 5, 7, 2), 1, 5, False),  # groups of one: the statistic is sqrt(eps)
     ((16, 40, 9, 9), 4, 1, False),  # several tiles per channel group
+    ((8, 40, 9, 9), 4, 2, True),  # several flat tiles a sample, rows split between them
+    ((12, 6, 1, 1), 4, 3, False),  # 1 x 1 maps: NCHW is also pixel rows
 ]
 
 
