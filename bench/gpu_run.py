@@ -35,9 +35,11 @@ PY = sys.executable
 
 OP_TESTS = ["tests/test_bias_act.py", "tests/test_pixel_norm.py", "tests/test_adain.py",
             "tests/test_minibatch_stddev.py", "tests/test_resample_conv.py",
-            "tests/test_modulated_conv.py", "tests/test_half_precision_references.py",
+            "tests/test_modulated_conv.py", "tests/test_fir.py",
+            "tests/test_half_precision_references.py",
             "tests/test_nonfinite.py", "tests/test_properties.py", "tests/test_nn.py",
             "tests/test_models.py", "tests/test_cuda.py",
+            "tests/test_stylegan2.py::test_fused_path_matches_the_reference_with_r1s_double_backward",
             "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
             "tests/test_train.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
             "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]

@@ -6,7 +6,10 @@ figures to read (the convolutions are compute-bound); GB/s counts only x, y, dy 
 
 Shapes are ProGAN's (Karras et al. 2017, table 2, minibatch as in appendix A.1), 3x3
 kernels: the generator's upsampling layers and the discriminator's downsampling layers
-at 64^2, 128^2 and 1024^2, in channels_last.
+at 64^2, 128^2 and 1024^2, in channels_last. StyleGAN2's FIR resampling convolutions
+([1, 3, 3, 1] filter; fused: the filter folded into one stride-2 convolution's kernel,
+eager: NVlabs' definition, upfirdn2d then the convolution) at config F's 512 channels,
+32 -> 64 in the generator and 64 -> 32 in the discriminator, batch 8.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from benchutil import CUDA, DEVICE, benchmark_step, compile_fresh
 from fastpgan.ops import (
     conv2d_downsample,
     conv2d_downsample_reference,
+    fir_conv2d_downsample,
+    fir_conv2d_downsample_reference,
+    fir_upsample_conv2d,
+    fir_upsample_conv2d_reference,
     upsample_conv2d,
     upsample_conv2d_reference,
 )
@@ -30,14 +37,21 @@ CASES = [("upsample_conv2d", (16, 512, 32, 32), 256),  # G, 32 -> 64
          ("upsample_conv2d", (3, 32, 512, 512), 16),  # G, 512 -> 1024
          ("conv2d_downsample", (16, 256, 64, 64), 512),  # D, 64 -> 32
          ("conv2d_downsample", (16, 128, 128, 128), 256),  # D, 128 -> 64
-         ("conv2d_downsample", (3, 16, 1024, 1024), 32)] if CUDA else [
-    ("upsample_conv2d", (2, 8, 4, 4), 8), ("conv2d_downsample", (2, 8, 4, 4), 8)]
+         ("conv2d_downsample", (3, 16, 1024, 1024), 32),
+         ("fir_upsample_conv2d", (8, 512, 32, 32), 512),  # StyleGAN2 G, 32 -> 64
+         ("fir_conv2d_downsample", (8, 512, 64, 64), 512)] if CUDA else [  # D, 64 -> 32
+    ("upsample_conv2d", (2, 8, 4, 4), 8), ("conv2d_downsample", (2, 8, 4, 4), 8),
+    ("fir_upsample_conv2d", (2, 8, 4, 4), 8), ("fir_conv2d_downsample", (2, 8, 4, 4), 8)]
 DTYPES = [torch.bfloat16, torch.float32] if CUDA else [torch.float32]
 IMPLS = ("fused", "eager", "compiled")
 OPS = {"upsample_conv2d": (upsample_conv2d, upsample_conv2d_reference,
                            dict(act="lrelu", pixel_norm=True)),
        "conv2d_downsample": (conv2d_downsample, conv2d_downsample_reference,
-                             dict(act="lrelu"))}
+                             dict(act="lrelu")),
+       "fir_upsample_conv2d": (fir_upsample_conv2d, fir_upsample_conv2d_reference,
+                               dict(act="lrelu", gain=2 ** 0.5)),
+       "fir_conv2d_downsample": (fir_conv2d_downsample, fir_conv2d_downsample_reference,
+                                 dict(act="lrelu", gain=2 ** 0.5))}
 
 
 def step_fn(impl: str, op: str, shape: tuple[int, ...], out_channels: int,

@@ -3,6 +3,7 @@ run executes every stage on a tiny CPU case and builds the summary from their ou
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +27,17 @@ def test_dry_run_runs_every_stage_and_returns_at_most_eight_files(tmp_path):
     assert "passed" in (tmp_path / "tests.log").read_text()
     assert (tmp_path / "bench.jsonl").read_text().count("\n") >= 1, "figures streamed"
     assert "projected" in (tmp_path / "train.txt").read_text()
+
+
+def test_the_gpu_test_selection_names_tests_that_exist():
+    """The dry run executes one CPU test; the GPU's own selection is only collected here,
+    so a renamed test or file fails CI rather than the lent GPU's tests stage."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_run import OP_TESTS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", *OP_TESTS], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "tests collected" in done.stdout, done.stdout[-500:]
