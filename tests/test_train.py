@@ -26,7 +26,13 @@ from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.graphs import CudaGraphs, StepGraphs
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
-from fastpgan.train.losses import WGANGP, DPhase, LogisticR1, build_loss
+from fastpgan.train.losses import (
+    WGANGP,
+    LogisticR1,
+    LossPhase,
+    PathLengthPenalty,
+    build_loss,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +99,13 @@ def test_losses_and_their_phases_on_a_linear_critic():
     gp, r1 = (w.norm() - 1) ** 2, w.norm() ** 2
     wgan_main = (critic(fake) - critic(real) + 1e-3 * critic(real) ** 2).mean()
     logistic_main = (sp(critic(fake)) + sp(-critic(real))).mean()
-    both, main_only = DPhase("D", True, 1.0), DPhase("Dmain", True, 0.0)
+    both, main_only = LossPhase("D", True, 1.0), LossPhase("Dmain", True, 0.0)
     cases = [  # (loss, phase, expected loss, statistic, its expected value)
         (WGANGP(), both, wgan_main + 10 * gp, "gp", gp),
-        (WGANGP(gp_lambda=3.0, drift=0.0), DPhase("Dreg", False, 4.0), 4 * 3 * gp, "gp", gp),
+        (WGANGP(gp_lambda=3.0, drift=0.0), LossPhase("Dreg", False, 4.0), 4 * 3 * gp, "gp", gp),
         (WGANGP(), main_only, wgan_main, "d_real", critic(real).mean()),
         (LogisticR1(), both, logistic_main + 5 * r1, "r1", r1),
-        (LogisticR1(r1_gamma=2.0), DPhase("Dreg", False, 16.0), 16 * r1, "r1", r1),
+        (LogisticR1(r1_gamma=2.0), LossPhase("Dreg", False, 16.0), 16 * r1, "r1", r1),
         (LogisticR1(), main_only, logistic_main, "d_fake", critic(fake).mean()),
     ]
     for loss, phase, expected, key, value in cases:
@@ -129,6 +135,49 @@ def test_lazy_regularization_phases_and_adam_follow_stylegan2():
     with pytest.raises(ValueError, match="--reg-interval must be >= 1"):
         build_loss("logistic-r1", reg_interval=0)
     assert build_loss("logistic-r1", r1_gamma=2.0, gp_lambda=None) == LogisticR1(r1_gamma=2.0)
+
+
+class _LinearStyles(torch.nn.Module):
+    """A generator whose Jacobian is a known matrix: ws = z M as 3 layers of 2, images =
+    A ws."""
+
+    def __init__(self):
+        super().__init__()
+        self.M = torch.nn.Parameter(torch.randn(2, 2, dtype=torch.float64))
+        self.A = torch.nn.Parameter(torch.randn(1 * 2 * 3, 3 * 2, dtype=torch.float64))
+
+    def ws(self, z):
+        return z.view(-1, 3, 2) @ self.M
+
+    def synthesis(self, ws):
+        return (ws.flatten(1) @ self.A.T).view(-1, 1, 2, 3)
+
+
+def test_path_length_penalty_is_nvlabs_formula_on_a_known_jacobian():
+    """l = sqrt(mean over layers of ||(J^T y)_layer||^2), y ~ N(0, I) / sqrt(H W); with
+    images = A w the vector J^T y is A^T y, written out here, not taken from autograd."""
+    torch.manual_seed(0)
+    G = _LinearStyles()
+    z = torch.randn(4, 6, dtype=torch.float64)
+    pl = PathLengthPenalty(weight=2.0, reg_interval=4, decay=0.01)
+    pl.mean = torch.tensor(0.5)  # float32, as the trainer keeps it
+    loss, stats = pl.penalty(LossPhase("Greg", False, 4.0), G, z, torch.Generator().manual_seed(3))
+    y = torch.randn((4, 1, 2, 3), generator=torch.Generator().manual_seed(3)) / 6 ** 0.5
+    jt_y = (y.double().flatten(1) @ G.A).view(4, 3, 2)
+    lengths = jt_y.square().sum(2).mean(1).sqrt()
+    mean = 0.5 + 0.01 * (lengths.mean() - 0.5)
+    assert torch.allclose(stats["pl_length"].double(), lengths.mean(), rtol=1e-6)
+    assert torch.allclose(pl.mean.double(), mean, rtol=1e-6)
+    assert torch.allclose(loss.double(), 2.0 * 4.0 * ((lengths - mean) ** 2).mean(), rtol=1e-5)
+    loss.backward()  # the penalty trains the generator's weights: second-order through J
+    assert G.A.grad is not None and G.A.grad.abs().sum() > 0
+    assert [[p.name for p in pl.g_phases(step)] for step in (0, 1, 3, 4)] == [
+        ["Gmain", "Greg"], ["Gmain"], ["Gmain"], ["Gmain", "Greg"]]
+    lr, betas = pl.adam(0.002, (0.0, 0.99))
+    assert lr == pytest.approx(0.002 * 4 / 5) and betas[1] == pytest.approx(0.99 ** 0.8)
+    assert pl.batch(8) == 4 and pl.batch(1) == 1
+    with pytest.raises(ValueError, match="--pl-interval must be >= 1"):
+        PathLengthPenalty(reg_interval=0)
 
 
 def test_ema_warms_up_then_decays_at_the_set_rate():
@@ -164,9 +213,15 @@ def test_stylegan2_cli_defaults_are_nvlabs():
 
     c = config("--data", "x")
     assert (c.loss, c.ema_kimg, c.ema_rampup, c.fmap_base) == ("logistic-r1", 10, 0.05, 16384)
-    c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512")
-    assert (c.loss, c.ema_kimg, c.fmap_base) == ("wgan-gp", 2, 512)
-    assert config_from_args(build_parser().parse_args(["--data", "x"])).ema_kimg is None
+    assert (c.pl_weight, c.pl_interval) == (2.0, 4)
+    c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512", "--pl-weight", "0")
+    assert (c.loss, c.ema_kimg, c.fmap_base, c.pl_weight) == ("wgan-gp", 2, 512, 0.0)
+    assert c.build_path_length_penalty() is None
+    progan = config_from_args(build_parser().parse_args(["--data", "x"]))
+    assert progan.ema_kimg is None and progan.pl_weight == 0
+    progan.pl_weight = 2.0
+    with pytest.raises(ValueError, match="--pl-weight regularizes StyleGAN2's path lengths"):
+        progan.validate()
 
 
 def test_swd_ranks_a_wrong_distribution_far_above_a_second_sample():
@@ -309,12 +364,17 @@ def test_stylegan2_trains_at_one_resolution_and_resumes_exactly(faces, tmp_path)
     """--arch stylegan2: one stabilization at the final resolution, lazy R1, style mixing,
     NVlabs' EMA; interrupted and resumed, it ends with the straight run's weights (bf16:
     test_fused_ops_train_channels_last_under_bf16_autocast)."""
-    settings = dict(arch="stylegan2", loss="logistic-r1",
-                    total_kimg=0.072, ema_kimg=0.01, ema_rampup=0.05)
+    settings = dict(arch="stylegan2", loss="logistic-r1", total_kimg=0.072, ema_kimg=0.01,
+                    ema_rampup=0.05, pl_weight=2.0, pl_interval=3)
     straight = Trainer(tiny(faces, tmp_path / "a", **settings))
     assert [(p.resolution, p.fading) for p in straight.phases] == [(8, False)]
     assert straight.G.style_mixing_prob == 0.9
+    assert straight.opt_g is None and straight.path_length.reg_interval == 3
     straight.run()
+    assert straight.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 3 / 4)
+    assert float(straight.path_length.mean) > 0, "the path length mean moved"
+    logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert any("pl_penalty" in r and math.isfinite(r["pl_penalty"]) for r in logged)
     first = Trainer(tiny(faces, tmp_path / "b", **settings))
     first.run(stop_at=44)
     resumed = Trainer(tiny(faces, tmp_path / "b", **settings), resume="latest")
@@ -361,6 +421,8 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
                         lambda supports_xla=True: ["cpu"])
     settings = dict(arch=arch, loss=loss, reg_interval=2, log_every=3, fade_kimg=0.032,
                     stable_kimg=0.032, total_kimg=0.064 if arch == "stylegan2" else None)
+    if arch == "stylegan2":  # with the path length penalty on R1's steps
+        settings.update(pl_weight=2.0, pl_interval=2)
     replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
                             GraphEmulator)
     replayed.run()

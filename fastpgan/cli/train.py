@@ -30,7 +30,7 @@ DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_k
             sample_kimg=3.0, swd_images=200, out="runs/demo")
 DEFAULTS = {name: default(name) for name in DEMO}
 """The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
-STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05)
+STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0)
 """--arch stylegan2's own defaults (NVlabs' stylegan2-ada-pytorch), where not given; with
 --data also config F's channels, --fmap-base 16384 (NVlabs' channel_base 32768)."""
 SCHEDULE_ARGUMENTS = ("resolution", "fade_kimg", "stable_kimg")
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the penalty every K minibatches, weighted by K, Adam's lr and betas "
                         "adjusted (lazy regularization; default: 1 for wgan-gp, 16 for "
                         "logistic-r1)")
+    p.add_argument("--pl-weight", type=float,
+                   help="StyleGAN2's path length regularization weight (default: 2 with "
+                        "--arch stylegan2, as config F; 0 turns it off; stylegan2 only)")
+    p.add_argument("--pl-interval", type=int, default=default("pl_interval"),
+                   help="the path length penalty every K minibatches, weighted by K, the "
+                        "generator's Adam adjusted (default: 4)")
     p.add_argument("--log-every", type=int, default=default("log_every"),
                    help="steps between reads of the losses from the device (each read "
                         "waits for the GPU): logged, checked for NaN, shown")
@@ -175,11 +181,13 @@ def config_from_args(args: argparse.Namespace):
     if (values["total_kimg"] is None and values["batch"] == "official"
             and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
-    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup)
+    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, pl_weight=args.pl_weight)
     if args.arch == "stylegan2":
         values.update({k: v for k, v in STYLEGAN2.items() if getattr(args, k) is None})
         if args.data is not None and args.fmap_base is None:
             values["fmap_base"] = 16384
+    if values["pl_weight"] is None:
+        values["pl_weight"] = default("pl_weight")
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
@@ -189,7 +197,8 @@ def config_from_args(args: argparse.Namespace):
                        fid_images=args.fid_images, inception=args.inception,
                        workers=args.workers, progress=not args.no_progress,
                        gp_lambda=args.gp_lambda, drift=args.drift, r1_gamma=args.r1_gamma,
-                       reg_interval=args.reg_interval, log_every=args.log_every, **values)
+                       reg_interval=args.reg_interval, pl_interval=args.pl_interval,
+                       log_every=args.log_every, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

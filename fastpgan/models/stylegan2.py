@@ -340,6 +340,13 @@ class StyleGAN2Generator(Pretrained):
                 **synthesis_kwargs: object) -> Tensor:
         """Images (N, img_channels, r, r) in about [-1, 1]; ``noise_mode`` None takes
         ``self.noise_mode``."""
+        ws = self.ws(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode or self.noise_mode, **synthesis_kwargs)
+
+    def ws(self, z: Tensor, c: Tensor | None = None, truncation_psi: float = 1.0,
+           truncation_cutoff: int | None = None) -> Tensor:
+        """The (N, num_ws, w_dim) styles a call synthesizes: the mapping's, in training
+        mode mixed with a second latent's from a random layer on (``style_mixing_prob``)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi,
                           truncation_cutoff=truncation_cutoff)
         if self.training and self.style_mixing_prob > 0:
@@ -351,7 +358,7 @@ class StyleGAN2Generator(Pretrained):
             other = self.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
             later = torch.arange(self.num_ws, device=z.device).view(1, -1, 1) >= cutoff
             ws = torch.where(later, other, ws)
-        return self.synthesis(ws, noise_mode=noise_mode or self.noise_mode, **synthesis_kwargs)
+        return ws
 
 
 class DiscriminatorBlock(nn.Module):

@@ -9,7 +9,7 @@ from fastpgan.models import ARCHITECTURES
 from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.graphs import GRAPH_MODES
-from fastpgan.train.losses import LOSSES, GANLoss, build_loss
+from fastpgan.train.losses import LOSSES, GANLoss, PathLengthPenalty, build_loss
 
 ARCHS = tuple(ARCHITECTURES)
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -39,6 +39,8 @@ class TrainConfig:
             gamma); None: the loss's default (10, 0.001; 10).
         reg_interval: the penalty every this many minibatches, weighted by it (lazy
             regularization); None: the loss's default (1 for WGAN-GP, 16 for R1).
+        pl_weight, pl_interval: StyleGAN2's path length regularization of the generator,
+            its weight (0: none) and its lazy interval; stylegan2 only (config F: 2, 4).
         log_every: read the step statistics from the device, check them and log them
             every this many steps (and at phase ends and checkpoints).
         precision: "bf16", "fp16" (with a gradient scaler) or "fp32"; None picks bf16 on
@@ -92,6 +94,8 @@ class TrainConfig:
     drift: float | None = None
     r1_gamma: float | None = None
     reg_interval: int | None = None
+    pl_weight: float = 0.0
+    pl_interval: int = 4
     log_every: int = 10
     precision: str | None = None
     memory_format: str = "auto"
@@ -163,7 +167,20 @@ class TrainConfig:
         for name, value in (("ema-kimg", self.ema_kimg), ("ema-rampup", self.ema_rampup)):
             if value is not None and value <= 0:
                 raise ValueError(f"--{name} must be positive, got {value:g}")
+        if self.pl_weight < 0:
+            raise ValueError(f"--pl-weight must be >= 0, got {self.pl_weight:g}")
+        if self.pl_weight and self.arch != "stylegan2":
+            raise ValueError("--pl-weight regularizes StyleGAN2's path lengths (styles to "
+                             f"images); --arch {self.arch} has no such styles: drop it or "
+                             "use --arch stylegan2")
         self.build_loss()
+        self.build_path_length_penalty()
+
+    def build_path_length_penalty(self) -> PathLengthPenalty | None:
+        """The generator's path length penalty, or None with pl_weight 0."""
+        if not self.pl_weight:
+            return None
+        return PathLengthPenalty(weight=self.pl_weight, reg_interval=self.pl_interval)
 
     def build_loss(self) -> GANLoss:
         """The loss object with this run's weights."""

@@ -43,10 +43,12 @@ from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
-from fastpgan.train.losses import DPhase
+from fastpgan.train.losses import LossPhase
 from fastpgan.train.stats import StatisticsWindow, all_finite
 
 GRID_SAMPLES = 64
+G_MAIN_ONLY = (LossPhase("G", True, 0.0),)
+"""The generator's phases without a penalty of its own."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -100,6 +102,9 @@ class Trainer:
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
         self.loss = config.build_loss()
+        self.path_length = config.build_path_length_penalty()
+        if self.path_length is not None:  # its running mean, updated in place on the device
+            self.path_length.mean = self.path_length.mean.to(self.device)
         # on the device, so drawing latents and interpolation weights never waits for it
         self.z_generator = torch.Generator(self.device).manual_seed(
             config.seed * 7919 + self.rank + 1)
@@ -185,8 +190,10 @@ class Trainer:
             return
         # capturable: the step counts live on the device, as a replayed graph needs
         capturable = self.graphs is not None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=tuple(c.betas),
-                                      eps=c.eps, capturable=capturable)
+        lr_g, betas_g = (self.path_length.adam(c.lr, tuple(c.betas)) if self.path_length
+                         else (c.lr, tuple(c.betas)))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr_g, betas=betas_g, eps=c.eps,
+                                      capturable=capturable)
         lr_d, betas_d = self.loss.adam(c.lr, tuple(c.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps,
                                       capturable=capturable)
@@ -213,6 +220,8 @@ class Trainer:
         self.D.load_state_dict(state["D"])
         self.ema.model.load_state_dict(state["G_ema"])
         self.ema.updates = state["ema_updates"]
+        if self.path_length is not None and state.get("pl_mean") is not None:
+            self.path_length.mean.copy_(state["pl_mean"])
         self.shown, self.phase_step = state["shown"], state["phase_step"]
         if state["opt_resolution"] is not None:
             self._optimizers(state["opt_resolution"])
@@ -310,7 +319,7 @@ class Trainer:
 
     def _step(self, real_u8: Tensor, resolution: int, alpha: float,
               dry_run: bool = False) -> None:
-        """One minibatch: the loss's discriminator phases, its generator phase and the
+        """One minibatch: the loss's discriminator phases, the generator's phases and the
         EMA; dry_run computes the gradients only.
 
         The host's part is here: alpha into its device tensor, the EMA's weight, which
@@ -320,24 +329,27 @@ class Trainer:
         fading = alpha < 1.0
         if fading:
             self.alpha.fill_(alpha)
-        d_phases = tuple(self.loss.d_phases(self.phase_step))
+        phases = (tuple(self.loss.d_phases(self.phase_step)),
+                  tuple(self.path_length.g_phases(self.phase_step)) if self.path_length
+                  else G_MAIN_ONLY)
         if dry_run:
-            self._device_step(real_u8, resolution, fading, d_phases, dry_run=True)
+            self._device_step(real_u8, resolution, fading, phases, dry_run=True)
             return
         self.ema.advance(len(real_u8) * self.world, self.shown)
 
         def step(real: Tensor) -> list[str]:
-            return self._device_step(real, resolution, fading, d_phases)
+            return self._device_step(real, resolution, fading, phases)
 
         if self.graphs is None:
             keys = step(real_u8)
         else:
-            variant = (resolution, fading, d_phases, tuple(real_u8.shape), self.micro_batch)
+            variant = (resolution, fading, phases, tuple(real_u8.shape), self.micro_batch)
             keys = self.graphs.run(variant, real_u8, step)
         self.window.count(keys, self.shown, self.shown + len(real_u8) * self.world)
 
     def _device_step(self, real_u8: Tensor, resolution: int, fading: bool,
-                     d_phases: tuple[DPhase, ...], dry_run: bool = False) -> list[str]:
+                     phases: tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]],
+                     dry_run: bool = False) -> list[str]:
         """The step's device work; returns the names of the statistics it summed.
 
         Nothing here waits for the device or depends on a host value that changes from
@@ -348,6 +360,7 @@ class Trainer:
         summed over micro-batches, weighted by their share, before its one optimizer step.
         """
         c, G, D = self.config, self.G, self.D
+        d_phases, g_phases = phases
         real = to_model_range(real_u8, self.device).contiguous(memory_format=self.memory_format)
         fade: float | Tensor = 1.0
         if fading:
@@ -393,11 +406,19 @@ class Trainer:
         del fakes
         D.requires_grad_(False)
         G.requires_grad_(True)
-        for part, share in zip(parts, shares, strict=True):
-            with self._autocast():
-                g_loss = self.loss.g_loss(critic(fakes_of(len(part))))
-            accumulate(g_loss, {"g_loss": g_loss}, share)
-        self._apply(G, self.opt_g, dry_run)
+        for phase in g_phases:
+            for part, share in zip(parts, shares, strict=True):
+                if phase.main:
+                    with self._autocast():
+                        g_loss = self.loss.g_loss(critic(fakes_of(len(part))))
+                    accumulate(g_loss, {"g_loss": g_loss}, share)
+                if phase.penalty_gain:
+                    z = latents(self.path_length.batch(len(part)))
+                    with self._autocast():
+                        pl_loss, pl_stats = self.path_length.penalty(phase, G, z,
+                                                                     self.z_generator)
+                    accumulate(pl_loss, pl_stats, share)
+            self._apply(G, self.opt_g, dry_run)
         if not dry_run:
             self.ema.follow(G)
             self.window.accumulate(step_stats)
@@ -443,6 +464,8 @@ class Trainer:
         in GPU memory (0 if none)."""
         shape = (self.config.channels, phase.resolution, phase.resolution)
         micro, self.micro_batch = self.micro_batch, None
+        # the probe leaves the run's state as it was: the path length mean it moves, too
+        pl_mean = None if self.path_length is None else self.path_length.mean.clone()
         try:
             while start >= 1:
                 if self.device.type == "cuda":
@@ -457,6 +480,8 @@ class Trainer:
             return 0
         finally:
             self.micro_batch = micro
+            if pl_mean is not None:
+                self.path_length.mean.copy_(pl_mean)
 
     def _out_of_memory(self, phase: Phase, alpha: float) -> OutOfMemoryError:
         """The error for an out-of-memory step, naming the largest minibatch that fits."""
@@ -488,6 +513,7 @@ class Trainer:
             "opt_resolution": self.opt_resolution, "config": self.config.to_dict(),
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
+            "pl_mean": None if self.path_length is None else self.path_length.mean,
             "opt_g": self.opt_g.state_dict() if self.opt_g else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "scaler": self.scaler.state_dict(),

@@ -6,7 +6,8 @@ backward and one optimizer step. With K > 1 (lazy regularization, Karras et al. 
 appendix B) it has "Dmain" every minibatch and, every K-th minibatch, "Dreg": the
 penalty alone, weighted by K, with its own optimizer step; Adam's lr and betas are then
 scaled by K / (K + 1) (``adam``), as the paper does, so the optimizer sees the same
-momentum per image. The generator has one phase, "G".
+momentum per image. The generator has one phase, "G", or with StyleGAN2's path length
+regularization (``PathLengthPenalty``, every K_G minibatches) "Gmain" and "Greg" alike.
 
 A phase's loss comes back with its statistics as 0-d tensors: mixed precision,
 micro-batches and reading the statistics (one device synchronization every few steps)
@@ -16,9 +17,10 @@ stay with the trainer. A new objective is one class here and one entry in ``LOSS
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +31,34 @@ Critic = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
-class DPhase:
-    """One of the discriminator's phases: whether it has the main loss terms, and the
-    factor on its penalty (0: none; K in a lazy "Dreg" phase)."""
+class LossPhase:
+    """One of a network's phases in a step: whether it has the main loss terms, and the
+    factor on its penalty (0: none; K in a lazy "Dreg" or "Greg" phase)."""
 
     name: str
     main: bool
     penalty_gain: float
+
+
+def lazy_phases(net: str, reg_interval: int, step: int) -> list[LossPhase]:
+    """``net``'s phases ("D" or "G") at minibatch ``step`` (0, 1, ...) of a run: one with
+    both terms for K = 1; else "<net>main" always and "<net>reg", weighted K, every K-th."""
+    if reg_interval == 1:
+        return [LossPhase(net, True, 1.0)]
+    phases = [LossPhase(f"{net}main", True, 0.0)]
+    if step % reg_interval == 0:
+        phases.append(LossPhase(f"{net}reg", False, float(reg_interval)))
+    return phases
+
+
+def lazy_adam(reg_interval: int, lr: float,
+              betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
+    """Adam's lr and betas under lazy regularization every K minibatches: with
+    c = K / (K + 1), lr * c and beta ** c (unchanged for K = 1)."""
+    if reg_interval == 1:
+        return lr, betas
+    c = reg_interval / (reg_interval + 1)
+    return lr * c, (betas[0] ** c, betas[1] ** c)
 
 
 @dataclass
@@ -48,29 +71,20 @@ class GANLoss:
     def __post_init__(self) -> None:
         if self.reg_interval < 1:
             raise ValueError(f"--reg-interval must be >= 1, got {self.reg_interval}")
-        for field in dataclasses.fields(self):
-            if getattr(self, field.name) < 0:
-                raise ValueError(f"--{field.name.replace('_', '-')} must be >= 0, got "
-                                 f"{getattr(self, field.name)}")
+        for item in dataclasses.fields(self):
+            if getattr(self, item.name) < 0:
+                raise ValueError(f"--{item.name.replace('_', '-')} must be >= 0, got "
+                                 f"{getattr(self, item.name)}")
 
-    def d_phases(self, step: int) -> list[DPhase]:
+    def d_phases(self, step: int) -> list[LossPhase]:
         """The discriminator's phases at minibatch ``step`` (0, 1, ...) of a run."""
-        if self.reg_interval == 1:
-            return [DPhase("D", True, 1.0)]
-        phases = [DPhase("Dmain", True, 0.0)]
-        if step % self.reg_interval == 0:
-            phases.append(DPhase("Dreg", False, float(self.reg_interval)))
-        return phases
+        return lazy_phases("D", self.reg_interval, step)
 
     def adam(self, lr: float, betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
-        """The discriminator's Adam lr and betas under lazy regularization: with
-        c = K / (K + 1), lr * c and beta ** c (unchanged for K = 1)."""
-        if self.reg_interval == 1:
-            return lr, betas
-        c = self.reg_interval / (self.reg_interval + 1)
-        return lr * c, (betas[0] ** c, betas[1] ** c)
+        """The discriminator's Adam lr and betas (:func:`lazy_adam`)."""
+        return lazy_adam(self.reg_interval, lr, betas)
 
-    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
                mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The discriminator's loss in ``phase`` and its statistics. ``fake`` is detached
         generator output; ``mix``, (N,) uniform weights, for losses that interpolate."""
@@ -92,7 +106,7 @@ class WGANGP(GANLoss):
     drift: float = 1e-3
     reg_interval: int = 1
 
-    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
                mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Main terms and/or the gradient penalty, as ``phase`` says."""
         loss, stats = real.new_zeros((), dtype=torch.float32), {}
@@ -126,7 +140,7 @@ class LogisticR1(GANLoss):
     r1_gamma: float = 10.0
     reg_interval: int = 16
 
-    def d_loss(self, phase: DPhase, D: Critic, real: Tensor, fake: Tensor,
+    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
                mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Main terms and/or R1, as ``phase`` says (``mix`` is unused)."""
         loss, stats = real.new_zeros((), dtype=torch.float32), {}
@@ -147,6 +161,72 @@ class LogisticR1(GANLoss):
     def g_loss(self, fake_scores: Tensor) -> Tensor:
         """softplus(-D(G(z)))."""
         return F.softplus(-fake_scores.float()).mean()
+
+
+class StyleSynthesis(Protocol):
+    """A generator the path length penalty can differentiate: styles, then images."""
+
+    def ws(self, z: Tensor) -> Tensor: ...
+
+    def synthesis(self, ws: Tensor) -> Tensor: ...
+
+
+@dataclass
+class PathLengthPenalty:
+    """StyleGAN2's path length regularization (Karras et al. 2020, section 3.2, as
+    NVlabs' ``StyleGAN2Loss`` computes it): with styles w, images g(w) of H x W pixels and
+    y ~ N(0, I) / sqrt(H W), the length l = sqrt(mean over the style layers of
+    ||(J_w^T y)_layer||^2) is pulled to its running mean a by weight * (l - a)^2, on
+    ``batch_shrink`` times fewer samples than the minibatch, every ``reg_interval``
+    minibatches weighted by it (config F: 2, 4, 2, a's decay 0.01).
+
+    ``mean`` is a: the run's state (checkpointed), updated in place on the device.
+    """
+
+    weight: float = 2.0
+    reg_interval: int = 4
+    decay: float = 0.01
+    batch_shrink: int = 2
+    mean: Tensor = field(default_factory=lambda: torch.zeros(()))
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError(f"--pl-weight must be > 0 for the penalty, got {self.weight}")
+        if self.reg_interval < 1:
+            raise ValueError(f"--pl-interval must be >= 1, got {self.reg_interval}")
+        if not 0 < self.decay <= 1 or self.batch_shrink < 1:
+            raise ValueError(f"the path length mean's decay must be in (0, 1] and its batch "
+                             f"shrink >= 1, got {self.decay} and {self.batch_shrink}")
+
+    def g_phases(self, step: int) -> list[LossPhase]:
+        """The generator's phases at minibatch ``step``: "G", or "Gmain" and every K-th
+        minibatch "Greg"."""
+        return lazy_phases("G", self.reg_interval, step)
+
+    def adam(self, lr: float, betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
+        """The generator's Adam lr and betas (:func:`lazy_adam`)."""
+        return lazy_adam(self.reg_interval, lr, betas)
+
+    def batch(self, n: int) -> int:
+        """The samples the penalty takes from a (micro-)batch of n."""
+        return max(1, n // self.batch_shrink)
+
+    def penalty(self, phase: LossPhase, G: StyleSynthesis, z: Tensor,
+                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """weight * penalty_gain * mean((l - a)^2) for latents z (already shrunk), and its
+        statistics; moves a towards the lengths' mean (once a call)."""
+        ws = G.ws(z)
+        images = G.synthesis(ws)
+        noise = torch.randn(images.shape, generator=generator, device=images.device)
+        noise /= math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images.float() * noise).sum(), ws, create_graph=True)
+        lengths = grad.float().square().sum(2).mean(1).sqrt()
+        # as NVlabs: the updated mean, not detached, in the penalty; its value kept
+        mean = self.mean.lerp(lengths.mean(), self.decay)
+        self.mean.copy_(mean.detach())
+        penalty = (lengths - mean).square()
+        loss = self.weight * phase.penalty_gain * penalty.mean()
+        return loss, {"pl_penalty": penalty.detach().mean(), "pl_length": lengths.detach().mean()}
 
 
 LOSSES: dict[str, type[GANLoss]] = {cls.name: cls for cls in (WGANGP, LogisticR1)}
