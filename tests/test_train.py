@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from fastpgan.cli.train import build_parser, config_from_args
 from fastpgan.cli.train import main as train_main
 from fastpgan.data import build_cache
 from fastpgan.metrics import sliced_wasserstein_distance
-from fastpgan.models import Pretrained, StyleGAN2Generator
+from fastpgan.models import Pretrained, StyleGAN2Generator, load
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
@@ -213,7 +214,8 @@ def test_stylegan2_cli_defaults_are_nvlabs():
 
     c = config("--data", "x")
     assert (c.loss, c.ema_kimg, c.ema_rampup, c.fmap_base) == ("logistic-r1", 10, 0.05, 16384)
-    assert (c.pl_weight, c.pl_interval) == (2.0, 4)
+    assert (c.pl_weight, c.pl_interval, c.conv_clamp, c.mapping_layers) == (2.0, 4, 256, 8)
+    assert config("--conv-clamp", "none").conv_clamp is None
     c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512", "--pl-weight", "0")
     assert (c.loss, c.ema_kimg, c.fmap_base, c.pl_weight) == ("wgan-gp", 2, 512, 0.0)
     assert c.build_path_length_penalty() is None
@@ -386,6 +388,35 @@ def test_stylegan2_trains_at_one_resolution_and_resumes_exactly(faces, tmp_path)
     assert isinstance(G, StyleGAN2Generator) and G.img_resolution == 8
     assert torch.equal(G.state_dict()["synthesis.b8.conv0.weight"],
                        straight.ema.model.state_dict()["synthesis.b8.conv0.weight"])
+
+
+NVLABS_16 = Path(__file__).parent / "data" / "nvlabs-sg2-16"
+"""NVlabs' networks (random weights, config F at 16x16, converted): generator/, discriminator/."""
+
+
+def test_init_fine_tunes_published_networks_and_refuses_another_architecture(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (3, 16, 16)).astype(np.float32) for _ in range(8)]
+    data = build_cache(iter(images), tmp_path / "rgb16", 16, 3, source="noise")
+    settings = dict(data=str(data), resolution=16, batch=4, arch="stylegan2", loss="logistic-r1",
+                    latent_dim=32, fmap_base=128, fmap_max=32, conv_clamp=256.0,
+                    mapping_layers=2, init=str(NVLABS_16), stable_kimg=0.008,
+                    checkpoint_kimg=1.0, sample_kimg=1.0, swd_images=0, workers=0,
+                    progress=False, device="cpu")
+    trainer = Trainer(TrainConfig(out=str(tmp_path / "run"), **settings))
+    published = load(NVLABS_16)
+    for net, source in ((trainer.G, published.G_ema), (trainer.ema.model, published.G_ema),
+                        (trainer.D, published.D)):
+        theirs = source.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in net.state_dict().items())
+    trainer.run()
+    assert not torch.equal(trainer.G.state_dict()["synthesis.b16.conv1.weight"],
+                           published.G_ema.state_dict()["synthesis.b16.conv1.weight"])
+    with pytest.raises(ValueError, match=r"mapping_layers 2 there, 8 here \(--mapping-layers\)"):
+        Trainer(TrainConfig(out=str(tmp_path / "other"), **{**settings, "mapping_layers": 8}))
+    with pytest.raises(ValueError, match="--init is a setting of --arch stylegan2"):
+        TrainConfig(out=str(tmp_path / "p"), **{**settings, "arch": "progan",
+                                                 "conv_clamp": None}).validate()
 
 
 class _CaptureFails(GraphEmulator):

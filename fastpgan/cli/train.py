@@ -30,7 +30,8 @@ DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_k
             sample_kimg=3.0, swd_images=200, out="runs/demo")
 DEFAULTS = {name: default(name) for name in DEMO}
 """The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
-STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0)
+STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0,
+                 conv_clamp=256.0)
 """--arch stylegan2's own defaults (NVlabs' stylegan2-ada-pytorch), where not given; with
 --data also config F's channels, --fmap-base 16384 (NVlabs' channel_base 32768)."""
 SCHEDULE_ARGUMENTS = ("resolution", "fade_kimg", "stable_kimg")
@@ -44,6 +45,15 @@ def _presets(name: str) -> str:
     shown = [format(v, "g") if isinstance(v, (int, float)) else v
              for v in (DEFAULTS[name], DEMO[name])]
     return f"({shown[0]}; {shown[1]} for the demo)"
+
+
+def _clamp(text: str) -> str | float:
+    if text == "none":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def _batch(text: str) -> str | int:
@@ -98,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pl-interval", type=int, default=default("pl_interval"),
                    help="the path length penalty every K minibatches, weighted by K, the "
                         "generator's Adam adjusted (default: 4)")
+    p.add_argument("--conv-clamp", type=_clamp,
+                   help="StyleGAN2's clamp of each convolution's output, a number or 'none' "
+                        "(default: 256 with --arch stylegan2, as config F)")
+    p.add_argument("--mapping-layers", type=int, default=default("mapping_layers"),
+                   help="StyleGAN2's mapping network depth (default: 8)")
+    p.add_argument("--init", help="fine-tune: start a stylegan2 run from these networks (an "
+                   "NVlabs .pkl, a 'fastpgan convert' folder or a saved generator), whose "
+                   "architecture must be the run's (--resolution, --latent-dim, --fmap-base, "
+                   "--fmap-max, --conv-clamp, --mapping-layers)")
     p.add_argument("--log-every", type=int, default=default("log_every"),
                    help="steps between reads of the losses from the device (each read "
                         "waits for the GPU): logged, checked for NaN, shown")
@@ -188,6 +207,8 @@ def config_from_args(args: argparse.Namespace):
             values["fmap_base"] = 16384
     if values["pl_weight"] is None:
         values["pl_weight"] = default("pl_weight")
+    if args.conv_clamp is not None:
+        values["conv_clamp"] = None if args.conv_clamp == "none" else args.conv_clamp
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
                        memory_format=args.memory_format,
                        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
@@ -198,6 +219,7 @@ def config_from_args(args: argparse.Namespace):
                        workers=args.workers, progress=not args.no_progress,
                        gp_lambda=args.gp_lambda, drift=args.drift, r1_gamma=args.r1_gamma,
                        reg_interval=args.reg_interval, pl_interval=args.pl_interval,
+                       mapping_layers=args.mapping_layers, init=args.init,
                        log_every=args.log_every, **values)
 
 

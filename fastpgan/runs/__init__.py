@@ -11,6 +11,7 @@ from fastpgan.runs.checkpoint import latest_checkpoint, list_checkpoints, load_c
 from fastpgan.runs.generator import (
     TrainedGenerator,
     checkpoint_generator,
+    initialize_from,
     load_generator,
     load_trained,
     run_networks,
@@ -18,6 +19,6 @@ from fastpgan.runs.generator import (
 )
 from fastpgan.runs.pictures import save_animation, save_grid
 
-__all__ = ["TrainedGenerator", "checkpoint_generator", "latest_checkpoint",
+__all__ = ["TrainedGenerator", "checkpoint_generator", "initialize_from", "latest_checkpoint",
            "list_checkpoints", "load_checkpoint", "load_generator", "load_trained",
            "run_networks", "run_phases", "save_animation", "save_grid"]

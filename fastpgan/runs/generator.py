@@ -3,6 +3,7 @@ run folder or a training checkpoint."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,10 +34,74 @@ def network_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
                       fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
                       img_channels=config["channels"])
         return shared, shared
+    # checkpoints written before conv_clamp and mapping_layers were settings had neither
     shared = dict(img_resolution=config["resolution"], img_channels=config["channels"],
-                  channel_base=2 * config["fmap_base"], channel_max=config["fmap_max"])
+                  channel_base=2 * config["fmap_base"], channel_max=config["fmap_max"],
+                  conv_clamp=config.get("conv_clamp"),
+                  mapping_layers=config.get("mapping_layers", 8))
     return (dict(z_dim=config["latent_dim"], w_dim=config["latent_dim"],
                  style_mixing_prob=0.9, **shared), shared)
+
+
+NOT_ARCHITECTURE = ("style_mixing_prob", "noise_mode", "backend", "num_fp16_res",
+                    "mbstd_group_size")
+"""Constructor arguments a fine-tuning run takes as its own: training and sampling
+settings, NVlabs' num_fp16_res (recorded, not emulated: fastpgan runs in the autocast
+dtype) and the minibatch standard deviation's group (a function of the minibatch, as
+when NVlabs resumes with another batch); none changes the parameters."""
+RUN_SETTINGS = {"img_resolution": "--resolution", "img_channels": "the data's channels",
+                "z_dim": "--latent-dim", "w_dim": "--latent-dim",
+                "channel_base": "--fmap-base (half of it)", "channel_max": "--fmap-max",
+                "conv_clamp": "--conv-clamp", "mapping_layers": "--mapping-layers",
+                "c_dim": "labels (fastpgan-train is unconditional)"}
+"""The training setting behind each StyleGAN2 constructor argument, for messages."""
+
+
+def initialize_from(path: str | os.PathLike, G: Pretrained, D: Pretrained,
+                    G_ema: Pretrained) -> list[str]:
+    """Copies the networks of ``path`` (a published ``.pkl``, a ``fastpgan convert``
+    folder or a ``save_pretrained`` generator) into a new run's G, D and G_ema, for
+    fine-tuning; returns notes on what the file lacked (its G_ema starts G, no D leaves D
+    fresh). Raises ValueError naming every constructor argument of the file's networks
+    that differs from the run's, with the setting to change."""
+    networks = load(path)
+    if networks.G is None and networks.G_ema is None:
+        raise ValueError(f"--init {path} holds no generator")
+    notes = []
+    sources = {"G": networks.G or networks.G_ema, "D": networks.D,
+               "G_ema": networks.G_ema or networks.G}
+    if networks.G is None:
+        notes.append(f"{path} has no training generator: G starts from its G_ema")
+    if networks.D is None:
+        notes.append(f"{path} has no discriminator: D starts fresh")
+    for role, target in (("G", G), ("D", D), ("G_ema", G_ema)):
+        source = sources[role]
+        if source is None:
+            continue
+        if type(source) is not type(target):
+            raise ValueError(f"--init {path}: its {role} is a {type(source).__name__}, the "
+                             f"run's a {type(target).__name__}; choose the matching --arch")
+        ours, theirs = constructor_arguments(target), constructor_arguments(source)
+        differ = [f"{key} {theirs.get(key)!r} there, {ours.get(key)!r} here "
+                  f"({RUN_SETTINGS.get(key, 'not a setting')})"
+                  for key in sorted(set(ours) | set(theirs))
+                  if key not in NOT_ARCHITECTURE and _same(theirs.get(key)) != _same(ours.get(key))]
+        if differ:
+            raise ValueError(f"--init {path}: its {role} is not the run's network: "
+                             f"{'; '.join(differ)}")
+        load_checked(target, source.state_dict())
+    return notes
+
+
+def constructor_arguments(module: Pretrained) -> dict[str, Any]:
+    """A network's constructor arguments, its defaults included."""
+    bound = inspect.signature(type(module)).bind(**module.config)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _same(value: Any) -> Any:
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def run_networks(config: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:

@@ -19,7 +19,7 @@ BATCH_NAMES = (*BATCH_SCHEDULES, "auto")
 # Settings that must match to resume a run. The rest may change between sessions, the
 # minibatch included (e.g. a smaller one after running out of GPU memory).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
-                "fade_kimg", "stable_kimg", "total_kimg", "seed")
+                "fade_kimg", "stable_kimg", "total_kimg", "seed", "conv_clamp", "mapping_layers")
 
 
 @dataclass
@@ -57,6 +57,11 @@ class TrainConfig:
         seed: the run's seed (networks, latents, data order).
         device: "cuda", "cpu", ...; None picks cuda when available.
         latent_dim, fmap_base, fmap_max: network size (channels, see models.channels_at).
+        conv_clamp, mapping_layers: StyleGAN2's clamp of every convolution's output (None:
+            none; config F: 256) and its mapping network's depth (8); stylegan2 only.
+        init: start a stylegan2 run from these networks (a published ``.pkl``, a
+            ``fastpgan convert`` folder or a saved generator), for fine-tuning; their
+            architecture must be the run's.
         channels: image channels (3 RGB, 1 grayscale).
         lr, betas, eps: Adam's (Karras et al. 2017, A.1: 0.001, (0, 0.99), 1e-8).
         reset_optimizer: fresh optimizer state at each new resolution (official code).
@@ -109,6 +114,9 @@ class TrainConfig:
     fmap_base: int = 8192
     fmap_max: int = 512
     channels: int = 3
+    conv_clamp: float | None = None
+    mapping_layers: int = 8
+    init: str | None = None
     lr: float = 1e-3
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
@@ -161,6 +169,16 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
+        if self.arch != "stylegan2":
+            for name, value in (("conv-clamp", self.conv_clamp), ("init", self.init),
+                                ("mapping-layers", None if self.mapping_layers == 8 else 1)):
+                if value is not None:
+                    raise ValueError(f"--{name} is a setting of --arch stylegan2, not of "
+                                     f"--arch {self.arch}: drop it")
+        if self.conv_clamp is not None and self.conv_clamp <= 0:
+            raise ValueError(f"--conv-clamp must be positive (or none), got {self.conv_clamp:g}")
+        if self.mapping_layers < 1:
+            raise ValueError(f"--mapping-layers must be >= 1, got {self.mapping_layers}")
         if self.arch == "stylegan2" and self.checkpoint_activations:
             raise ValueError("--checkpoint-activations recomputes growing networks' blocks; "
                              "the stylegan2 networks do not have them: drop it")

@@ -34,12 +34,12 @@ from fastpgan.models import GrowthStage
 from fastpgan.models.architectures import architecture
 from fastpgan.models.sampling import render
 from fastpgan.ops import frozen_weights
-from fastpgan.runs import run_networks, run_phases
+from fastpgan.runs import initialize_from, run_networks, run_phases
 from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
 from fastpgan.runs.schedule import Phase, describe_plan, phase_at
-from fastpgan.train.config import NETWORK_KEYS, TrainConfig
+from fastpgan.train.config import NETWORK_KEYS, TrainConfig, default
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
@@ -97,6 +97,10 @@ class Trainer:
         self.grows = architecture(config.arch).grows
         self.ema = EMA(self.G, config.ema_decay, half_life_kimg=config.ema_kimg,
                        rampup=config.ema_rampup)
+        if config.init and not resume:  # a resumed run's checkpoint holds what it grew into
+            for note in initialize_from(config.init, self.G, self.D, self.ema.model):
+                if self.is_writer:
+                    print(f"fastpgan-train: {note}", file=sys.stderr)
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
@@ -211,8 +215,10 @@ class Trainer:
         state = load_checkpoint(path)
         saved = state["config"]
         now = self.config.to_dict()
-        differences = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in NETWORK_KEYS
-                       if _comparable(saved.get(k)) != _comparable(now[k])]
+        # a setting added since the checkpoint was written had its default then
+        saved = {k: saved.get(k, default(k)) for k in NETWORK_KEYS}
+        differences = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in NETWORK_KEYS
+                       if _comparable(saved[k]) != _comparable(now[k])]
         if differences:
             raise ValueError(f"cannot resume from {path}: the run's settings differ "
                              f"({'; '.join(differences)})")
