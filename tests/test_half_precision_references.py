@@ -70,6 +70,13 @@ image upsampling). (A half-precision convolution rounds its own weight gradient 
 than this file's bound: up to 2 % in bfloat16.)"""
 
 
+WEIGHT_GRAD_TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 1e-2}
+"""For a gradient that is a half-precision convolution's weight gradient summed further:
+modulated_conv2d's styles gradient (its reference's grouped convolution) reached 1.5 %
+in bfloat16 over 300 seeds (0.16 % in float16), as the convolution's own weight
+gradient rounds (above)."""
+
+
 def test_every_registered_op_has_a_degenerate_case():
     assert set(CASES) | COVERED_BY_BIAS_ACT == set(OPS)
 
@@ -92,7 +99,9 @@ def test_degenerate_inputs_give_finite_values_and_gradients_near_float64(case, d
     assert_close(y, y64, TOLERANCE[dtype], "value")
     for i, (g, g64) in enumerate(zip(grads, grads64, strict=True)):
         assert torch.isfinite(g).all(), f"gradient {i}"
-        assert_close(g, g64, TOLERANCE[dtype], f"gradient {i}")
+        through_weight_grad = case == "modulated_conv2d" and i == 2
+        assert_close(g, g64, WEIGHT_GRAD_TOLERANCE[dtype] if through_weight_grad
+                     else TOLERANCE[dtype], f"gradient {i}")
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
