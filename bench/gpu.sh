@@ -7,8 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 if [[ "${GPU_DRY_RUN:-0}" != "1" ]]; then
-  python -m pip install --quiet --no-deps --no-build-isolation -e . \
+  python3 -m pip install --quiet --no-deps --no-build-isolation -e . \
     || echo "gpu.sh: the editable install failed; running from the source tree" >&2
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-exec python bench/gpu_run.py
+exec python3 bench/gpu_run.py
