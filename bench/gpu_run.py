@@ -18,6 +18,7 @@ the GPU while it is timed). Their last lines go to env.txt, their rows to the su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,6 +133,18 @@ def bench_commands() -> list[list[str]]:
             [PY, "bench/summarize.py", "--jsonl", str(OUT / "bench.jsonl")]]
 
 
+VERDICT = re.compile(r"^(met|MISSED|incomplete) ", re.M)
+"""bench/summarize.py's verdict lines on the open targets."""
+
+
+def bench_summary(text: str) -> str:
+    """Cases streamed, and how the open targets fared."""
+    verdicts = [match.group(1) for match in VERDICT.finditer(text)]
+    counts = ", ".join(f"{verdicts.count(v)} {v.lower()}" for v in ("met", "MISSED",
+                                                                    "incomplete"))
+    return f"{len(_lines(OUT / 'bench.jsonl'))} benchmark cases streamed; targets: {counts}"
+
+
 def prewarm_command() -> list[str]:
     """The benchmark cases run once, untimed, beside the earlier stages: torch.compile's
     caches on disk (Inductor's graphs, Triton's kernels) then hold what each case
@@ -193,8 +207,7 @@ STAGES = [
     Stage("tests", 0.27, "tests.log", test_commands, tests_summary),
     Stage("host", 0.08, "host.txt", host_commands,
           lambda text: last_match(r"^bias\+lrelu\s+fwd\+bwd", text)),
-    Stage("bench", 0.26, "bench.txt", bench_commands,
-          lambda text: f"{len(_lines(OUT / 'bench.jsonl'))} benchmark cases streamed"),
+    Stage("bench", 0.26, "bench.txt", bench_commands, bench_summary),
     Stage("train", 0.19, "train.txt", train_commands,
           lambda text: "; ".join(re.findall(r"^projected.*$", text, re.M)) or "no result line"),
     Stage("run", 0.10, "run.log", run_commands,
@@ -260,20 +273,27 @@ class Background:
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log,
                                         stderr=subprocess.STDOUT, env=child_env(),
                                         start_new_session=True)
+        self.ended: float | None = None
+        threading.Thread(target=self._note_the_end, daemon=True).start()
         self.row: dict | None = None
+
+    def _note_the_end(self) -> None:
+        self.process.wait()
+        self.ended = time.monotonic()
 
     def stop(self, result_pattern: str) -> dict:
         """Kills the process if it still runs; its summary row (once, however often called)."""
         if self.row is None:
-            code = self.process.poll()
-            if code is None:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            status = "ok" if code == 0 else "stopped" if code is None else f"exit {code}"
+            if self.ended is None:  # poll() cannot tell: the waiting thread holds the lock
+                with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait()
+            status = {0: "ok", -signal.SIGKILL: "stopped"}.get(code, f"exit {code}")
             self.log.seek(0)
             text = self.log.read()
             self.row = {"stage": self.name, "status": status,
-                        "seconds": round(time.monotonic() - self.started, 1), "box_s": 0,
+                        "seconds": round((self.ended or time.monotonic()) - self.started, 1),
+                        "box_s": 0,
                         "result": last_match(result_pattern, text, text.strip()[-200:])}
             with open(OUT / "env.txt", "a", encoding="utf-8") as env_file:
                 env_file.write(f"--- {self.name} ({status}), last lines:\n"
@@ -308,6 +328,9 @@ def main() -> int:
              f"{'stage':<6} {'status':<15} {'s':>6} {'box':>5}  result"]
     lines += [f"{r['stage']:<6} {r['status']:<15} {r['seconds']:>6.1f} {r['box_s']:>5}  "
               f"{r['result'][:110]}" for r in rows]
+    bench_text = (OUT / "bench.txt").read_text() if (OUT / "bench.txt").exists() else ""
+    verdicts = [line for line in bench_text.splitlines() if VERDICT.match(line)]
+    lines += ["open targets (bench/NOTES.md):", *verdicts] if verdicts else []
     summary = "\n".join(lines)
     (OUT / "summary.txt").write_text(summary + "\n")
     print(summary)

@@ -25,8 +25,8 @@ if not __import__("torch").cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # CPU tensors reach the launch code
 
 import numpy as np
+import plain
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 from benchutil import host_us_per_call
@@ -39,6 +39,7 @@ from fastpgan.train.loop import Trainer
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
+SQRT2 = 2 ** 0.5
 
 
 @triton.jit
@@ -55,60 +56,34 @@ def stub_launches() -> None:
     InterpretedFunction.run = lambda self, *args, **kwargs: None
 
 
-def _lrelu(h: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(h, 0.2) * 2 ** 0.5
-
-
-def _pixel_norm(h: torch.Tensor) -> torch.Tensor:
-    return h * torch.rsqrt(h.square().mean(dim=1, keepdim=True) + 1e-8)
-
-
-def _stddev(x: torch.Tensor) -> torch.Tensor:
-    n, _, h, w = x.shape
-    y = x.reshape(4, n // 4, -1)
-    std = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(1)
-    return torch.cat([x, std.repeat(4).reshape(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
-
-
-def _adain(x, scale, shift, noise, noise_weight, bias):
-    a = F.leaky_relu(x + noise * noise_weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1), 0.2)
-    var, mean = torch.var_mean(a, dim=(2, 3), keepdim=True, unbiased=False)
-    return scale[:, :, None, None] * (a - mean) * torch.rsqrt(var + 1e-8) + shift[:, :, None, None]
-
-
-def _upsample_conv(x, weight, bias):
-    h = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight * 0.5, padding=1)
-    return _pixel_norm(_lrelu(h + bias.view(1, -1, 1, 1)))
-
-
-def _conv_downsample(x, weight, bias):
-    return _lrelu(F.avg_pool2d(F.conv2d(x, weight * 0.5, padding=1), 2) + bias.view(1, -1, 1, 1))
-
-
 OP_CASES = {
     # name: (shapes of the inputs, plain PyTorch, our op with its settings)
-    "bias+lrelu": ([(1, 8, 4, 4), (8,)], lambda x, b: _lrelu(x + b.view(1, -1, 1, 1)),
-                   lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=2 ** 0.5,
+    "bias+lrelu": ([(1, 8, 4, 4), (8,)],
+                   lambda x, b: plain.lrelu(x + b.view(1, -1, 1, 1), SQRT2),
+                   lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=SQRT2,
                                                       backend=backend)),
     "bias+lrelu+pixel norm": (
-        [(1, 8, 4, 4), (8,)], lambda x, b: _pixel_norm(_lrelu(x + b.view(1, -1, 1, 1))),
-        lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=2 ** 0.5, pixel_norm=True,
+        [(1, 8, 4, 4), (8,)],
+        lambda x, b: plain.pixel_norm(plain.lrelu(x + b.view(1, -1, 1, 1), SQRT2)),
+        lambda x, b, backend: ops.bias_act(x, b, act="lrelu", gain=SQRT2, pixel_norm=True,
                                            backend=backend)),
-    "minibatch_stddev": ([(4, 8, 4, 4)], _stddev,
+    "minibatch_stddev": ([(4, 8, 4, 4)], plain.minibatch_stddev,
                          lambda x, backend: ops.minibatch_stddev(x, 4, backend=backend)),
-    "adain": ([(2, 8, 4, 4), (2, 8), (2, 8), (2, 1, 4, 4), (8,), (8,)], _adain,
+    "adain": ([(2, 8, 4, 4), (2, 8), (2, 8), (2, 1, 4, 4), (8,), (8,)], plain.adain,
               lambda x, scale, shift, noise, noise_weight, bias, backend: ops.adain(
                   x, scale, shift, noise=noise, noise_weight=noise_weight, bias=bias,
                   negative_slope=0.2, backend=backend)),
     "upsample_conv2d+lrelu+pn": (
-        [(1, 8, 4, 4), (8, 8, 3, 3), (8,)], _upsample_conv,
+        [(1, 8, 4, 4), (8, 8, 3, 3), (8,)],
+        functools.partial(plain.upsample_conv, weight_gain=0.5, gain=SQRT2, normalize=True),
         lambda x, w, b, backend: ops.upsample_conv2d(x, w, b, weight_gain=0.5, act="lrelu",
-                                                     gain=2 ** 0.5, pixel_norm=True,
+                                                     gain=SQRT2, pixel_norm=True,
                                                      backend=backend)),
     "conv2d_downsample+lrelu": (
-        [(1, 8, 8, 8), (8, 8, 3, 3), (8,)], _conv_downsample,
+        [(1, 8, 8, 8), (8, 8, 3, 3), (8,)],
+        functools.partial(plain.conv_downsample, weight_gain=0.5, gain=SQRT2),
         lambda x, w, b, backend: ops.conv2d_downsample(x, w, b, weight_gain=0.5, act="lrelu",
-                                                       gain=2 ** 0.5, backend=backend)),
+                                                       gain=SQRT2, backend=backend)),
 }
 """Small shapes, where a call's host cost is all there is to it."""
 
@@ -130,20 +105,20 @@ def op_costs(calls: int, repeats: int) -> list[dict]:
 
     rows = [{"what": "triton launch (cached kernel)", "impl": "-", "pass": "launch",
              "us_per_call": best(launch)}]
-    for name, (shapes, plain, ours) in OP_CASES.items():
+    for name, (shapes, baseline, ours) in OP_CASES.items():
         inputs = [torch.randn(shape, device=DEVICE, requires_grad=True) for shape in shapes]
         for impl in IMPLS:
-            for pass_name, fn in _passes(plain, ours, inputs, impl).items():
+            for pass_name, fn in _passes(baseline, ours, inputs, impl).items():
                 rows.append({"what": name, "impl": impl, "pass": pass_name,
                              "us_per_call": best(fn)})
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def _passes(plain, ours, inputs: list[torch.Tensor], impl: str) -> dict[str, Callable]:
+def _passes(baseline, ours, inputs: list[torch.Tensor], impl: str) -> dict[str, Callable]:
     """The forward alone (no_grad) and forward + backward of one implementation."""
     def call():
-        return plain(*inputs) if impl == "plain torch" else ours(*inputs, backend=impl)
+        return baseline(*inputs) if impl == "plain torch" else ours(*inputs, backend=impl)
 
     def forward():
         with torch.no_grad():

@@ -1,8 +1,11 @@
 """upsample_conv2d and conv2d_downsample with ProGAN's epilogues, forward + backward: the C++
 extension ("fused": one stride-2 convolution + the epilogue kernel) vs the definition
 ("eager": interpolate + conv2d or conv2d + avg_pool2d, then bias, leaky ReLU [and pixel
-norm] in PyTorch) vs torch.compile of the definition. Time and peak memory are the
-figures to read (the convolutions are compute-bound); GB/s counts only x, y, dy and dx.
+norm] in PyTorch, the epilogue in float32 as our reference computes it) vs torch.compile
+of the definition, and for ProGAN's two ops "plain": the same layer as a bf16
+reimplementation writes it, every op in the input's dtype (bench/plain.py). Time and peak
+memory are the figures to read (the convolutions are compute-bound); GB/s counts only x,
+y, dy and dx.
 
 Shapes are ProGAN's (Karras et al. 2017, table 2, minibatch as in appendix A.1), 3x3
 kernels: the generator's upsampling layers and the discriminator's downsampling layers
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 
+import plain
 import pytest
 import torch
 from benchutil import CUDA, DEVICE, benchmark_step, compile_fresh
@@ -52,6 +56,9 @@ OPS = {"upsample_conv2d": (upsample_conv2d, upsample_conv2d_reference,
                                dict(act="lrelu", gain=2 ** 0.5)),
        "fir_conv2d_downsample": (fir_conv2d_downsample, fir_conv2d_downsample_reference,
                                  dict(act="lrelu", gain=2 ** 0.5))}
+PLAIN = {"upsample_conv2d": functools.partial(plain.upsample_conv, normalize=True),
+         "conv2d_downsample": plain.conv_downsample}
+"""The plain-PyTorch layer of each op that has one, with OPS' epilogue."""
 
 
 def step_fn(impl: str, op: str, shape: tuple[int, ...], out_channels: int,
@@ -66,6 +73,8 @@ def step_fn(impl: str, op: str, shape: tuple[int, ...], out_channels: int,
     gain = (2 / (shape[1] * 9)) ** 0.5
     if impl == "compiled":
         forward = compile_fresh(functools.partial(reference, weight_gain=gain, **epilogue))
+    elif impl == "plain":
+        forward = functools.partial(PLAIN[op], weight_gain=gain)
     elif impl == "fused":
         forward = functools.partial(fused, weight_gain=gain, **epilogue, backend="fused")
     else:
@@ -79,11 +88,27 @@ def step_fn(impl: str, op: str, shape: tuple[int, ...], out_channels: int,
     return step, 2 * (x.numel() + y.numel()) * x.element_size()
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+def _case_id(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op,shape,out_channels", CASES,
-                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize("op,shape,out_channels,impl", [
+    pytest.param(*case, impl, id="-".join(map(_case_id, (*case, impl))))
+    for case in CASES for impl in (*IMPLS, "plain") if impl != "plain" or case[0] in PLAIN])
 def test_forward_backward(benchmark, op, shape, out_channels, dtype, impl):
     benchmark_step(benchmark, step_fn(impl, op, shape, out_channels, dtype), op=op,
                    shape=(*shape, out_channels), layout="channels_last", impl=impl,
                    dtype=str(dtype).removeprefix("torch."))
+
+
+@pytest.mark.parametrize("op", list(PLAIN))
+def test_plain_layers_compute_the_definition(op):
+    """The "plain" column is the same layer: equal to our float64 definition to round-off."""
+    x = torch.randn(3, 5, 6, 6, dtype=torch.float64)
+    weight = torch.randn(7, 5, 3, 3, dtype=torch.float64)
+    bias = torch.randn(7, dtype=torch.float64)
+    _, reference, epilogue = OPS[op]
+    expected = reference(x, weight, bias, weight_gain=0.3, **epilogue)
+    actual = PLAIN[op](x, weight, bias, weight_gain=0.3)
+    assert (actual - expected).norm() / expected.norm() < 1e-12
