@@ -26,7 +26,7 @@ def test_bandwidth_targets_need_80_percent_and_to_beat_torch_compile():
         "met", "MISSED", "MISSED", "incomplete"]
 
 
-def test_resampling_targets_take_the_slower_baseline_and_the_smaller_peak():
+def test_resampling_targets_take_the_faster_baseline_and_the_smaller_peak():
     fused = {"us_per_call": 100.0, "peak_mib": 500.0}
     assert _verdicts(
         _row("upsample_conv2d", fused=fused, eager={"us_per_call": 200.0, "peak_mib": 900.0},
