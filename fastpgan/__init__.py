@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("kernels", "csrc"),
-    ("atomic", "extension", "backend"),
+    ("atomic", "files", "extension", "backend"),
     ("ops",),
     ("nn",),
     ("models",),

@@ -56,3 +56,12 @@ def poisoned_outputs(monkeypatch):
     monkeypatch.setattr(torch, "empty", lambda *a, **k: _nan(empty(*a, **k)))
     monkeypatch.setattr(torch, "empty_like", lambda *a, **k: _nan(empty_like(*a, **k)))
     monkeypatch.setattr(torch.Tensor, "new_empty", lambda *a, **k: _nan(new_empty(*a, **k)))
+
+
+@pytest.fixture
+def nvlabs_modules(monkeypatch):
+    """(reconstruct, EasyDict) under the names NVlabs' pickles give them, for writing
+    NVlabs-format fixtures (:mod:`published_formats`)."""
+    from published_formats import install_nvlabs_modules
+
+    return install_nvlabs_modules(monkeypatch)

@@ -1,7 +1,10 @@
-"""Comparison helpers shared by the tests."""
+"""Comparison helpers and small data shared by the tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -175,3 +178,18 @@ class GraphEmulator:
                     if old is not new:
                         old.copy_(new)
         return replay, result
+
+
+def blob_cache(folder: Path) -> Path:
+    """A cache of 40 grayscale 8x8 images of Gaussian blobs at random places (seeded: the
+    data tests/data/checkpoints were trained on)."""
+    from fastpgan.data import build_cache
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:8, :8]
+    images = []
+    for _ in range(40):
+        cy, cx, r = rng.uniform(2, 6), rng.uniform(2, 6), rng.uniform(1.5, 3)
+        images.append((255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r ** 2))[None]
+                      .astype(np.float32))
+    return build_cache(iter(images), folder, 8, 1, source="blobs")

@@ -14,7 +14,7 @@ from fastpgan.cli.dataset import main as dataset_main
 from fastpgan.cli.main import main as fastpgan_main
 from fastpgan.cli.train import main as train_main
 from fastpgan.models import ProGANGenerator
-from fastpgan.runs.checkpoint import save_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint
 
 COMMANDS = {"fastpgan-train": train_main, "fastpgan-dataset": dataset_main,
             "fastpgan": fastpgan_main}
@@ -120,8 +120,7 @@ def paths(tmp_path_factory):
     config = dict(arch="progan", resolution=8, latent_dim=8, fmap_base=32, fmap_max=8,
                   channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
     G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
-    save_checkpoint({"shown": 1, "config": config, "G_ema": G.state_dict()},
-                    root / "run" / "checkpoints", 1)
+    Checkpoint(config, 1, G.state_dict()).save(root / "run" / "checkpoints")
     return {"missing": root / "no-such-thing", "images": images, "empty": root / "empty",
             "file": root / "file", "corrupt_zip": corrupt, "bomb": bomb, "gen": root / "gen",
             "run": root / "run", "image": images / "img0.png"}

@@ -212,7 +212,8 @@ def test_frozen_weights_keep_the_folded_kernel():
 
 @pytest.mark.parametrize("call,message", [
     (lambda: fir_upsample_conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3),
-                                 taps=(1, 2, 1)), "even number"),
+                                 taps=()), "finite filter taps"),
+    (lambda: fir_upsample2d(torch.randn(1, 3, 4, 4), (1, float("nan"))), "finite filter taps"),
     (lambda: fir_conv2d_downsample(torch.randn(1, 3, 5, 4), torch.randn(2, 3, 3, 3)),
      "must be even"),
     (lambda: fir_upsample2d(torch.randn(1, 3, 4, 4), (1, -1)), "nonzero sum"),
@@ -222,3 +223,29 @@ def test_frozen_weights_keep_the_folded_kernel():
 def test_bad_arguments_name_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("taps", [(1, 2, 1), (1,), (1, 3, 3, 1), (2, -1, 4, 1, 0.5)])
+def test_any_filter_length_pads_as_nvlabs(taps):
+    """A filter of any length t resamples with NVlabs' padding: ((t + 1) // 2, (t - 2) // 2)
+    to upsample (gain 4), ((t - 1) // 2, (t - 2) // 2) to downsample (upfirdn2d's
+    upsample2d / downsample2d), checked against the direct sum; the convolutions agree
+    with their definitions."""
+    from fastpgan.ops.fir import fir_downsample2d
+
+    x = torch.randn(2, 3, 6, 4, dtype=torch.float64)
+    t = torch.tensor(taps, dtype=torch.float64)
+    f2d = torch.outer(t, t) / t.sum() ** 2
+    n = len(taps)
+    up = (n + 1) // 2, (n - 2) // 2
+    assert_close(fir_upsample2d(x, taps, backend="reference"),
+                 _direct_upfirdn(x, f2d * 4, 2, 1, (*up, *up)), 1e-12, "up")
+    assert_close(fir_upsample2d(x, taps, backend="fused"),
+                 _direct_upfirdn(x, f2d * 4, 2, 1, (*up, *up)), 1e-12, "up, fused")
+    down = (n - 1) // 2, (n - 2) // 2
+    assert_close(fir_downsample2d(x, taps), _direct_upfirdn(x, f2d, 1, 2, (*down, *down)),
+                 1e-12, "down")
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    for name, (op, reference) in OPS.items():
+        assert_close(op(x, weight, taps=taps, backend="fused"),
+                     reference(x, weight, taps=taps), 1e-12, name)

@@ -13,7 +13,7 @@ from fastpgan.generate.commands import mixing_layers
 from fastpgan.generate.project import load_target, project
 from fastpgan.models import GrowthStage, ProGANGenerator, StyleGANGenerator
 from fastpgan.runs import load_generator
-from fastpgan.runs.checkpoint import save_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint
 from fastpgan.runs.pictures import save_grid
 
 
@@ -84,7 +84,7 @@ def test_checkpoint_files_load_their_ema_generator(tmp_path):
     G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
     config = dict(arch="progan", resolution=8, latent_dim=8, fmap_base=32, fmap_max=8,
                   channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
-    path = save_checkpoint({"shown": 1, "config": config, "G_ema": G.state_dict()}, tmp_path, 1)
+    path = Checkpoint(config, 1, G.state_dict()).save(tmp_path)
     loaded = load_generator(path)
     z = torch.randn(2, 8)
     with torch.no_grad():
@@ -212,8 +212,7 @@ def _mid_schedule_checkpoint(tmp_path, cls):
     G = cls(resolution=16, latent_dim=8, fmap_base=32, fmap_max=8)
     config = dict(arch=arch, resolution=16, latent_dim=8, fmap_base=32, fmap_max=8,
                   channels=3, fade_kimg=1, stable_kimg=1, batch=4, total_kimg=None)
-    return save_checkpoint({"shown": 1500, "config": config, "G_ema": G.state_dict()},
-                           tmp_path / "checkpoints", 1500), G
+    return Checkpoint(config, 1500, G.state_dict()).save(tmp_path / "checkpoints"), G
 
 
 @pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])

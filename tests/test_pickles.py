@@ -9,17 +9,22 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import sys
-import types
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_close
+from published_formats import (
+    Calls,
+    nvlabs_record,
+    nvlabs_snapshot,
+    progan_variables,
+    write_progan,
+)
 
 from fastpgan.cli.main import main
+from fastpgan.files import read_pickle
 from fastpgan.models import (
     Pretrained,
     ProGANDiscriminator,
@@ -30,104 +35,13 @@ from fastpgan.models import (
     convert,
     load,
 )
-from fastpgan.models import stylegan2 as sg2
-from fastpgan.models.pickles import read_pickle
-from fastpgan.nn import ConvDownsample2d, EqualizedConv2d, EqualizedLinear, MinibatchStdDev
-
-# ---------------------------------------------------------------- NVlabs' format
-
-NVLABS_CLASS = {  # fastpgan's module -> the NVlabs class in training/networks.py
-    StyleGAN2Generator: "Generator", sg2.StyleGAN2Mapping: "MappingNetwork",
-    sg2.SynthesisNetwork: "SynthesisNetwork", sg2.SynthesisBlock: "SynthesisBlock",
-    sg2.SynthesisLayer: "SynthesisLayer", sg2.ToRGBLayer: "ToRGBLayer",
-    EqualizedLinear: "FullyConnectedLayer", EqualizedConv2d: "Conv2dLayer",
-    ConvDownsample2d: "Conv2dLayer", StyleGAN2Discriminator: "Discriminator",
-    sg2.DiscriminatorBlock: "DiscriminatorBlock",
-    sg2.DiscriminatorEpilogue: "DiscriminatorEpilogue", MinibatchStdDev: "MinibatchStdLayer"}
-WITH_FILTER = {"Conv2dLayer", "SynthesisLayer", "SynthesisBlock", "DiscriminatorBlock"}
-
-
-@pytest.fixture
-def nvlabs_modules(monkeypatch):
-    """Stand-ins for torch_utils.persistence and dnnlib.util under their real names, so
-    pickle writes the globals NVlabs' files name."""
-    persistence = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):
-        raise AssertionError("only for writing")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    util = types.ModuleType("dnnlib.util")
-    easy = type("EasyDict", (dict,), {"__module__": "dnnlib.util"})
-    util.EasyDict = easy
-    for name, module in [("torch_utils", types.ModuleType("torch_utils")),
-                         ("torch_utils.persistence", persistence),
-                         ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util)]:
-        monkeypatch.setitem(sys.modules, name, module)
-    return _reconstruct_persistent_obj, easy
-
-
-class _Record:
-    """Pickles as NVlabs' persistent_class objects do: _reconstruct_persistent_obj(meta)."""
-
-    def __init__(self, reconstruct, meta):
-        self.reconstruct, self.meta = reconstruct, meta
-
-    def __reduce__(self):
-        return self.reconstruct, (self.meta,)
-
-
-def _nvlabs_record(module, reconstruct, module_src, init_kwargs=None):
-    """The persistent record NVlabs' code would write for the same network."""
-    class_name = NVLABS_CLASS[type(module)]
-    buffers = OrderedDict((k, v) for k, v in module._buffers.items())
-    if class_name in WITH_FILTER:
-        t = torch.tensor([1.0, 3.0, 3.0, 1.0])
-        buffers["resample_filter"] = torch.outer(t, t) / 64
-    state = {"training": False, "_parameters": OrderedDict(module._parameters),
-             "_buffers": buffers, "_non_persistent_buffers_set": set(),
-             "_backward_hooks": OrderedDict(), "_forward_hooks": OrderedDict(),
-             "_forward_pre_hooks": OrderedDict(), "_state_dict_hooks": OrderedDict(),
-             "_load_state_dict_pre_hooks": OrderedDict(),
-             "_modules": OrderedDict((name, _nvlabs_record(child, reconstruct, module_src))
-                                     for name, child in module.named_children()),
-             "_init_args": (), "_init_kwargs": init_kwargs or {},
-             "weight_gain": np.float64(0.125), "activation": "lrelu"}
-    return _Record(reconstruct, {"type": "class", "version": 6, "module_src": module_src,
-                                 "class_name": class_name, "state": state})
-
-
-def _nvlabs_snapshot(path, modules, marker, c_dim=0):
-    reconstruct, easy = modules
-    G = StyleGAN2Generator(16, c_dim, 16, 16, 3, mapping_layers=2, channel_base=128,
-                           channel_max=16, conv_clamp=256).eval()
-    G_ema = StyleGAN2Generator(**G.config).eval()
-    D = StyleGAN2Discriminator(c_dim, 16, 3, channel_base=128, channel_max=16,
-                               conv_clamp=256, mapping_layers=2).eval()
-    common = dict(c_dim=c_dim, img_resolution=16, img_channels=3)
-    g_kwargs = dict(z_dim=16, w_dim=16, mapping_kwargs=easy(num_layers=2),
-                    synthesis_kwargs=easy(channel_base=128, channel_max=16, num_fp16_res=2,
-                                          conv_clamp=256), **common)
-    d_kwargs = dict(block_kwargs=easy(), mapping_kwargs=easy(num_layers=2),
-                    epilogue_kwargs=easy(mbstd_group_size=4), channel_base=128,
-                    channel_max=16, num_fp16_res=2, conv_clamp=256, **common)
-    # the module source NVlabs embeds: here, code that would leave a marker if it ran
-    src = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
-    snapshot = {"G": _nvlabs_record(G, reconstruct, src, g_kwargs),
-                "D": _nvlabs_record(D, reconstruct, src, d_kwargs),
-                "G_ema": _nvlabs_record(G_ema, reconstruct, src, g_kwargs),
-                "augment_pipe": None, "training_set_kwargs": easy(path="data.zip", xflip=False)}
-    with open(path, "wb") as f:
-        pickle.dump(snapshot, f, protocol=4)
-    return {"G": G, "D": D, "G_ema": G_ema}
+from fastpgan.nn import MinibatchStdDev
 
 
 @pytest.mark.parametrize("c_dim", [0, 5])
 def test_nvlabs_snapshot_loads_parameter_by_parameter(tmp_path, nvlabs_modules, c_dim):
     marker = tmp_path / "ran.txt"
-    originals = _nvlabs_snapshot(tmp_path / "network-snapshot.pkl", nvlabs_modules, marker,
+    originals = nvlabs_snapshot(tmp_path / "network-snapshot.pkl", nvlabs_modules, marker,
                                  c_dim)
     networks = load(tmp_path / "network-snapshot.pkl")
     assert not marker.exists(), "the embedded module source never runs"
@@ -147,7 +61,7 @@ def test_nvlabs_snapshot_loads_parameter_by_parameter(tmp_path, nvlabs_modules, 
 
 
 def test_from_pretrained_takes_the_pickle(tmp_path, nvlabs_modules):
-    originals = _nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
+    originals = nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
     G = Pretrained.from_pretrained(tmp_path / "s.pkl")
     D = StyleGAN2Discriminator.from_pretrained(tmp_path / "s.pkl")
     assert torch.equal(G.state_dict()["synthesis.b16.conv0.weight"],
@@ -159,7 +73,7 @@ def test_from_pretrained_takes_the_pickle(tmp_path, nvlabs_modules):
 
 
 def test_convert_then_every_generator_command(tmp_path, nvlabs_modules, capsys):
-    _nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
+    nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
     assert main(["convert", str(tmp_path / "s.pkl"), str(tmp_path / "out")]) == 0
     for folder in ("generator", "training-generator", "discriminator"):
         assert (tmp_path / "out" / folder / "model.safetensors").exists()
@@ -182,33 +96,23 @@ def test_unsupported_nvlabs_architecture_is_named(tmp_path, nvlabs_modules):
     kwargs = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=8, img_channels=3,
                   synthesis_kwargs=easy(architecture="resnet"))
     with open(tmp_path / "r.pkl", "wb") as f:
-        pickle.dump({"G": _nvlabs_record(G, reconstruct, "", kwargs)}, f)
+        pickle.dump({"G": nvlabs_record(G, reconstruct, "", kwargs)}, f)
     with pytest.raises(ValueError, match="architecture='resnet'"):
         load(tmp_path / "r.pkl")
 
 
 # ---------------------------------------------------------------- refused pickles
 
-class _Calls:
-    """Pickles as a call of ``fn(*args)`` at load time, as a malicious file would."""
-
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
-
-
 class UnknownThing:
     """A class no allow-list names."""
 
 
 @pytest.mark.parametrize("payload,named", [
-    (lambda m: _Calls(os.system, f"touch {m}"), r"(posix|nt|os)\.system"),
-    (lambda m: _Calls(eval, f"open({str(m)!r}, 'w').write('x')"), r"builtins\.eval"),
-    (lambda m: _Calls(exec, f"open({str(m)!r}, 'w').write('x')"), r"builtins\.exec"),
+    (lambda m: Calls(os.system, f"touch {m}"), r"(posix|nt|os)\.system"),
+    (lambda m: Calls(eval, f"open({str(m)!r}, 'w').write('x')"), r"builtins\.eval"),
+    (lambda m: Calls(exec, f"open({str(m)!r}, 'w').write('x')"), r"builtins\.exec"),
     (lambda m: UnknownThing(), r"UnknownThing"),
-    (lambda m: {"G": [1, {"deep": _Calls(os.system, f"touch {m}")}]}, r"\.system"),
+    (lambda m: {"G": [1, {"deep": Calls(os.system, f"touch {m}")}]}, r"\.system"),
 ])
 def test_pickles_naming_other_globals_are_refused_and_nothing_runs(tmp_path, payload, named):
     marker = tmp_path / "ran.txt"
@@ -226,8 +130,11 @@ def test_torch_save_files_and_garbage_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"ckpt\.pkl"):
         load(tmp_path / "ckpt.pkl")
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle at all")
-    with pytest.raises(ValueError, match=r"cannot read the pickle .*junk\.pkl"):
+    with pytest.raises(ValueError, match=r"junk\.pkl is a text file"):
         load(tmp_path / "junk.pkl")
+    (tmp_path / "cut.pkl").write_bytes(pickle.dumps({"G": list(range(100))}, protocol=4)[:50])
+    with pytest.raises(ValueError, match=r"cannot read the pickle .*cut\.pkl"):
+        load(tmp_path / "cut.pkl")
     with open(tmp_path / "list.pkl", "wb") as f:
         pickle.dump([1, 2], f)
     with pytest.raises(ValueError, match="neither an NVlabs"):
@@ -241,7 +148,7 @@ def test_numpy_arrays_are_decoded_without_numpy(tmp_path):
               "empty": np.zeros((0, 3), dtype=np.float32)}
     with open(tmp_path / "a.pkl", "wb") as f:
         pickle.dump(arrays, f)
-    from fastpgan.models.pickles import as_tensor
+    from fastpgan.files import as_tensor
 
     data = read_pickle(tmp_path / "a.pkl")
     for name, array in arrays.items():
@@ -251,79 +158,6 @@ def test_numpy_arrays_are_decoded_without_numpy(tmp_path):
         pickle.dump(np.array([object()], dtype=object), f)
     with pytest.raises(RefusedPickleError):
         read_pickle(tmp_path / "o.pkl")
-
-
-# ---------------------------------------------------------------- the official ProGAN
-
-def _nf(stage, fmap_base=64, fmap_max=16):
-    return min(int(fmap_base / 2.0 ** stage), fmap_max)
-
-
-def _progan_variables(resolution, fused, rng, channels=3):
-    """Random variables with the names and shapes networks.py's G_paper / D_paper give."""
-    log2 = int(math.log2(resolution))
-
-    def w(*shape):
-        return rng.standard_normal(shape).astype(np.float32)
-
-    g = [("lod", np.float32(0.0)), ("4x4/Dense/weight", w(_nf(0), _nf(1) * 16)),
-         ("4x4/Dense/bias", w(_nf(1))), ("4x4/Conv/weight", w(3, 3, _nf(1), _nf(1))),
-         ("4x4/Conv/bias", w(_nf(1)))]
-    d = [("lod", np.float32(0.0))]
-    for res in range(3, log2 + 1):
-        scope = f"{2 ** res}x{2 ** res}"
-        conv0 = (f"{scope}/Conv0_up", w(3, 3, _nf(res - 1), _nf(res - 2))) if fused else \
-            (f"{scope}/Conv0", w(3, 3, _nf(res - 2), _nf(res - 1)))
-        g += [(conv0[0] + "/weight", conv0[1]), (conv0[0] + "/bias", w(_nf(res - 1))),
-              (f"{scope}/Conv1/weight", w(3, 3, _nf(res - 1), _nf(res - 1))),
-              (f"{scope}/Conv1/bias", w(_nf(res - 1)))]
-        down = f"{scope}/Conv1_down" if fused else f"{scope}/Conv1"
-        d += [(f"{scope}/Conv0/weight", w(3, 3, _nf(res - 1), _nf(res - 1))),
-              (f"{scope}/Conv0/bias", w(_nf(res - 1))),
-              (f"{down}/weight", w(3, 3, _nf(res - 1), _nf(res - 2))),
-              (f"{down}/bias", w(_nf(res - 2)))]
-    for res in range(2, log2 + 1):
-        lod = log2 - res
-        g += [(f"ToRGB_lod{lod}/weight", w(1, 1, _nf(res - 1), channels)),
-              (f"ToRGB_lod{lod}/bias", w(channels))]
-        d += [(f"FromRGB_lod{lod}/weight", w(1, 1, channels, _nf(res - 1))),
-              (f"FromRGB_lod{lod}/bias", w(_nf(res - 1)))]
-    d += [("4x4/Conv/weight", w(3, 3, _nf(1) + 1, _nf(1))), ("4x4/Conv/bias", w(_nf(1))),
-          ("4x4/Dense0/weight", w(_nf(1) * 16, _nf(0))), ("4x4/Dense0/bias", w(_nf(0))),
-          ("4x4/Dense1/weight", w(_nf(0), 1)), ("4x4/Dense1/bias", w(1))]
-    return g, d
-
-
-def _write_progan(path, monkeypatch, resolution, fused, variables=None, version=2):
-    tfutil = types.ModuleType("tfutil")
-
-    class Network:
-        def __init__(self, state):
-            self.state = state
-
-        def __getstate__(self):
-            return self.state
-
-    Network.__module__, Network.__qualname__ = "tfutil", "Network"
-    tfutil.Network = Network
-    monkeypatch.setitem(sys.modules, "tfutil", tfutil)
-    g, d = variables or _progan_variables(resolution, fused, np.random.default_rng(0))
-    kwargs = dict(num_channels=3, resolution=resolution, label_size=0, fmap_base=64,
-                  fmap_max=16, fused_scale=fused)
-    # the build module's source: code that would leave a marker if it ran
-    src = f"open({str(path.with_suffix('.ran'))!r}, 'w').write('ran')"
-
-    def net(name, func, variables, extra=None):
-        state = {"version": version, "name": name, "static_kwargs": {**kwargs, **(extra or {})},
-                 "build_module_src": src, "build_func_name": func, "variables": variables}
-        return Network(state)
-
-    nets = (net("G", "G_paper", g), net("D", "D_paper", d, {"mbstd_group_size": 4}),
-            net("Gs", "G_paper", g))
-    data = pickle.dumps(nets, protocol=3)  # Python 3.6's default, as in 2018
-    # numpy 1.x, which wrote the published files, named its module numpy.core
-    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
-    return dict(g), dict(d)
 
 
 SQRT2 = math.sqrt(2)
@@ -410,9 +244,13 @@ def _d_paper(v, img, log2, fused, group=4):
     return _tf_dense(x, v["4x4/Dense1/weight"], v["4x4/Dense1/bias"], gain=1)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_official_progan_pickle_matches_the_official_definition(tmp_path, monkeypatch, fused):
-    g_vars, d_vars = _write_progan(tmp_path / "karras2018iclr.pkl", monkeypatch, 16, fused)
+@pytest.mark.parametrize("fused,protocol", [(True, 3), (False, 3), (True, 5)])
+def test_official_progan_pickle_matches_the_official_definition(tmp_path, monkeypatch, fused,
+                                                                protocol):
+    """Protocol 5 is what the official misc.save_pkl writes under Python >= 3.8: its
+    arrays are numpy.core.numeric._frombuffer calls."""
+    g_vars, d_vars = write_progan(tmp_path / "karras2018iclr.pkl", monkeypatch, 16, fused,
+                                  protocol=protocol)
     networks = load(tmp_path / "karras2018iclr.pkl")
     assert not (tmp_path / "karras2018iclr.ran").exists(), "the build module never runs"
     assert networks.kind == "progan-tf" and networks.stage is None
@@ -426,9 +264,9 @@ def test_official_progan_pickle_matches_the_official_definition(tmp_path, monkey
 
 
 def test_official_progan_snapshot_stage_comes_from_lod(tmp_path, monkeypatch):
-    g, d = _progan_variables(16, True, np.random.default_rng(1))
+    g, d = progan_variables(16, True, np.random.default_rng(1))
     g[0] = d[0] = ("lod", np.float32(1.25))  # 8x8, 75 % faded in
-    _write_progan(tmp_path / "snap.pkl", monkeypatch, 16, True, (g, d))
+    write_progan(tmp_path / "snap.pkl", monkeypatch, 16, True, (g, d))
     stage = load(tmp_path / "snap.pkl").stage
     assert (stage.resolution, stage.alpha) == (8, 0.75)
     written = convert(tmp_path / "snap.pkl", tmp_path / "out")
@@ -437,11 +275,203 @@ def test_official_progan_snapshot_stage_comes_from_lod(tmp_path, monkeypatch):
 
 
 def test_theano_era_and_missing_variables_are_named(tmp_path, monkeypatch):
-    _write_progan(tmp_path / "old.pkl", monkeypatch, 8, True, version=1)
+    write_progan(tmp_path / "old.pkl", monkeypatch, 8, True, version=1)
     with pytest.raises(RefusedPickleError, match="Theano-era"):
         load(tmp_path / "old.pkl")
-    g, d = _progan_variables(8, True, np.random.default_rng(2))
+    g, d = progan_variables(8, True, np.random.default_rng(2))
     cut = [v for v in g if "Conv1" not in v[0]]
-    _write_progan(tmp_path / "cut.pkl", monkeypatch, 8, True, (cut, d))
+    write_progan(tmp_path / "cut.pkl", monkeypatch, 8, True, (cut, d))
     with pytest.raises(ValueError, match="8x8/Conv1/weight' is missing"):
         load(tmp_path / "cut.pkl")
+
+
+# ---------------------------------------------------------------- NVlabs' other settings
+
+def _write(tmp_path, modules, networks, kwargs, name="s.pkl", **options):
+    from published_formats import write_snapshot
+
+    write_snapshot(tmp_path / name, modules, tmp_path / "ran.txt", networks, kwargs, **options)
+    return tmp_path / name
+
+
+def _randomized(*nets):
+    """Nonzero biases and noise strengths, so every term of the networks matters."""
+    with torch.no_grad():
+        for net in nets:
+            for name, p in net.named_parameters():
+                if name.endswith(("bias", "noise_strength")):
+                    p.normal_(0, 0.5)
+    return [net.eval() for net in nets]
+
+
+def _same_outputs(loaded, original, c_dim=0, batch=6):
+    x = torch.randn(batch, 3, original.img_resolution, original.img_resolution)
+    c = F.one_hot(torch.arange(batch) % c_dim, c_dim).float() if c_dim else None
+    with torch.no_grad():
+        if isinstance(original, StyleGAN2Generator):
+            z = torch.randn(batch, original.z_dim)
+            assert_close(loaded(z, c, noise_mode="const"), original(z, c, noise_mode="const"),
+                         1e-6, "G")
+        else:
+            assert_close(loaded(x, c), original(x, c), 1e-6, "D")
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip"])
+def test_nvlabs_discriminator_architectures_load(tmp_path, nvlabs_modules, architecture):
+    """NVlabs' cfg=cifar trains D with architecture='orig' (and conditional, and
+    mbstd_group_size 32); 'skip' feeds the image to every block."""
+    easy = nvlabs_modules[1]
+    G, D = _randomized(
+        StyleGAN2Generator(16, 10, 16, 16, 3, mapping_layers=2, channel_base=128,
+                           channel_max=16, conv_clamp=256),
+        StyleGAN2Discriminator(10, 16, 3, architecture=architecture, channel_base=128,
+                               channel_max=16, conv_clamp=256, mbstd_group_size=32))
+    common = dict(c_dim=10, img_resolution=16, img_channels=3)
+    g_kwargs = dict(z_dim=16, w_dim=16, mapping_kwargs=easy(num_layers=2),
+                    synthesis_kwargs=easy(channel_base=128, channel_max=16, conv_clamp=256),
+                    **common)
+    d_kwargs = dict(architecture=architecture, channel_base=128, channel_max=16,
+                    conv_clamp=256, block_kwargs=easy(), mapping_kwargs=easy(),
+                    epilogue_kwargs=easy(mbstd_group_size=32), **common)
+    networks = load(_write(tmp_path, nvlabs_modules, {"G": G, "D": D, "G_ema": G},
+                           {"G": g_kwargs, "D": d_kwargs, "G_ema": g_kwargs}))
+    assert networks.D.config["architecture"] == architecture and not networks.notes
+    _same_outputs(networks.D, D, c_dim=10, batch=8)
+    _same_outputs(networks.G_ema, G, c_dim=10)
+
+
+def test_an_unsupported_discriminator_leaves_the_generators_loaded(tmp_path, nvlabs_modules,
+                                                                   capsys):
+    easy = nvlabs_modules[1]
+    G, D = _randomized(StyleGAN2Generator(16, 0, 16, 8, 3, mapping_layers=1, channel_base=64,
+                                          channel_max=8),
+                       StyleGAN2Discriminator(0, 8, 3, channel_base=64, channel_max=8))
+    common = dict(c_dim=0, img_resolution=8, img_channels=3)
+    g_kwargs = dict(z_dim=16, w_dim=16, mapping_kwargs=easy(num_layers=1),
+                    synthesis_kwargs=easy(channel_base=64, channel_max=8), **common)
+    d_kwargs = dict(channel_base=64, channel_max=8, block_kwargs=easy(activation="relu"),
+                    **common)
+    path = _write(tmp_path, nvlabs_modules, {"G": G, "D": D, "G_ema": G},
+                  {"G": g_kwargs, "D": d_kwargs, "G_ema": g_kwargs})
+    networks = load(path)
+    assert networks.D is None and networks.G is not None and networks.G_ema is not None
+    assert networks.notes == [f"D left out: {path} [D]: block_kwargs activation='relu'; "
+                              "fastpgan builds activation='lrelu' only (config F)"]
+    _same_outputs(networks.G_ema, G)
+    assert main(["convert", str(path), str(tmp_path / "out")]) == 0
+    assert "note: D left out" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "discriminator").exists()
+
+
+def test_the_label_mapping_keeps_its_learning_rate_multiplier(tmp_path, nvlabs_modules):
+    easy = nvlabs_modules[1]
+    (D,) = _randomized(StyleGAN2Discriminator(4, 8, 3, channel_base=64, channel_max=8,
+                                              mapping_layers=2, mapping_lr_mul=0.1))
+    d_kwargs = dict(c_dim=4, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
+                    mapping_kwargs=easy(num_layers=2, lr_multiplier=0.1))
+    networks = load(_write(tmp_path, nvlabs_modules, {"D": D}, {"D": d_kwargs}))
+    assert networks.D.config["mapping_lr_mul"] == 0.1
+    _same_outputs(networks.D, D, c_dim=4)
+
+
+def test_stylegan3_repository_pickles_keep_their_recorded_settings(tmp_path, nvlabs_modules):
+    """The stylegan3 repository passes channel_base / channel_max to Generator itself and
+    leaves conv_clamp (256 there) and num_fp16_res at its classes' defaults, so only the
+    layers record them; here a clamp of 0.5 that bites everywhere."""
+    easy = nvlabs_modules[1]
+    G, D = _randomized(
+        StyleGAN2Generator(16, 0, 16, 16, 3, mapping_layers=2, channel_base=64,
+                           channel_max=8, conv_clamp=0.5),
+        StyleGAN2Discriminator(0, 16, 3, channel_base=64, channel_max=8, conv_clamp=0.5))
+    common = dict(c_dim=0, img_resolution=16, img_channels=3)
+    g_kwargs = dict(z_dim=16, w_dim=16, mapping_kwargs=easy(num_layers=2), channel_base=64,
+                    channel_max=8, fused_modconv_default="inference_only", **common)
+    d_kwargs = dict(channel_base=64, channel_max=8, block_kwargs=easy(freeze_layers=0),
+                    mapping_kwargs=easy(), epilogue_kwargs=easy(mbstd_group_size=4), **common)
+    networks = load(_write(tmp_path, nvlabs_modules, {"G": G, "D": D, "G_ema": G},
+                           {"G": g_kwargs, "D": d_kwargs, "G_ema": g_kwargs}))
+    assert networks.G_ema.config["conv_clamp"] == networks.D.config["conv_clamp"] == 0.5
+    assert networks.G_ema.config["channel_base"] == 64
+    _same_outputs(networks.G_ema, G)
+    _same_outputs(networks.D, D, batch=8)
+
+
+def test_stylegan3_generators_are_refused_by_name(tmp_path, nvlabs_modules):
+    """stylegan3-t / -r: a synthesis network of another kind (an input layer of Fourier
+    features and layers L0..L14), read as records but not built."""
+    from published_formats import Record
+
+    reconstruct = nvlabs_modules[0]
+
+    def record(class_name, modules=None, **kwargs):
+        state = {"_parameters": {}, "_buffers": {}, "_modules": modules or {},
+                 "_init_kwargs": kwargs}
+        return Record(reconstruct, {"type": "class", "module_src": "", "class_name":
+                                    class_name, "state": state})
+
+    synthesis = record("SynthesisNetwork", {"input": record("SynthesisInput"),
+                                            "L0_36_512": record("SynthesisLayer")})
+    G = record("Generator", {"synthesis": synthesis}, z_dim=512, c_dim=0, w_dim=512,
+               img_resolution=256, img_channels=3, magnitude_ema_beta=0.999)
+    (tmp_path / "sg3.pkl").write_bytes(pickle.dumps({"G_ema": G}, protocol=4))
+    with pytest.raises(ValueError, match=r"\[G_ema\]: a StyleGAN3 generator \(stylegan3-t or "
+                                         r"stylegan3-r\)"):
+        load(tmp_path / "sg3.pkl")
+    assert main(["generate", str(tmp_path / "sg3.pkl"), "--device", "cpu",
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_whole_minibatch_deviation_group_loads_and_runs(tmp_path, nvlabs_modules):
+    """mbstd_group_size=None (NVlabs: the entire minibatch; their TF converter writes it)."""
+    easy = nvlabs_modules[1]
+    (D,) = _randomized(StyleGAN2Discriminator(0, 8, 3, channel_base=64, channel_max=8,
+                                              mbstd_group_size=None))
+    d_kwargs = dict(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
+                    epilogue_kwargs=easy(mbstd_group_size=None))
+    networks = load(_write(tmp_path, nvlabs_modules, {"D": D}, {"D": d_kwargs}))
+    assert networks.D.config["mbstd_group_size"] is None
+    _same_outputs(networks.D, D, batch=7)
+    x = torch.randn(5, 8, 4, 4)
+    y = ((x - x.mean(0)).square().mean(0) + 1e-8).sqrt().mean()  # NVlabs' with G = N
+    assert torch.allclose(MinibatchStdDev(None)(x)[:, -1], y.expand(5, 4, 4))
+
+
+@pytest.mark.parametrize("taps", [(1.0, 2.0, 1.0), (1.0, 1.0)])
+def test_other_resampling_filters_load(tmp_path, nvlabs_modules, taps):
+    easy = nvlabs_modules[1]
+    G, D = _randomized(
+        StyleGAN2Generator(16, 0, 16, 16, 3, mapping_layers=1, channel_base=64, channel_max=8,
+                           resample_filter=taps),
+        StyleGAN2Discriminator(0, 16, 3, channel_base=64, channel_max=8, resample_filter=taps,
+                               mbstd_group_size=2))
+    common = dict(c_dim=0, img_resolution=16, img_channels=3)
+    g_kwargs = dict(z_dim=16, w_dim=16, mapping_kwargs=easy(num_layers=1),
+                    synthesis_kwargs=easy(channel_base=64, channel_max=8,
+                                          resample_filter=list(taps)), **common)
+    d_kwargs = dict(channel_base=64, channel_max=8, block_kwargs=easy(resample_filter=list(taps)),
+                    epilogue_kwargs=easy(mbstd_group_size=2), **common)
+    networks = load(_write(tmp_path, nvlabs_modules, {"G": G, "D": D, "G_ema": G},
+                           {"G": g_kwargs, "D": d_kwargs, "G_ema": g_kwargs}, taps=taps))
+    _same_outputs(networks.G_ema, G)
+    _same_outputs(networks.D, D)
+
+
+def test_published_networks_take_nvlabs_seeds(tmp_path, nvlabs_modules):
+    """A seed gives a published network the z NVlabs' generate.py draws for it:
+    np.random.RandomState(seed).randn(z_dim); --seed-rng torch gives fastpgan's own."""
+    from fastpgan.generate import seed_latents
+    from fastpgan.runs.pictures import save_grid
+
+    z = seed_latents([3, 5], 16, "numpy")
+    expected = np.stack([np.random.RandomState(s).randn(16) for s in (3, 5)])
+    assert torch.equal(z, torch.from_numpy(expected).float())
+    originals = nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
+    G = originals["G_ema"]
+    for rng, option in [("numpy", []), ("torch", ["--seed-rng", "torch"])]:
+        assert main(["generate", str(tmp_path / "s.pkl"), "--seeds", "3", "--device", "cpu",
+                     "--out", str(tmp_path / rng), *option]) == 0
+        with torch.no_grad():
+            image = G(seed_latents([3], 16, rng), noise_mode="const")
+        save_grid(image, tmp_path / f"{rng}.png", columns=1)
+        assert (tmp_path / rng / "seed0003.png").read_bytes() == \
+            (tmp_path / f"{rng}.png").read_bytes(), rng

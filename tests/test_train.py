@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import GraphEmulator, assert_close
+from helpers import GraphEmulator, assert_close, blob_cache
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastpgan.cli.train import build_parser, config_from_args
@@ -21,7 +21,7 @@ from fastpgan.cli.train import main as train_main
 from fastpgan.data import build_cache
 from fastpgan.metrics import sliced_wasserstein_distance
 from fastpgan.models import Pretrained, StyleGAN2Generator, load
-from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint, latest_checkpoint
 from fastpgan.runs.schedule import BATCH_SCHEDULES, build_phases, phase_at
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.ema import EMA
@@ -39,15 +39,7 @@ from fastpgan.train.losses import (
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     """A small cache of 40 grayscale 8x8 images of Gaussian blobs at random places."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:8, :8]
-    images = []
-    for _ in range(40):
-        cy, cx, r = rng.uniform(2, 6), rng.uniform(2, 6), rng.uniform(1.5, 3)
-        images.append((255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r ** 2))[None]
-                      .astype(np.float32))
-    return build_cache(iter(images), tmp_path_factory.mktemp("data") / "blobs", 8, 1,
-                       source="blobs")
+    return blob_cache(tmp_path_factory.mktemp("data") / "blobs")
 
 
 def tiny(faces, out, **changes):
@@ -322,14 +314,16 @@ def test_a_step_reads_nothing_from_the_device_and_a_log_step_reads_once(
 
 def test_checkpoints_are_atomic_and_the_last_k_kept(tmp_path):
     for shown in (10, 20, 30, 40):
-        save_checkpoint({"shown": shown}, tmp_path, shown, keep=2)
+        Checkpoint({}, shown, {"w": torch.full((2,), float(shown))}).save(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint-000000000030.pt", "checkpoint-000000000040.pt"], "no temporary files left"
-    assert load_checkpoint(latest_checkpoint(tmp_path))["shown"] == 40
+        "checkpoint-000000000030.safetensors", "checkpoint-000000000040.safetensors"], \
+        "no temporary files left"
+    latest = Checkpoint.read(latest_checkpoint(tmp_path))
+    assert latest.shown == 40 and torch.equal(latest.G_ema["w"], torch.full((2,), 40.0))
     latest_checkpoint(tmp_path).write_bytes(b"truncated")
-    with pytest.raises(ValueError, match=r"cannot read the checkpoint .*040\.pt.*previous one is "
-                                         r".*030\.pt"):
-        load_checkpoint(latest_checkpoint(tmp_path))
+    with pytest.raises(ValueError, match=r"cannot read the checkpoint .*040\.safetensors.*"
+                                         r"previous one is .*030\.safetensors"):
+        Checkpoint.read(latest_checkpoint(tmp_path))
 
 
 # ---------------------------------------------------------------- the loop
@@ -602,8 +596,9 @@ def test_non_finite_loss_stops_with_step_and_last_checkpoint(faces, tmp_path, mo
     trainer.run(stop_at=16)
     monkeypatch.setattr(trainer.loss, "g_loss", lambda scores: scores.sum() * float("nan"))
     # read at the next checkpoint (every 8 images), before it is written
-    with pytest.raises(TrainingDivergedError, match=r"non-finite loss in the steps from 16 "
-                                                    r"to 24 images .*checkpoint-000000000016\.pt"):
+    with pytest.raises(TrainingDivergedError,
+                       match=r"non-finite loss in the steps from 16 to 24 images "
+                             r".*checkpoint-000000000016\.safetensors"):
         trainer.run()
 
 
@@ -637,9 +632,9 @@ def _cli_run(args, env, **popen):
 
 
 def _final_weights(out):
-    state = load_checkpoint(latest_checkpoint(out / "checkpoints"))
-    return state["shown"], {f"{net}.{k}": v for net in ("G", "D", "G_ema")
-                            for k, v in state[net].items()}
+    checkpoint = Checkpoint.read(latest_checkpoint(out / "checkpoints"))
+    return checkpoint.shown, {f"{net}.{k}": v for net in ("G", "D", "G_ema")
+                              for k, v in getattr(checkpoint, net).items()}
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_resumes_exactly(faces, tmp_path,
@@ -683,7 +678,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_resumes_exactly(faces, tmp_p
         run.send_signal(signal.SIGKILL)
         run.wait()
         left = list_checkpoints(out / "checkpoints")
-        shown = [load_checkpoint(file)["shown"] for file in left]  # every one loads
+        shown = [Checkpoint.read(file).shown for file in left]  # every one loads
         if in_write:
             assert shown == list(range(20, paused_at, 20)), (
                 f"trial {trial}: killed writing {paused_at}, left {shown}")
@@ -908,4 +903,4 @@ def test_overwrite_starts_over_and_removes_only_the_old_runs_files(faces, tmp_pa
     trainer = Trainer(tiny(faces, out), overwrite=True)
     assert not (out / "checkpoints").exists() and (out / "notes.txt").exists()
     trainer.run(stop_at=8)
-    assert load_checkpoint(latest_checkpoint(out / "checkpoints"))["shown"] == 8
+    assert Checkpoint.read(latest_checkpoint(out / "checkpoints")).shown == 8

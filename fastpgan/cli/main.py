@@ -10,7 +10,8 @@
   as safetensors folders, read without running anything from it.
 
 CKPT is a run folder, a saved generator folder, a training checkpoint file, a published
-``.pkl`` or a folder ``fastpgan convert`` wrote.
+pickle (under any name) or a folder ``fastpgan convert`` wrote; what it is comes from its
+content, and nothing in it runs.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import torch
 from fastpgan.atomic import writable_folder
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
-from fastpgan.generate import commands, parse_seeds
+from fastpgan.generate import SEED_RNGS, commands, parse_seeds
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
-from fastpgan.models import GrowthStage, convert
+from fastpgan.models import GrowthStage, convert, load
 from fastpgan.models.common import check_resolution
 from fastpgan.models.sampling import is_style_based
 from fastpgan.runs import TrainedGenerator, load_trained
@@ -45,9 +46,9 @@ def _grid(text: str) -> int:
 
 
 def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
-                       noise_mode: str = "const") -> None:
+                       noise_mode: str = "const", seeded: bool = True) -> None:
     sub.add_argument("ckpt", help="run folder, saved generator folder, checkpoint file, "
-                                  "published .pkl or converted folder")
+                                  "published pickle or converted folder")
     if truncation:
         sub.add_argument("--truncation", type=float, default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
@@ -58,6 +59,12 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
     sub.add_argument("--resolution", type=int, default=None,
                      help="render at this resolution (default: the one a checkpoint was "
                           "training, at its fade-in alpha; a finished generator's own)")
+    if seeded:
+        sub.add_argument("--seed-rng", default="auto", choices=["auto", *SEED_RNGS],
+                         help="how a seed becomes z: numpy draws RandomState(seed).randn as "
+                              "NVlabs' generate.py and style_mixing.py do, torch is "
+                              "fastpgan's own; auto: numpy for NVlabs networks, torch "
+                              "otherwise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     proj = commands.add_parser("project", help="find the latent (z, or w for StyleGAN) whose "
                                                "image is closest to a target image")
-    _generator_options(proj, truncation=False)
+    _generator_options(proj, truncation=False, seeded=False)
     proj.add_argument("--target", required=True, help="the image file (center-cropped, resized)")
     proj.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
     proj.add_argument("--loss", default="l2", choices=["l2", "l1", "inception"],
@@ -106,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     met = commands.add_parser("metrics", help="SWD, FID and KID of the generator against "
                                               "a data set")
-    _generator_options(met, noise_mode="random")
+    _generator_options(met, noise_mode="random", seeded=False)
     met.add_argument("--data", default=None,
                      help="fastpgan image cache, image folder or zip (cached on first use); "
                           "default: the bundled demo faces")
@@ -128,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv = commands.add_parser("convert", help="a published network pickle (NVlabs "
                                                "StyleGAN2-ADA, official ProGAN) as "
                                                "safetensors folders")
-    conv.add_argument("pkl", help="the .pkl file (read without running anything from it)")
+    conv.add_argument("pkl", help="the pickle (read without running anything from it)")
     conv.add_argument("out", help="output folder: generator/, training-generator/, "
                                   "discriminator/ and source.json")
     return parser
@@ -173,16 +180,20 @@ def _run(args: argparse.Namespace, device: str) -> str:
         stage = None  # each checkpoint at its own
     else:
         stage = render_stage(trained, args.resolution, args.command)
+    if args.command in ("generate", "interpolate", "style-mix"):
+        seed_rng = args.seed_rng if args.seed_rng != "auto" else (
+            "numpy" if trained.kind == "nvlabs-stylegan2" else "torch")
     if args.command == "generate":
         seeds = parse_seeds(args.seeds)
         files = commands.generate(G, seeds, args.out, columns=args.grid,
-                                  truncation=args.truncation, device=device, stage=stage)
+                                  truncation=args.truncation, device=device, stage=stage,
+                                  seed_rng=seed_rng)
         return f"{len(seeds)} images at {stage.resolution}px and {files[-1]}"
     if args.command == "interpolate":
         gif, strip = commands.interpolate(G, parse_seeds(args.seeds), args.out,
                                           steps=args.steps, mode=args.mode, space=args.space,
                                           truncation=args.truncation, device=device,
-                                          stage=stage)
+                                          stage=stage, seed_rng=seed_rng)
         return f"{gif} and {strip}"
     if args.command == "project":
         target = load_target(args.target, stage.resolution, G.config["img_channels"])
@@ -195,7 +206,7 @@ def _run(args: argparse.Namespace, device: str) -> str:
     if args.command == "style-mix":
         grid = commands.style_mix(G, parse_seeds(args.rows), parse_seeds(args.cols), args.out,
                                   layers=args.layers, truncation=args.truncation,
-                                  device=device, stage=stage)
+                                  device=device, stage=stage, seed_rng=seed_rng)
         return f"{grid}"
     names = metrics.parse_metrics(args.metrics)
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
@@ -226,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         return doctor()
     if args.command == "convert":
         try:
-            written = convert(args.pkl, args.out)
+            networks = load(args.pkl)
+            written = convert(args.pkl, args.out, networks)
         except ValueError as exc:
             print(f"fastpgan convert: error: {exc}", file=sys.stderr)
             return 2
+        for note in networks.notes:
+            print(f"fastpgan convert: note: {note}", file=sys.stderr)
         for role, folder in written.items():
             print(f"fastpgan convert: {role} -> {folder}")
         return 0

@@ -2,8 +2,8 @@
 projection (loading one is :func:`fastpgan.runs.load_generator`)."""
 
 from fastpgan.generate.commands import generate, interpolate, style_mix
-from fastpgan.generate.latents import parse_seeds, seed_latents, slerp
+from fastpgan.generate.latents import SEED_RNGS, parse_seeds, seed_latents, slerp
 from fastpgan.generate.project import project
 
-__all__ = ["generate", "interpolate", "parse_seeds", "project",
+__all__ = ["SEED_RNGS", "generate", "interpolate", "parse_seeds", "project",
            "seed_latents", "slerp", "style_mix"]

@@ -35,16 +35,17 @@ def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
 
 
 def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | None = None,
-             truncation: float = 1.0, device: str = "cpu",
-             stage: GrowthStage | None = None) -> list[Path]:
+             truncation: float = 1.0, device: str = "cpu", stage: GrowthStage | None = None,
+             seed_rng: str = "torch") -> list[Path]:
     """Writes seed{N}.png for each seed and grid.png into ``out``; returns the files.
 
     ``stage``: the resolution and fade-in alpha to render at (None: G's full one).
+    ``seed_rng``: how seeds become latents (:func:`~fastpgan.generate.seed_latents`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = _images(G.to(device), seed_latents(seeds, G.latent_dim), truncation, device,
-                     stage)
+    images = _images(G.to(device), seed_latents(seeds, G.latent_dim, seed_rng), truncation,
+                     device, stage)
     files = [save_grid(image[None], out / f"seed{seed:04d}.png", columns=1)
              for seed, image in zip(seeds, images, strict=True)]
     files.append(save_grid(images, out / "grid.png", columns=columns, upscale_to=512))
@@ -53,14 +54,14 @@ def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | 
 
 def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int = 60,
                 mode: str = "slerp", space: str = "z", truncation: float = 1.0,
-                device: str = "cpu", frame_ms: int = 50,
-                stage: GrowthStage | None = None) -> tuple[Path, Path]:
+                device: str = "cpu", frame_ms: int = 50, stage: GrowthStage | None = None,
+                seed_rng: str = "torch") -> tuple[Path, Path]:
     """A looping walk through the seeds' latents: a GIF at ``out`` and a strip PNG beside it.
 
     ``steps`` frames go from each seed to the next (and from the last back to the first).
     In z, "slerp" follows great circles (z is Gaussian, so its norm concentrates); in
     StyleGAN's w space the walk is linear. Frame k * steps is exactly seed k's image.
-    ``stage`` as in :func:`generate`.
+    ``stage`` and ``seed_rng`` as in :func:`generate`.
     """
     if len(seeds) < 2:
         raise ValueError("interpolation needs at least two seeds")
@@ -73,7 +74,7 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
         raise ValueError("--space w needs a StyleGAN generator")
     G = G.to(device)
     stage = stage or G.full_stage
-    z = seed_latents(seeds, G.latent_dim)
+    z = seed_latents(seeds, G.latent_dim, seed_rng)
     ends = torch.roll(z, -1, 0)
     t = torch.arange(steps, dtype=torch.float64).view(1, -1, 1) / steps
     if space == "z":
@@ -127,12 +128,12 @@ def mixing_layers(G: nn.Module, layers: str, stage: GrowthStage | None = None) -
 
 def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *,
               layers: str = "middle", truncation: float = 1.0, device: str = "cpu",
-              stage: GrowthStage | None = None) -> Path:
+              stage: GrowthStage | None = None, seed_rng: str = "torch") -> Path:
     """StyleGAN's style-mixing grid, saved as a PNG at ``out``.
 
     The first row shows the column seeds' images and the first column the row seeds';
     cell (i, j) is row seed i's image with the styles of ``layers`` taken from column
-    seed j. ``stage`` as in :func:`generate`.
+    seed j. ``stage`` and ``seed_rng`` as in :func:`generate`.
     """
     if not is_style_based(G):
         raise ValueError("style mixing needs a StyleGAN generator (ProGAN has no styles)")
@@ -143,7 +144,7 @@ def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *
     picked = torch.tensor(mixing_layers(G, layers, stage), device=device)
     count = style_count(G, stage)
     with torch.no_grad(), frozen_weights():
-        w = to_w(G, seed_latents(rows + cols, G.latent_dim).to(device))
+        w = to_w(G, seed_latents(rows + cols, G.latent_dim, seed_rng).to(device))
         w = w_average(G).lerp(w, truncation)
         w_rows, w_cols = w[:len(rows)], w[len(rows):]
         ws = w_rows[:, None, None].repeat(1, len(cols), count, 1)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 from torch import Tensor
+
+SEED_RNGS = ("torch", "numpy")
+"""How a seed becomes a latent: torch's generator (fastpgan's own) or NumPy's
+``RandomState(seed).randn``, as NVlabs' generate.py and style_mixing.py draw z, so a seed
+gives the image their scripts give for a published network."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -19,8 +25,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def seed_latents(seeds: list[int], latent_dim: int) -> Tensor:
-    """(len(seeds), latent_dim) float32: N(0, 1) latents, each a function of its seed only."""
+def seed_latents(seeds: list[int], latent_dim: int, rng: str = "torch") -> Tensor:
+    """(len(seeds), latent_dim) float32: N(0, 1) latents, each a function of its seed only,
+    drawn by ``rng`` (:data:`SEED_RNGS`; "numpy" draws in float64 and rounds, as NVlabs)."""
+    if rng == "numpy":
+        return torch.from_numpy(np.stack([np.random.RandomState(s).randn(latent_dim)
+                                          for s in seeds])).float()
+    if rng != "torch":
+        raise ValueError(f"the seed RNG must be one of {SEED_RNGS}, got {rng!r}")
     return torch.stack([torch.randn(latent_dim, generator=torch.Generator().manual_seed(s))
                         for s in seeds])
 

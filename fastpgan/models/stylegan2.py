@@ -27,7 +27,7 @@ from fastpgan.models.pretrained import Pretrained
 from fastpgan.nn import ConvDownsample2d, EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 from fastpgan.nn.equalized import SQRT2
 from fastpgan.ops import bias_act, fir_upsample2d, modulated_conv2d, pixel_norm
-from fastpgan.ops.fir import FIR_TAPS
+from fastpgan.ops.fir import FIR_TAPS, fir_downsample2d
 
 SQRT_HALF = math.sqrt(0.5)
 NOISE_MODES = ("random", "const", "none")
@@ -85,10 +85,9 @@ class StyleGAN2Mapping(nn.Module):
         embed = w_dim if c_dim else 0
         if c_dim:
             self.embed = _dense(c_dim, embed, backend=backend)
-        features = [z_dim + embed] + [w_dim] * num_layers
         for i in range(num_layers):
-            setattr(self, f"fc{i}", _dense(features[i], features[i + 1], activation="lrelu",
-                                           lr_mul=lr_mul, backend=backend))
+            setattr(self, f"fc{i}", _dense(w_dim if i else z_dim + embed, w_dim,
+                                           activation="lrelu", lr_mul=lr_mul, backend=backend))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -361,40 +360,57 @@ class StyleGAN2Generator(Pretrained):
         return ws
 
 
+D_ARCHITECTURES = ("orig", "skip", "resnet")
+"""NVlabs' discriminator architectures: plain, the input image fed to every block, and
+residual (config F's)."""
+
+
 class DiscriminatorBlock(nn.Module):
-    """One resolution of the residual discriminator: (fromRGB at the top), a 3x3
-    convolution, a FIR-downsampling 3x3 convolution, and the FIR-downsampling 1x1 skip,
-    the two branches each scaled by sqrt(1/2)."""
+    """One resolution of the discriminator: (fromRGB at the top, at every block for
+    "skip", the image passed down FIR-downsampled), a 3x3 convolution and a
+    FIR-downsampling 3x3 convolution; "resnet" adds the FIR-downsampling 1x1 skip, the two
+    branches each scaled by sqrt(1/2)."""
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int,
-                 img_channels: int, *, conv_clamp: float | None, taps: Sequence[float],
-                 backend: str | None) -> None:
+                 img_channels: int, *, architecture: str, conv_clamp: float | None,
+                 taps: Sequence[float], backend: str | None) -> None:
         super().__init__()
-        self.in_channels = in_channels
+        self.in_channels, self.architecture, self.taps = in_channels, architecture, tuple(taps)
         conv = dict(conv_clamp=conv_clamp, taps=taps, backend=backend)
-        if in_channels == 0:
+        if in_channels == 0 or architecture == "skip":
             self.fromrgb = _conv(img_channels, tmp_channels, 1, **conv)
+        residual = architecture == "resnet"
         self.conv0 = _conv(tmp_channels, tmp_channels, 3, **conv)
-        self.conv1 = _conv(tmp_channels, out_channels, 3, down=True, gain=SQRT_HALF, **conv)
-        self.skip = _conv(tmp_channels, out_channels, 1, down=True, bias=False,
-                          activation="linear", gain=SQRT_HALF, taps=taps, backend=backend)
+        self.conv1 = _conv(tmp_channels, out_channels, 3, down=True,
+                           gain=SQRT_HALF if residual else 1.0, **conv)
+        if residual:
+            self.skip = _conv(tmp_channels, out_channels, 1, down=True, bias=False,
+                              activation="linear", gain=SQRT_HALF, taps=taps, backend=backend)
 
-    def forward(self, x: Tensor | None, img: Tensor) -> Tensor:
-        """The features at half this resolution."""
-        if self.in_channels == 0:
-            x = self.fromrgb(img)
-        return self.skip(x) + self.conv1(self.conv0(x))
+    def forward(self, x: Tensor | None, img: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The features at half this resolution, and the image passed to the next block
+        ("skip"; None otherwise)."""
+        if self.in_channels == 0 or self.architecture == "skip":
+            y = self.fromrgb(img)
+            x = y if x is None else x + y
+            img = fir_downsample2d(img, self.taps) if self.architecture == "skip" else None
+        if self.architecture == "resnet":
+            return self.skip(x) + self.conv1(self.conv0(x)), img
+        return self.conv1(self.conv0(x)), img
 
 
 class DiscriminatorEpilogue(nn.Module):
-    """The 4x4 end: minibatch standard deviation, a 3x3 convolution, a dense layer and the
-    output layer (projected onto the mapped label for conditional models)."""
+    """The 4x4 end: (fromRGB for "skip"), minibatch standard deviation, a 3x3 convolution,
+    a dense layer and the output layer (projected onto the mapped label for conditional
+    models)."""
 
-    def __init__(self, in_channels: int, cmap_dim: int, *, mbstd_group_size: int,
-                 mbstd_num_channels: int, conv_clamp: float | None,
-                 backend: str | None) -> None:
+    def __init__(self, in_channels: int, cmap_dim: int, img_channels: int, *,
+                 architecture: str, mbstd_group_size: int | None, mbstd_num_channels: int,
+                 conv_clamp: float | None, backend: str | None) -> None:
         super().__init__()
-        self.cmap_dim = cmap_dim
+        self.cmap_dim, self.architecture = cmap_dim, architecture
+        if architecture == "skip":  # NVlabs' has no clamp
+            self.fromrgb = _conv(img_channels, in_channels, 1, backend=backend)
         # fit_batch: any batch size (NVlabs' needs a multiple of the group; equal there)
         self.mbstd = (MinibatchStdDev(mbstd_group_size, mbstd_num_channels, fit_batch=True,
                                       backend=backend) if mbstd_num_channels else None)
@@ -403,9 +419,11 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = _dense(in_channels * 16, in_channels, activation="lrelu", backend=backend)
         self.out = _dense(in_channels, cmap_dim or 1, backend=backend)
 
-    def forward(self, x: Tensor, cmap: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, img: Tensor | None, cmap: Tensor | None) -> Tensor:
         """Scores (N, 1)."""
         x = x.float()
+        if self.architecture == "skip":
+            x = x + self.fromrgb(img.float())
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))
@@ -416,7 +434,7 @@ class DiscriminatorEpilogue(nn.Module):
 
 class StyleGAN2Discriminator(Pretrained):
     """images (N, img_channels, r, r) [and labels c] -> scores (N, 1): config F's residual
-    discriminator, NVlabs' ``D(img, c)``.
+    discriminator (or NVlabs' "orig" and "skip" ones), NVlabs' ``D(img, c)``.
 
     Blocks ``b{res}`` from the input resolution down to 8x8 (:class:`DiscriminatorBlock`),
     then ``b4`` (:class:`DiscriminatorEpilogue`). A conditional model maps its label with a
@@ -426,21 +444,28 @@ class StyleGAN2Discriminator(Pretrained):
     Args:
         c_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp,
             num_fp16_res, resample_filter, backend: as :class:`StyleGAN2Generator`'s.
+        architecture: "resnet" (config F), "orig" or "skip" (:data:`D_ARCHITECTURES`).
         cmap_dim: size of the mapped label (None: the 4x4 channels).
         mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's group
-            (the largest divisor of N up to it) and channels (0: none).
-        mapping_layers: the label mapping's layers.
+            (the largest divisor of N up to it; None: the whole minibatch) and channels
+            (0: none).
+        mapping_layers, mapping_lr_mul: the label mapping's layers and their learning-rate
+            multiplier.
     """
 
     def __init__(self, c_dim: int = 0, img_resolution: int = 1024, img_channels: int = 3, *,
-                 channel_base: int = 32768, channel_max: int = 512,
-                 conv_clamp: float | None = None, num_fp16_res: int = 0,
-                 cmap_dim: int | None = None, mbstd_group_size: int = 4,
-                 mbstd_num_channels: int = 1, mapping_layers: int = 8,
+                 architecture: str = "resnet", channel_base: int = 32768,
+                 channel_max: int = 512, conv_clamp: float | None = None,
+                 num_fp16_res: int = 0, cmap_dim: int | None = None,
+                 mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
+                 mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
                  resample_filter: Sequence[float] = FIR_TAPS,
                  backend: str | None = None) -> None:
         super().__init__()
         log2 = check_resolution("StyleGAN2Discriminator", img_resolution)
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"StyleGAN2Discriminator: architecture must be one of "
+                             f"{D_ARCHITECTURES}, got {architecture!r}")
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
 
@@ -450,12 +475,16 @@ class StyleGAN2Discriminator(Pretrained):
         for res in self.block_resolutions:
             setattr(self, f"b{res}", DiscriminatorBlock(
                 nf(res) if res < img_resolution else 0, nf(res), nf(res // 2), img_channels,
-                conv_clamp=conv_clamp, taps=resample_filter, backend=backend))
+                architecture=architecture, conv_clamp=conv_clamp, taps=resample_filter,
+                backend=backend))
         cmap_dim = (nf(4) if cmap_dim is None else cmap_dim) if c_dim else 0
         if c_dim:
             self.mapping = StyleGAN2Mapping(0, c_dim, cmap_dim, None, num_layers=mapping_layers,
-                                            w_avg_beta=None, backend=backend)
-        self.b4 = DiscriminatorEpilogue(nf(4), cmap_dim, mbstd_group_size=mbstd_group_size,
+                                            lr_mul=mapping_lr_mul, w_avg_beta=None,
+                                            backend=backend)
+        self.b4 = DiscriminatorEpilogue(nf(4), cmap_dim, img_channels,
+                                        architecture=architecture,
+                                        mbstd_group_size=mbstd_group_size,
                                         mbstd_num_channels=mbstd_num_channels,
                                         conv_clamp=conv_clamp, backend=backend)
 
@@ -472,6 +501,6 @@ class StyleGAN2Discriminator(Pretrained):
                              f", {r}, {r}), got {tuple(img.shape)}")
         x = None
         for res in self.block_resolutions:
-            x = getattr(self, f"b{res}")(x, img)
+            x, img = getattr(self, f"b{res}")(x, img)
         cmap = self.mapping(None, c) if self.c_dim else None
-        return self.b4(x, cmap)
+        return self.b4(x, img, cmap)

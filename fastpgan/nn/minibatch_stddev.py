@@ -19,7 +19,7 @@ class MinibatchStdDev(nn.Module):
 
     Args:
         group_size: the largest group; N must be a multiple of min(group_size, N) unless
-            ``fit_batch``.
+            ``fit_batch``. None: the whole minibatch (NVlabs' ``mbstd_group_size=None``).
         fit_batch: group by the largest divisor of N not above group_size instead, so
             every batch size works (the paper's 14 images at 256x256 form groups of 2,
             its 6 at 512x512 groups of 3; a prime N above group_size, groups of 1, whose
@@ -29,7 +29,7 @@ class MinibatchStdDev(nn.Module):
         backend: "auto", "fused", "reference" or None for the process default.
     """
 
-    def __init__(self, group_size: int = 4, num_channels: int = 1, eps: float = 1e-8, *,
+    def __init__(self, group_size: int | None = 4, num_channels: int = 1, eps: float = 1e-8, *,
                  fit_batch: bool = False, backend: str | None = None) -> None:
         super().__init__()
         self.group_size, self.num_channels, self.eps = group_size, num_channels, eps
@@ -37,8 +37,12 @@ class MinibatchStdDev(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C + num_channels, H, W)."""
-        group = (largest_divisor(x.shape[0], self.group_size) if self.fit_batch and x.shape[0]
-                 else self.group_size)
+        if self.group_size is None:
+            group = max(x.shape[0], 1)
+        elif self.fit_batch and x.shape[0]:
+            group = largest_divisor(x.shape[0], self.group_size)
+        else:
+            group = self.group_size
         return minibatch_stddev(x, group, self.num_channels, self.eps, backend=self.backend)
 
     def extra_repr(self) -> str:

@@ -28,6 +28,7 @@ order, and bias_act's differentiable backward.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -58,7 +59,7 @@ def upfirdn2d_reference(x: Tensor, taps: Sequence[float] = FIR_TAPS, *, up: int 
     crops), per-channel convolution with :func:`fir_filter`, then keeping every
     ``down``-th pixel: the definition, in plain PyTorch (no backend: it is what the fused
     ops are checked against)."""
-    _check_taps("upfirdn2d", taps)
+    even_taps("upfirdn2d", taps)  # the checks; the filter is used as given
     if x.dim() != 4:
         raise ValueError(f"upfirdn2d: x must be (N, C, H, W), got {tuple(x.shape)}")
     n, c, h, w = x.shape
@@ -74,7 +75,7 @@ def upfirdn2d_reference(x: Tensor, taps: Sequence[float] = FIR_TAPS, *, up: int 
 
 def fir_upsample2d_reference(x: Tensor, taps: Sequence[float] = FIR_TAPS) -> Tensor:
     """:func:`upfirdn2d_reference` with up=2, gain 4 and the padding that makes 2H x 2W."""
-    _check_taps("fir_upsample2d", taps)
+    taps = even_taps("fir_upsample2d", taps)
     if x.dim() != 4:
         raise ValueError(f"fir_upsample2d: x must be (N, C, H, W), got {tuple(x.shape)}")
     half = len(taps) // 2
@@ -92,13 +93,26 @@ def fir_upsample2d(x: Tensor, taps: Sequence[float] = FIR_TAPS, *,
         backend: "auto" (the rewrite on CUDA tensors, the definition elsewhere), "fused"
             or "reference".
     """
+    taps = even_taps("fir_upsample2d", taps)
     if not use_fused("fir_upsample2d", x, backend):
         return fir_upsample2d_reference(x, taps)
-    _check_taps("fir_upsample2d", taps)
     c = x.shape[1]
     f = fir_filter(taps, gain=4.0, dtype=x.dtype, device=x.device)  # flipped twice: as is
     return F.conv_transpose2d(x, f.expand(c, 1, *f.shape), stride=2,
                               padding=len(taps) // 2 - 1, groups=c)
+
+
+def fir_downsample2d(x: Tensor, taps: Sequence[float] = FIR_TAPS) -> Tensor:
+    """2x downsampling of (N, C, H, W) images with the FIR filter (StyleGAN2's skip
+    discriminator passes its input image down so): (N, C, H/2, W/2), NVlabs'
+    ``downsample2d``. Plain PyTorch on every device: it filters the few image channels
+    only, where a kernel would save nothing."""
+    taps = even_taps("fir_downsample2d", taps)
+    if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+        raise ValueError(f"fir_downsample2d: x must be (N, C, H, W) with even H and W, got "
+                         f"{tuple(x.shape)}")
+    pad = len(taps) // 2 - 1
+    return upfirdn2d_reference(x, taps, down=2, padding=(pad,) * 4)
 
 
 def fir_upsample_conv2d_reference(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -108,7 +122,8 @@ def fir_upsample_conv2d_reference(x: Tensor, weight: Tensor, bias: Tensor | None
     """bias_act(conv2d(upfirdn2d(x, up=2, gain=4), weight * weight_gain), bias, ...), sizes
     as NVlabs' conv2d_resample: the definition, in plain PyTorch."""
     epilogue = Epilogue(act, negative_slope, gain, clamp)
-    _validate("fir_upsample_conv2d", x, weight, bias, taps, weight_gain, epilogue, up=True)
+    taps = _validate("fir_upsample_conv2d", x, weight, bias, taps, weight_gain, epilogue,
+                     up=True)
     return _reference(x, weight, bias, up=True, taps=taps, weight_gain=weight_gain,
                       epilogue=epilogue)
 
@@ -120,7 +135,8 @@ def fir_conv2d_downsample_reference(x: Tensor, weight: Tensor, bias: Tensor | No
     """bias_act(conv2d(upfirdn2d(x), weight * weight_gain, stride=2), bias, ...), sizes as
     NVlabs' conv2d_resample: the definition, in plain PyTorch."""
     epilogue = Epilogue(act, negative_slope, gain, clamp)
-    _validate("fir_conv2d_downsample", x, weight, bias, taps, weight_gain, epilogue, up=False)
+    taps = _validate("fir_conv2d_downsample", x, weight, bias, taps, weight_gain, epilogue,
+                     up=False)
     return _reference(x, weight, bias, up=False, taps=taps, weight_gain=weight_gain,
                       epilogue=epilogue)
 
@@ -169,11 +185,11 @@ def fir_resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: b
     """:func:`fir_upsample_conv2d` (``up``) or :func:`fir_conv2d_downsample` with the
     epilogue as one :class:`~fastpgan.ops.epilogue.Epilogue` value, as the layers hold it."""
     op = "fir_upsample_conv2d" if up else "fir_conv2d_downsample"
-    _validate(op, x, weight, bias, taps, weight_gain, epilogue, up=up)
+    taps = _validate(op, x, weight, bias, taps, weight_gain, epilogue, up=up)
     if not use_fused(op, x, backend):
         return _reference(x, weight, bias, up=up, taps=taps, weight_gain=weight_gain,
                           epilogue=epilogue)
-    taps = [float(t) for t in taps]
+    taps = list(taps)
     kernel = derived_weight(x, weight, ("fir", up, float(weight_gain), *taps),
                             lambda: torch.ops.fastpgan.fir_kernel(weight, taps, up,
                                                                    float(weight_gain)))
@@ -211,6 +227,7 @@ def fir_upsampled(x: Tensor, taps: Sequence[float], kernel_size: int) -> Tensor:
     """x upsampled by 2 and filtered as the definition does before a k x k convolution
     without padding, which then gives 2H x 2W (NVlabs' padding: (taps + 1) // 2 before,
     (taps - 2) // 2 after, plus k // 2 each side)."""
+    taps = even_taps("fir_upsampled", taps)
     pad = kernel_size // 2 + len(taps) // 2
     return upfirdn2d_reference(x, taps, up=2, padding=(pad, pad - 1) * 2, gain=4.0)
 
@@ -226,16 +243,29 @@ def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
     return epilogue_reference(h, bias, epilogue)
 
 
-def _check_taps(op: str, taps: Sequence[float]) -> None:
-    if len(taps) < 2 or len(taps) % 2 or sum(taps) == 0:
-        raise ValueError(f"{op}: taps must be an even number (>= 2) of filter taps with a "
-                         f"nonzero sum, such as [1, 3, 3, 1]; got {list(taps)}")
+def even_taps(op: str, taps: Sequence[float]) -> tuple[float, ...]:
+    """``taps`` as an even number of floats: an odd-length filter with a zero in front.
+
+    NVlabs pads a filter of length t by ((t + 1) // 2, (t - 2) // 2) when upsampling and
+    ((t - 1) // 2, (t - 2) // 2) more when downsampling; for odd t that is the even
+    (0, *taps) with the even-length padding this module uses, tap for tap. ValueError
+    unless taps is a non-empty list of finite numbers with a nonzero sum.
+    """
+    try:
+        values = tuple(float(t) for t in taps)
+    except (TypeError, ValueError):
+        values = ()
+    if not values or not all(math.isfinite(t) for t in values) or sum(values) == 0:
+        raise ValueError(f"{op}: taps must be finite filter taps with a nonzero sum, such as "
+                         f"[1, 3, 3, 1]; got {taps!r}")
+    return (0.0, *values) if len(values) % 2 else values
 
 
 def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, taps: Sequence[float],
-              weight_gain: float, epilogue: Epilogue, *, up: bool) -> None:
+              weight_gain: float, epilogue: Epilogue, *, up: bool) -> tuple[float, ...]:
+    """The checks of both convolutions; returns the taps as :func:`even_taps` makes them."""
     check_conv(op, x, weight)
-    _check_taps(op, taps)
+    taps = even_taps(op, taps)
     if not up and (x.shape[2] % 2 or x.shape[3] % 2):
         raise ValueError(f"{op}: x's height and width must be even, got {tuple(x.shape)}")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
@@ -244,6 +274,7 @@ def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, taps: Seq
     if weight_gain <= 0:
         raise ValueError(f"{op}: weight_gain must be > 0, got {weight_gain}")
     epilogue.checked(op)
+    return taps
 
 
 _DOUBLE_BACKWARD = ("autograd through the ATen convolutions and the kernel fold, and "

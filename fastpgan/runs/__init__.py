@@ -7,18 +7,20 @@ This room sits below ``train``, ``metrics`` and ``generate``, which all read run
 imports only ``models``, ``data`` and the shared atomic writer.
 """
 
-from fastpgan.runs.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint, RngStates, latest_checkpoint, list_checkpoints
 from fastpgan.runs.generator import (
     TrainedGenerator,
     checkpoint_generator,
     initialize_from,
     load_generator,
+    load_networks,
     load_trained,
     run_networks,
     run_phases,
 )
 from fastpgan.runs.pictures import save_animation, save_grid
 
-__all__ = ["TrainedGenerator", "checkpoint_generator", "initialize_from", "latest_checkpoint",
-           "list_checkpoints", "load_checkpoint", "load_generator", "load_trained",
-           "run_networks", "run_phases", "save_animation", "save_grid"]
+__all__ = ["Checkpoint", "RngStates", "TrainedGenerator", "checkpoint_generator",
+           "initialize_from", "latest_checkpoint", "list_checkpoints", "load_generator",
+           "load_networks", "load_trained", "run_networks", "run_phases", "save_animation",
+           "save_grid"]

@@ -1,5 +1,7 @@
-"""The networks a run trains, and its generator loaded back from a saved model folder, a
-run folder or a training checkpoint."""
+"""The networks a run trains, and its generator (or all its networks) loaded back from
+whatever a user gives: a run folder, a saved model folder or its weights file, a training
+checkpoint of any version, a published pickle or a converted folder, each told apart by
+its content (:func:`fastpgan.files.identify`), never its name."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from typing import Any
 
 from torch import nn
 
-from fastpgan.models import GrowthStage, Pretrained, ProGANGenerator, load
+from fastpgan.files import Kind, identify
+from fastpgan.models import GrowthStage, Networks, Pretrained, ProGANGenerator, load
 from fastpgan.models.architectures import architecture
-from fastpgan.models.pretrained import load_checked
+from fastpgan.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, build_checked, load_checked
 from fastpgan.models.published import SOURCE_FILE
 from fastpgan.models.sampling import STYLE_BASED
-from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint, is_checkpoint, latest_checkpoint
 from fastpgan.runs.schedule import Phase, build_phases, phase_at
 
 
@@ -59,15 +62,16 @@ RUN_SETTINGS = {"img_resolution": "--resolution", "img_channels": "the data's ch
 
 def initialize_from(path: str | os.PathLike, G: Pretrained, D: Pretrained,
                     G_ema: Pretrained) -> list[str]:
-    """Copies the networks of ``path`` (a published ``.pkl``, a ``fastpgan convert``
-    folder or a ``save_pretrained`` generator) into a new run's G, D and G_ema, for
-    fine-tuning; returns notes on what the file lacked (its G_ema starts G, no D leaves D
-    fresh). Raises ValueError naming every constructor argument of the file's networks
-    that differs from the run's, with the setting to change."""
-    networks = load(path)
+    """Copies the networks of ``path`` (a published pickle, a ``fastpgan convert`` folder,
+    a ``save_pretrained`` generator, or another run's training checkpoint) into a new
+    run's G, D and G_ema, for fine-tuning; returns notes on what the file lacked (its
+    G_ema starts G, no D leaves D fresh). Raises ValueError naming every constructor
+    argument of the file's networks that differs from the run's, with the setting to
+    change."""
+    networks = load_networks(path)
     if networks.G is None and networks.G_ema is None:
         raise ValueError(f"--init {path} holds no generator")
-    notes = []
+    notes = list(networks.notes)
     sources = {"G": networks.G or networks.G_ema, "D": networks.D,
                "G_ema": networks.G_ema or networks.G}
     if networks.G is None:
@@ -91,6 +95,23 @@ def initialize_from(path: str | os.PathLike, G: Pretrained, D: Pretrained,
                              f"{'; '.join(differ)}")
         load_checked(target, source.state_dict())
     return notes
+
+
+def load_networks(path: str | os.PathLike) -> Networks:
+    """The networks in ``path``: what :func:`fastpgan.models.load` reads, or a training
+    checkpoint's G, D and G_ema (kind "fastpgan-checkpoint")."""
+    if not is_checkpoint(path):
+        return load(path)
+    checkpoint = Checkpoint.read(path)
+    arch = architecture(checkpoint.config["arch"])
+    g_arguments, d_arguments = network_arguments(checkpoint.config)
+    built = {role: build_checked(cls, arguments, getattr(checkpoint, role), f"{path} [{role}]")
+             for role, cls, arguments in (("G", arch.generator, g_arguments),
+                                          ("D", arch.discriminator, d_arguments),
+                                          ("G_ema", arch.generator, g_arguments))
+             if getattr(checkpoint, role)}
+    return Networks(**{role: net.eval() for role, net in built.items()},
+                    kind="fastpgan-checkpoint")
 
 
 def constructor_arguments(module: Pretrained) -> dict[str, Any]:
@@ -129,6 +150,7 @@ class TrainedGenerator:
     stage: GrowthStage  # the resolution (and fade-in alpha) it was training
     shown: int | None  # real images shown; None for a saved generator folder
     source: Path  # the folder or checkpoint file it came from
+    kind: str = "fastpgan"  # who trained it: "fastpgan", "nvlabs-stylegan2", "progan-tf"
 
     @property
     def grown(self) -> bool:
@@ -146,40 +168,51 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
     """The generator in ``path`` and the stage it was training.
 
     ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``,
-    trained to the end), a run folder (its ``generator/``, else its newest checkpoint),
-    a training checkpoint file, whose EMA generator is used, a published ``.pkl``
-    (NVlabs StyleGAN2-ADA or official ProGAN: its G_ema / Gs) or a folder ``fastpgan
-    convert`` wrote. Raises ValueError naming what could not be read.
+    trained to the end) or its ``model.safetensors``, a run folder (its ``generator/``,
+    else its newest checkpoint), a training checkpoint file of any version, whose EMA
+    generator is used, a published pickle (NVlabs StyleGAN2-ADA / StyleGAN3 or official
+    ProGAN: its G_ema / Gs) under any name, or a folder ``fastpgan convert`` wrote. Raises
+    ValueError naming what could not be read.
     """
     path = Path(path)
-    if (path.is_file() and path.suffix == ".pkl") or (path / SOURCE_FILE).exists():
-        networks = load(path)
-        G = networks.generator()
-        return TrainedGenerator(G.eval(), networks.stage or G.full_stage, None, path)
-    if path.is_dir() and (path / "generator" / "config.json").exists():
-        path = path / "generator"
-    elif path.is_dir() and not (path / "config.json").exists():
-        newest = latest_checkpoint(path / "checkpoints")
-        if newest is None:
-            raise ValueError(f"{path} holds no saved generator (config.json) and no "
-                             "checkpoints/")
-        path = newest
-    if path.is_dir():
+    if not path.exists():
+        raise ValueError(f"no such generator or checkpoint: {path}")
+    kind = identify(path)
+    if kind is Kind.SAFETENSORS and path.name == WEIGHTS_FILE and not is_checkpoint(path):
+        path, kind = path.parent, Kind.FOLDER  # the weights of a saved folder: the folder
+    if kind is Kind.FOLDER:
+        if (path / SOURCE_FILE).exists():
+            return _published(path)
+        if (path / "generator" / CONFIG_FILE).exists():
+            path = path / "generator"
+        elif not (path / CONFIG_FILE).exists():
+            newest = latest_checkpoint(path / "checkpoints")
+            if newest is None:
+                raise ValueError(f"{path} holds no saved generator ({CONFIG_FILE}) and no "
+                                 "checkpoints/")
+            return checkpoint_generator(Checkpoint.read(newest), newest)
         model = Pretrained.from_pretrained(path)
         if isinstance(model, (ProGANGenerator, *STYLE_BASED)):
             return TrainedGenerator(model.eval(), model.full_stage, None, path)
         raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
-    if not path.exists():
-        raise ValueError(f"no such generator or checkpoint: {path}")
-    return checkpoint_generator(load_checkpoint(path), path)
+    if is_checkpoint(path):
+        return checkpoint_generator(Checkpoint.read(path), path)
+    return _published(path)
 
 
-def checkpoint_generator(state: dict, source: Path) -> TrainedGenerator:
-    """The EMA generator of a checkpoint loaded from ``source``, and its schedule stage."""
-    config = state["config"]
-    G = architecture(config["arch"]).generator(**network_arguments(config)[0])
-    load_checked(G, state["G_ema"])
-    phase = phase_at(run_phases(config), state["shown"])
+def _published(path: Path) -> TrainedGenerator:
+    networks = load(path)
+    G = networks.generator()
+    return TrainedGenerator(G.eval(), networks.stage or G.full_stage, None, path,
+                            networks.kind)
+
+
+def checkpoint_generator(checkpoint: Checkpoint, source: Path) -> TrainedGenerator:
+    """The EMA generator of a checkpoint read from ``source``, and its schedule stage."""
+    config = checkpoint.config
+    G = build_checked(architecture(config["arch"]).generator, network_arguments(config)[0],
+                      checkpoint.G_ema, str(source))
+    phase = phase_at(run_phases(config), checkpoint.shown)
     stage = (G.full_stage if phase is None  # the schedule is done
-             else GrowthStage(phase.resolution, phase.alpha(state["shown"])))
-    return TrainedGenerator(G.eval(), stage, state["shown"], source)
+             else GrowthStage(phase.resolution, phase.alpha(checkpoint.shown)))
+    return TrainedGenerator(G.eval(), stage, checkpoint.shown, source)

@@ -32,10 +32,11 @@ from fastpgan.metrics.evaluate import evaluate
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.models import GrowthStage
 from fastpgan.models.architectures import architecture
+from fastpgan.models.pretrained import load_checked
 from fastpgan.models.sampling import render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import initialize_from, run_networks, run_phases
-from fastpgan.runs.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint, RngStates, checkpoint_path, latest_checkpoint
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
 from fastpgan.runs.schedule import Phase, describe_plan, phase_at
@@ -212,35 +213,34 @@ class Trainer:
                 else Path(resume))
         if path is None:
             raise ValueError(f"--resume latest: no checkpoint in {self.out / 'checkpoints'}")
-        state = load_checkpoint(path)
-        saved = state["config"]
+        checkpoint = Checkpoint.read(path)
         now = self.config.to_dict()
         # a setting added since the checkpoint was written had its default then
-        saved = {k: saved.get(k, default(k)) for k in NETWORK_KEYS}
+        saved = {k: checkpoint.config.get(k, default(k)) for k in NETWORK_KEYS}
         differences = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in NETWORK_KEYS
                        if _comparable(saved[k]) != _comparable(now[k])]
         if differences:
             raise ValueError(f"cannot resume from {path}: the run's settings differ "
                              f"({'; '.join(differences)})")
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.ema.model.load_state_dict(state["G_ema"])
-        self.ema.updates = state["ema_updates"]
-        if self.path_length is not None and state.get("pl_mean") is not None:
-            self.path_length.mean.copy_(state["pl_mean"])
-        self.shown, self.phase_step = state["shown"], state["phase_step"]
-        if state["opt_resolution"] is not None:
-            self._optimizers(state["opt_resolution"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        self.z_generator.set_state(rng["z"])
+        for net, state in ((self.G, checkpoint.G), (self.D, checkpoint.D),
+                           (self.ema.model, checkpoint.G_ema)):
+            try:
+                load_checked(net, state)
+            except ValueError as exc:
+                raise ValueError(f"cannot resume from {path}: {exc}") from None
+        self.ema.updates = checkpoint.ema_updates
+        if self.path_length is not None and "pl_mean" in checkpoint.objective:
+            self.path_length.mean.copy_(checkpoint.objective["pl_mean"])
+        self.shown, self.phase_step = checkpoint.shown, checkpoint.phase_step
+        if checkpoint.opt_resolution is not None:
+            self._optimizers(checkpoint.opt_resolution)
+            self.opt_g.load_state_dict(checkpoint.opt_g)
+            self.opt_d.load_state_dict(checkpoint.opt_d)
+        self.scaler.load_state_dict(checkpoint.scaler)
+        if checkpoint.rng is None:
+            raise ValueError(f"cannot resume from {path}: it holds no RNG states (a "
+                             "generator's checkpoint, not a run's)")
+        checkpoint.rng.restore(self.z_generator, self.device)
         self.last_checkpoint = path
 
     # ------------------------------------------------------------------ training
@@ -514,21 +514,16 @@ class Trainer:
         """Writes the run's full state (rank 0 only); returns the file."""
         if not self.is_writer:
             return None
-        state = {
-            "shown": self.shown, "phase_step": self.phase_step,
-            "opt_resolution": self.opt_resolution, "config": self.config.to_dict(),
-            "G": self.G.state_dict(), "D": self.D.state_dict(),
-            "G_ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
-            "pl_mean": None if self.path_length is None else self.path_length.mean,
-            "opt_g": self.opt_g.state_dict() if self.opt_g else None,
-            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
-            "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "numpy": np.random.get_state(), "z": self.z_generator.get_state(),
-                    "cuda": (torch.cuda.get_rng_state_all() if self.device.type == "cuda"
-                             else None)},
-        }
-        self.last_checkpoint = save_checkpoint(state, self.out / "checkpoints", self.shown,
+        checkpoint = Checkpoint(
+            config=self.config.to_dict(), shown=self.shown, phase_step=self.phase_step,
+            opt_resolution=self.opt_resolution, G=self.G.state_dict(), D=self.D.state_dict(),
+            G_ema=self.ema.model.state_dict(), ema_updates=self.ema.updates,
+            objective={} if self.path_length is None else {"pl_mean": self.path_length.mean},
+            opt_g=self.opt_g.state_dict() if self.opt_g else None,
+            opt_d=self.opt_d.state_dict() if self.opt_d else None,
+            scaler=self.scaler.state_dict(),
+            rng=RngStates.capture(self.z_generator, self.device))
+        self.last_checkpoint = checkpoint.save(self.out / "checkpoints",
                                                self.config.keep_checkpoints)
         self._record(event="checkpoint", file=str(self.last_checkpoint))
         return self.last_checkpoint
@@ -580,8 +575,7 @@ class Trainer:
     def _finish(self) -> None:
         if not self.is_writer:
             return
-        if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
-                f"{self.shown:012d}.pt"):
+        if self.last_checkpoint != checkpoint_path(self.out / "checkpoints", self.shown):
             self.save_checkpoint()
         self.ema.model.save_pretrained(self.out / "generator")
         plot_training(self.out / "log.jsonl", self.out / "training.png")
