@@ -40,9 +40,9 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["fastpgan", "fastpgan.ops", "fastpgan.nn", "fastpgan.models", "fastpgan.data",
-              "fastpgan.runs", "fastpgan.train", "fastpgan.metrics", "fastpgan.generate",
-              "fastpgan.cli", "fastpgan.kernels", "fastpgan.csrc"],
+    packages=["fastpgan", "fastpgan.files", "fastpgan.ops", "fastpgan.nn", "fastpgan.models",
+              "fastpgan.data", "fastpgan.runs", "fastpgan.train", "fastpgan.metrics",
+              "fastpgan.generate", "fastpgan.cli", "fastpgan.kernels", "fastpgan.csrc"],
     package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
     package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
     install_requires=[

@@ -208,3 +208,12 @@ def test_doctor_reports_every_op():
 
     text = "\n".join(report())
     assert all(f"  {name} " in text for name in OPS)
+
+
+def test_setup_installs_every_package():
+    """A package folder setup.py does not list would be missing from a regular install
+    (an editable one finds it on disk, so only this test notices)."""
+    setup = (ROOT.parent / "setup.py").read_text()
+    listed = set(re.findall(r'"(fastpgan(?:\.\w+)*)"', setup.split("packages=")[1].split("]")[0]))
+    folders = {"fastpgan"} | {f"fastpgan.{p.parent.name}" for p in ROOT.glob("*/__init__.py")}
+    assert folders - listed == set(), "add these to setup.py's packages"
