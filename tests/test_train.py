@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from fastpgan.train.losses import (
     WGANGP,
     LogisticR1,
     LossPhase,
+    Objective,
     PathLengthPenalty,
     build_loss,
 )
@@ -164,13 +166,58 @@ def test_path_length_penalty_is_nvlabs_formula_on_a_known_jacobian():
     assert torch.allclose(loss.double(), 2.0 * 4.0 * ((lengths - mean) ** 2).mean(), rtol=1e-5)
     loss.backward()  # the penalty trains the generator's weights: second-order through J
     assert G.A.grad is not None and G.A.grad.abs().sum() > 0
-    assert [[p.name for p in pl.g_phases(step)] for step in (0, 1, 3, 4)] == [
+    objective = Objective(LogisticR1(), pl)
+    assert [[p.name for p in objective.phases(step)[1]] for step in (0, 1, 3, 4)] == [
         ["Gmain", "Greg"], ["Gmain"], ["Gmain"], ["Gmain", "Greg"]]
-    lr, betas = pl.adam(0.002, (0.0, 0.99))
+    lr, betas = objective.adam("G", 0.002, (0.0, 0.99))
     assert lr == pytest.approx(0.002 * 4 / 5) and betas[1] == pytest.approx(0.99 ** 0.8)
     assert pl.batch(8) == 4 and pl.batch(1) == 1
     with pytest.raises(ValueError, match="--pl-interval must be >= 1"):
         PathLengthPenalty(reg_interval=0)
+
+
+@dataclass
+class _ToyPenalty:
+    """A regularizer the trainer has never heard of, defined here only: the mean square of
+    the generator's images, every other minibatch, with a count of its calls as state."""
+
+    reg_interval: int = 2
+    calls: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+    def batch(self, n):
+        return n
+
+    def penalty(self, phase, G, z, generator=None):
+        images = G.synthesis(G.ws(z))
+        self.calls += 1
+        loss = 0.1 * phase.penalty_gain * images.float().square().mean()
+        return loss, {"toy": loss.detach()}
+
+    def state_dict(self):
+        return {"toy_calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls.copy_(state["toy_calls"])
+
+    def to(self, device):
+        self.calls = self.calls.to(device)
+        return self
+
+
+def test_a_new_regularizer_is_a_loss_room_object_only(faces, tmp_path):
+    """The trainer runs whatever phases the objective lists: a toy generator regularizer
+    trains, logs its statistic, is checkpointed and resumed, and scales G's Adam."""
+    trainer = Trainer(tiny(faces, tmp_path / "run", arch="stylegan2", loss="logistic-r1",
+                           total_kimg=0.032))
+    trainer.objective = Objective(trainer.objective.loss, _ToyPenalty())
+    trainer.run(stop_at=16)
+    assert float(trainer.objective.g_penalty.calls) == 2, "every other of 4 minibatches"
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 2 / 3)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+              .splitlines()]
+    assert any("toy" in record for record in logged)
+    checkpoint = Checkpoint.read(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    assert float(checkpoint.objective["toy_calls"]) == 2
 
 
 def test_ema_warms_up_then_decays_at_the_set_rate():
@@ -210,7 +257,7 @@ def test_stylegan2_cli_defaults_are_nvlabs():
     assert config("--conv-clamp", "none").conv_clamp is None
     c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512", "--pl-weight", "0")
     assert (c.loss, c.ema_kimg, c.fmap_base, c.pl_weight) == ("wgan-gp", 2, 512, 0.0)
-    assert c.build_path_length_penalty() is None
+    assert c.build_objective().g_penalty is None
     progan = config_from_args(build_parser().parse_args(["--data", "x"]))
     assert progan.ema_kimg is None and progan.pl_weight == 0
     progan.pl_weight = 2.0
@@ -365,10 +412,10 @@ def test_stylegan2_trains_at_one_resolution_and_resumes_exactly(faces, tmp_path)
     straight = Trainer(tiny(faces, tmp_path / "a", **settings))
     assert [(p.resolution, p.fading) for p in straight.phases] == [(8, False)]
     assert straight.G.style_mixing_prob == 0.9
-    assert straight.opt_g is None and straight.path_length.reg_interval == 3
+    assert straight.opt_g is None and straight.objective.g_penalty.reg_interval == 3
     straight.run()
     assert straight.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 3 / 4)
-    assert float(straight.path_length.mean) > 0, "the path length mean moved"
+    assert float(straight.objective.g_penalty.mean) > 0, "the path length mean moved"
     logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert any("pl_penalty" in r and math.isfinite(r["pl_penalty"]) for r in logged)
     first = Trainer(tiny(faces, tmp_path / "b", **settings))
@@ -594,7 +641,8 @@ def test_gpu_utilization_is_read_from_the_nvml_device_with_the_cuda_device_uuid(
 def test_non_finite_loss_stops_with_step_and_last_checkpoint(faces, tmp_path, monkeypatch):
     trainer = Trainer(tiny(faces, tmp_path / "run"))
     trainer.run(stop_at=16)
-    monkeypatch.setattr(trainer.loss, "g_loss", lambda scores: scores.sum() * float("nan"))
+    monkeypatch.setattr(trainer.objective.loss, "g_loss",
+                        lambda scores: scores.sum() * float("nan"))
     # read at the next checkpoint (every 8 images), before it is written
     with pytest.raises(TrainingDivergedError,
                        match=r"non-finite loss in the steps from 16 to 24 images "

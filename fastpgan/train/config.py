@@ -9,7 +9,7 @@ from fastpgan.models import ARCHITECTURES
 from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.graphs import GRAPH_MODES
-from fastpgan.train.losses import LOSSES, GANLoss, PathLengthPenalty, build_loss
+from fastpgan.train.losses import LOSSES, Objective, PathLengthPenalty, build_loss
 
 ARCHS = tuple(ARCHITECTURES)
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -191,19 +191,16 @@ class TrainConfig:
             raise ValueError("--pl-weight regularizes StyleGAN2's path lengths (styles to "
                              f"images); --arch {self.arch} has no such styles: drop it or "
                              "use --arch stylegan2")
-        self.build_loss()
-        self.build_path_length_penalty()
+        self.build_objective()
 
-    def build_path_length_penalty(self) -> PathLengthPenalty | None:
-        """The generator's path length penalty, or None with pl_weight 0."""
-        if not self.pl_weight:
-            return None
-        return PathLengthPenalty(weight=self.pl_weight, reg_interval=self.pl_interval)
-
-    def build_loss(self) -> GANLoss:
-        """The loss object with this run's weights."""
-        return build_loss(self.loss, gp_lambda=self.gp_lambda, drift=self.drift,
+    def build_objective(self) -> Objective:
+        """The run's objective: the loss with this run's weights and, with pl_weight,
+        StyleGAN2's path length penalty."""
+        loss = build_loss(self.loss, gp_lambda=self.gp_lambda, drift=self.drift,
                           r1_gamma=self.r1_gamma, reg_interval=self.reg_interval)
+        penalty = (PathLengthPenalty(weight=self.pl_weight, reg_interval=self.pl_interval)
+                   if self.pl_weight else None)
+        return Objective(loss, penalty)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values."""

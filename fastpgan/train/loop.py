@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +45,10 @@ from fastpgan.train.config import NETWORK_KEYS, TrainConfig, default
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
-from fastpgan.train.losses import LossPhase
+from fastpgan.train.losses import LossPhase, PhaseInputs
 from fastpgan.train.stats import StatisticsWindow, all_finite
 
 GRID_SAMPLES = 64
-G_MAIN_ONLY = (LossPhase("G", True, 0.0),)
-"""The generator's phases without a penalty of its own."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -106,10 +105,8 @@ class Trainer:
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
-        self.loss = config.build_loss()
-        self.path_length = config.build_path_length_penalty()
-        if self.path_length is not None:  # its running mean, updated in place on the device
-            self.path_length.mean = self.path_length.mean.to(self.device)
+        # its state (a running mean) lives on the device, updated in place
+        self.objective = config.build_objective().to(self.device)
         # on the device, so drawing latents and interpolation weights never waits for it
         self.z_generator = torch.Generator(self.device).manual_seed(
             config.seed * 7919 + self.rank + 1)
@@ -195,11 +192,10 @@ class Trainer:
             return
         # capturable: the step counts live on the device, as a replayed graph needs
         capturable = self.graphs is not None
-        lr_g, betas_g = (self.path_length.adam(c.lr, tuple(c.betas)) if self.path_length
-                         else (c.lr, tuple(c.betas)))
+        lr_g, betas_g = self.objective.adam("G", c.lr, tuple(c.betas))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr_g, betas=betas_g, eps=c.eps,
                                       capturable=capturable)
-        lr_d, betas_d = self.loss.adam(c.lr, tuple(c.betas))
+        lr_d, betas_d = self.objective.adam("D", c.lr, tuple(c.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps,
                                       capturable=capturable)
         self.opt_resolution = resolution
@@ -229,8 +225,7 @@ class Trainer:
             except ValueError as exc:
                 raise ValueError(f"cannot resume from {path}: {exc}") from None
         self.ema.updates = checkpoint.ema_updates
-        if self.path_length is not None and "pl_mean" in checkpoint.objective:
-            self.path_length.mean.copy_(checkpoint.objective["pl_mean"])
+        self.objective.load_state_dict(checkpoint.objective)
         self.shown, self.phase_step = checkpoint.shown, checkpoint.phase_step
         if checkpoint.opt_resolution is not None:
             self._optimizers(checkpoint.opt_resolution)
@@ -335,9 +330,7 @@ class Trainer:
         fading = alpha < 1.0
         if fading:
             self.alpha.fill_(alpha)
-        phases = (tuple(self.loss.d_phases(self.phase_step)),
-                  tuple(self.path_length.g_phases(self.phase_step)) if self.path_length
-                  else G_MAIN_ONLY)
+        phases = self.objective.phases(self.phase_step)
         if dry_run:
             self._device_step(real_u8, resolution, fading, phases, dry_run=True)
             return
@@ -396,39 +389,38 @@ class Trainer:
 
         D.requires_grad_(True)
         G.requires_grad_(False)
-        fakes, mixes = [], []
+        inputs = []
         for part in parts:
             with self._autocast():
-                fakes.append(fakes_of(len(part)).detach())
-            mixes.append(torch.rand(len(part), generator=self.z_generator, device=self.device))
+                fake = fakes_of(len(part)).detach()
+            mix = torch.rand(len(part), generator=self.z_generator, device=self.device)
+            inputs.append(PhaseInputs(part, fake, mix, critic, fakes_of, latents, G,
+                                      self.z_generator))
         for phase in d_phases:
-            for part, fake, mix, share in zip(parts, fakes, mixes, shares, strict=True):
-                with self._autocast():
-                    d_loss, d_stats = self.loss.d_loss(phase, critic, part, fake, mix)
-                if phase.main:
-                    d_stats["d_loss"] = d_loss
-                accumulate(d_loss, d_stats, share)
+            self._run_phase_terms(phase, inputs, shares, accumulate)
             self._apply(D, self.opt_d, dry_run)
-        del fakes
+        for batch in inputs:  # the detached fakes are the discriminator's only
+            batch.fake = batch.mix = None
         D.requires_grad_(False)
         G.requires_grad_(True)
         for phase in g_phases:
-            for part, share in zip(parts, shares, strict=True):
-                if phase.main:
-                    with self._autocast():
-                        g_loss = self.loss.g_loss(critic(fakes_of(len(part))))
-                    accumulate(g_loss, {"g_loss": g_loss}, share)
-                if phase.penalty_gain:
-                    z = latents(self.path_length.batch(len(part)))
-                    with self._autocast():
-                        pl_loss, pl_stats = self.path_length.penalty(phase, G, z,
-                                                                     self.z_generator)
-                    accumulate(pl_loss, pl_stats, share)
+            self._run_phase_terms(phase, inputs, shares, accumulate)
             self._apply(G, self.opt_g, dry_run)
         if not dry_run:
             self.ema.follow(G)
             self.window.accumulate(step_stats)
         return list(step_stats)
+
+    def _run_phase_terms(self, phase: LossPhase, inputs: list[PhaseInputs],
+                         shares: list[float],
+                         accumulate: Callable[[Tensor, dict[str, Tensor], float], None]) -> None:
+        """Every term of ``phase`` on every micro-batch, each under autocast, then its
+        backward (weighted by the micro-batch's share)."""
+        for batch, share in zip(inputs, shares, strict=True):
+            for term in self.objective.terms(phase, batch):
+                with self._autocast():
+                    loss, stats = term()
+                accumulate(loss, stats, share)
 
     def _log_window(self, resolution: int, alpha: float) -> None:
         """Reads the steps' statistics since the last read (one synchronization), stops
@@ -470,8 +462,8 @@ class Trainer:
         in GPU memory (0 if none)."""
         shape = (self.config.channels, phase.resolution, phase.resolution)
         micro, self.micro_batch = self.micro_batch, None
-        # the probe leaves the run's state as it was: the path length mean it moves, too
-        pl_mean = None if self.path_length is None else self.path_length.mean.clone()
+        # the probe leaves the run's state as it was: the objective's, which it moves, too
+        objective = {k: v.clone() for k, v in self.objective.state_dict().items()}
         try:
             while start >= 1:
                 if self.device.type == "cuda":
@@ -486,8 +478,7 @@ class Trainer:
             return 0
         finally:
             self.micro_batch = micro
-            if pl_mean is not None:
-                self.path_length.mean.copy_(pl_mean)
+            self.objective.load_state_dict(objective)
 
     def _out_of_memory(self, phase: Phase, alpha: float) -> OutOfMemoryError:
         """The error for an out-of-memory step, naming the largest minibatch that fits."""
@@ -518,7 +509,7 @@ class Trainer:
             config=self.config.to_dict(), shown=self.shown, phase_step=self.phase_step,
             opt_resolution=self.opt_resolution, G=self.G.state_dict(), D=self.D.state_dict(),
             G_ema=self.ema.model.state_dict(), ema_updates=self.ema.updates,
-            objective={} if self.path_length is None else {"pl_mean": self.path_length.mean},
+            objective=self.objective.state_dict(),
             opt_g=self.opt_g.state_dict() if self.opt_g else None,
             opt_d=self.opt_d.state_dict() if self.opt_d else None,
             scaler=self.scaler.state_dict(),

@@ -1,4 +1,12 @@
-"""GAN objectives as objects that own their phases, as NVlabs' ``training/loss.py`` does.
+"""A run's objective as objects that own their phases, as NVlabs' ``training/loss.py`` does.
+
+:class:`Objective` is the whole of it, the one thing the trainer asks: which phases a
+step runs (:meth:`Objective.phases`), each phase's loss terms (:meth:`Objective.terms`),
+the Adam settings their lazy intervals imply and the state to checkpoint. It joins a GAN
+loss (:class:`WGANGP`, :class:`LogisticR1`: the discriminator's terms and penalty, the
+generator's term) and an optional regularizer of the generator
+(:class:`PathLengthPenalty`, or anything with :class:`GeneratorPenalty`'s methods); a new
+regularizer, or something every discriminator call must pass through, is a change here.
 
 A training step runs the discriminator's phases, then the generator's. With
 ``reg_interval`` K = 1 the discriminator has one phase, "D": main loss and penalty in one
@@ -9,16 +17,16 @@ scaled by K / (K + 1) (``adam``), as the paper does, so the optimizer sees the s
 momentum per image. The generator has one phase, "G", or with StyleGAN2's path length
 regularization (``PathLengthPenalty``, every K_G minibatches) "Gmain" and "Greg" alike.
 
-A phase's loss comes back with its statistics as 0-d tensors: mixed precision,
+A phase's terms come back with their statistics as 0-d tensors: mixed precision,
 micro-batches and reading the statistics (one device synchronization every few steps)
-stay with the trainer. A new objective is one class here and one entry in ``LOSSES``.
+stay with the trainer. A new GAN loss is one class here and one entry in ``LOSSES``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -38,6 +46,11 @@ class LossPhase:
     name: str
     main: bool
     penalty_gain: float
+
+    @property
+    def net(self) -> str:
+        """The network the phase trains: "D" or "G"."""
+        return self.name[0]
 
 
 def lazy_phases(net: str, reg_interval: int, step: int) -> list[LossPhase]:
@@ -198,14 +211,19 @@ class PathLengthPenalty:
             raise ValueError(f"the path length mean's decay must be in (0, 1] and its batch "
                              f"shrink >= 1, got {self.decay} and {self.batch_shrink}")
 
-    def g_phases(self, step: int) -> list[LossPhase]:
-        """The generator's phases at minibatch ``step``: "G", or "Gmain" and every K-th
-        minibatch "Greg"."""
-        return lazy_phases("G", self.reg_interval, step)
+    def state_dict(self) -> dict[str, Tensor]:
+        """The running mean, as checkpoints hold it."""
+        return {"pl_mean": self.mean}
 
-    def adam(self, lr: float, betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
-        """The generator's Adam lr and betas (:func:`lazy_adam`)."""
-        return lazy_adam(self.reg_interval, lr, betas)
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Takes a checkpoint's running mean (a run from before it had one keeps 0)."""
+        if "pl_mean" in state:
+            self.mean.copy_(state["pl_mean"])
+
+    def to(self, device: torch.device) -> PathLengthPenalty:
+        """Moves the running mean to ``device``, where the penalty updates it in place."""
+        self.mean = self.mean.to(device)
+        return self
 
     def batch(self, n: int) -> int:
         """The samples the penalty takes from a (micro-)batch of n."""
@@ -227,6 +245,119 @@ class PathLengthPenalty:
         penalty = (lengths - mean).square()
         loss = self.weight * phase.penalty_gain * penalty.mean()
         return loss, {"pl_penalty": penalty.detach().mean(), "pl_length": lengths.detach().mean()}
+
+
+class GeneratorPenalty(Protocol):
+    """A regularizer of the generator in a lazy phase of its own ("Greg" every
+    ``reg_interval`` minibatches), with state the run checkpoints."""
+
+    reg_interval: int
+
+    def batch(self, n: int) -> int:
+        """The latents it takes from a (micro-)batch of n."""
+        ...
+
+    def penalty(self, phase: LossPhase, G: StyleSynthesis, z: Tensor,
+                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Its loss in ``phase`` (weighted by the phase's penalty_gain) and statistics."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Its state, by names unique across the objective."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Takes its state from a checkpoint's objective state."""
+        ...
+
+    def to(self, device: torch.device) -> GeneratorPenalty:
+        """Moves its state to ``device``."""
+        ...
+
+
+@dataclass
+class PhaseInputs:
+    """What a phase computes with, as the trainer calls the networks this step: a
+    (micro-)batch of reals, the detached fakes and interpolation weights the
+    discriminator's phases share, the critic and the generator at this step's resolution
+    and alpha, fresh latents, and the device's random generator."""
+
+    real: Tensor
+    fake: Tensor | None  # the discriminator's phases only
+    mix: Tensor | None
+    critic: Critic
+    generate: Callable[[int], Tensor]
+    latents: Callable[[int], Tensor]
+    G: StyleSynthesis
+    rng: torch.Generator | None = None
+
+
+Term = Callable[[], tuple[Tensor, dict[str, Tensor]]]
+"""One loss term of a phase and its statistics, computed when called; each term is one
+backward pass (the generator's main term is freed before its penalty is computed)."""
+
+G_MAIN_ONLY = (LossPhase("G", True, 0.0),)
+"""The generator's phases without a regularizer of its own."""
+
+
+@dataclass
+class Objective:
+    """A run's whole objective: the GAN loss and an optional regularizer of the
+    generator (see the module docstring)."""
+
+    loss: GANLoss
+    g_penalty: GeneratorPenalty | None = None
+
+    def phases(self, step: int) -> tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]]:
+        """(the discriminator's, the generator's) phases at minibatch ``step`` (0, 1, ...)."""
+        g_phases = (tuple(lazy_phases("G", self.g_penalty.reg_interval, step))
+                    if self.g_penalty else G_MAIN_ONLY)
+        return tuple(self.loss.d_phases(step)), g_phases
+
+    def adam(self, net: str, lr: float,
+             betas: tuple[float, float]) -> tuple[float, tuple[float, float]]:
+        """Adam's lr and betas for ``net`` ("D" or "G"), scaled for its lazy interval."""
+        interval = self.loss.reg_interval if net == "D" else (
+            self.g_penalty.reg_interval if self.g_penalty else 1)
+        return lazy_adam(interval, lr, betas)
+
+    def terms(self, phase: LossPhase, inputs: PhaseInputs) -> list[Term]:
+        """The loss terms of ``phase`` on ``inputs``, in the order to backpropagate."""
+        if phase.net == "D":
+            def discriminator() -> tuple[Tensor, dict[str, Tensor]]:
+                loss, stats = self.loss.d_loss(phase, inputs.critic, inputs.real, inputs.fake,
+                                               inputs.mix)
+                return loss, {**stats, "d_loss": loss} if phase.main else stats
+            return [discriminator]
+        n, terms = len(inputs.real), []
+        if phase.main:
+            def generator() -> tuple[Tensor, dict[str, Tensor]]:
+                loss = self.loss.g_loss(inputs.critic(inputs.generate(n)))
+                return loss, {"g_loss": loss}
+            terms.append(generator)
+        if phase.penalty_gain:
+            penalty = self.g_penalty
+
+            def regularizer() -> tuple[Tensor, dict[str, Tensor]]:
+                return penalty.penalty(phase, inputs.G, inputs.latents(penalty.batch(n)),
+                                       inputs.rng)
+            terms.append(regularizer)
+        return terms
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The objective's state (the regularizer's), as checkpoints hold it."""
+        return self.g_penalty.state_dict() if self.g_penalty else {}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Takes a checkpoint's objective state."""
+        if self.g_penalty:
+            self.g_penalty.load_state_dict(state)
+
+    def to(self, device: torch.device) -> Objective:
+        """Moves its state to ``device``."""
+        if self.g_penalty:
+            self.g_penalty = self.g_penalty.to(device)
+        return self
 
 
 LOSSES: dict[str, type[GANLoss]] = {cls.name: cls for cls in (WGANGP, LogisticR1)}
