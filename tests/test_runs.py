@@ -120,3 +120,21 @@ def test_checkpoints_from_elsewhere_are_checked_field_by_field(tmp_path, damage,
     write_tree(tmp_path / "c.safetensors", value, kind=KIND, version=VERSION)
     with pytest.raises(ValueError, match=said):
         Checkpoint.read(tmp_path / "c.safetensors")
+
+
+def test_a_new_setting_needs_a_new_checkpoint_version():
+    """Version 2 checkpoints hold exactly today's settings; one added to TrainConfig must
+    come with a version 3 whose migration says what a run did before it (runs.checkpoint)."""
+    from fastpgan.runs.checkpoint import VERSION_2_SETTINGS
+
+    assert {f.name for f in fields(TrainConfig)} == VERSION_2_SETTINGS
+
+
+@pytest.mark.parametrize("path", VERSION_1, ids=lambda p: p.stem)
+def test_version_1_configs_are_completed_with_what_runs_did_then(path):
+    from fastpgan.runs.checkpoint import VERSION_2_SETTINGS
+
+    config = Checkpoint.read(path).config
+    assert set(config) == VERSION_2_SETTINGS
+    if "043145c" in path.name:  # before lazy regularization: the penalty every minibatch
+        assert config["reg_interval"] == 1 and config["mapping_layers"] == 8

@@ -217,3 +217,21 @@ def test_setup_installs_every_package():
     listed = set(re.findall(r'"(fastpgan(?:\.\w+)*)"', setup.split("packages=")[1].split("]")[0]))
     folders = {"fastpgan"} | {f"fastpgan.{p.parent.name}" for p in ROOT.glob("*/__init__.py")}
     assert folders - listed == set(), "add these to setup.py's packages"
+
+
+def test_only_the_architecture_entry_and_the_models_name_architectures():
+    """No room outside models/ compares anything with an architecture's name (``if arch
+    == "stylegan2"``): it asks the entry (fastpgan.models.architectures)."""
+    from fastpgan.models import ARCHITECTURES
+
+    found = []
+    for module, path in MODULES.items():
+        if _room(module) == "models":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                names = [c.value for c in ast.walk(node)
+                         if isinstance(c, ast.Constant) and c.value in ARCHITECTURES]
+                if names:
+                    found.append(f"{module}:{node.lineno} compares with {names}")
+    assert not found, found

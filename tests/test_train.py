@@ -261,7 +261,8 @@ def test_stylegan2_cli_defaults_are_nvlabs():
     progan = config_from_args(build_parser().parse_args(["--data", "x"]))
     assert progan.ema_kimg is None and progan.pl_weight == 0
     progan.pl_weight = 2.0
-    with pytest.raises(ValueError, match="--pl-weight regularizes StyleGAN2's path lengths"):
+    with pytest.raises(ValueError, match="--pl-weight is a setting of --arch stylegan2, not of "
+                                         "--arch progan"):
         progan.validate()
 
 

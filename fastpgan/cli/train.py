@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.models.architectures import architecture
 from fastpgan.train.config import (
     ARCHS,
     BATCH_NAMES,
@@ -30,10 +31,6 @@ DEMO = dict(resolution=32, batch=16, loss="logistic-r1", fade_kimg=1.5, stable_k
             sample_kimg=3.0, swd_images=200, out="runs/demo")
 DEFAULTS = {name: default(name) for name in DEMO}
 """The same settings when --data is given: TrainConfig's (the official ProGAN's)."""
-STYLEGAN2 = dict(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0,
-                 conv_clamp=256.0)
-"""--arch stylegan2's own defaults (NVlabs' stylegan2-ada-pytorch), where not given; with
---data also config F's channels, --fmap-base 16384 (NVlabs' channel_base 32768)."""
 SCHEDULE_ARGUMENTS = ("resolution", "fade_kimg", "stable_kimg")
 """The options that change a preset's schedule."""
 OFFICIAL_TOTAL_KIMG = 12000.0
@@ -201,10 +198,10 @@ def config_from_args(args: argparse.Namespace):
             and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
     values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, pl_weight=args.pl_weight)
-    if args.arch == "stylegan2":
-        values.update({k: v for k, v in STYLEGAN2.items() if getattr(args, k) is None})
-        if args.data is not None and args.fmap_base is None:
-            values["fmap_base"] = 16384
+    arch = architecture(args.arch)  # its own defaults, where not given
+    values.update({k: v for k, v in arch.defaults.items() if getattr(args, k) is None})
+    if args.data is not None:
+        values.update({k: v for k, v in arch.data_defaults.items() if getattr(args, k) is None})
     if values["pl_weight"] is None:
         values["pl_weight"] = default("pl_weight")
     if args.conv_clamp is not None:

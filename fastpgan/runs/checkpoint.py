@@ -41,6 +41,27 @@ from fastpgan.files import (
 
 KIND = "training checkpoint"
 VERSION = 2
+VERSION_2_SETTINGS = frozenset({
+    "data", "out", "arch", "resolution", "loss", "gp_lambda", "drift", "r1_gamma",
+    "reg_interval", "pl_weight", "pl_interval", "log_every", "precision", "memory_format",
+    "batch", "fade_kimg", "stable_kimg", "total_kimg", "seed", "device", "latent_dim",
+    "fmap_base", "fmap_max", "channels", "conv_clamp", "mapping_layers", "init", "lr",
+    "betas", "eps", "reset_optimizer", "checkpoint_activations", "compile", "cuda_graphs",
+    "tensorboard", "ema_decay", "ema_kimg", "ema_rampup", "checkpoint_kimg",
+    "keep_checkpoints", "sample_kimg", "swd_images", "fid_images", "inception", "workers",
+    "progress"})
+"""The settings a version 2 checkpoint's config holds. A new training setting needs a new
+version whose migration says what a run did before the setting existed (a test compares
+this with the trainer's settings)."""
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "gp_lambda": None, "drift": None, "r1_gamma": None,  # the losses' defaults, then as now
+    "reg_interval": 1,  # the penalty every minibatch: lazy regularization came later
+    "pl_weight": 0.0, "pl_interval": 4, "log_every": 10, "memory_format": "auto",
+    "conv_clamp": None, "mapping_layers": 8, "init": None, "checkpoint_activations": False,
+    "compile": False, "cuda_graphs": "off", "tensorboard": False, "ema_kimg": None,
+    "ema_rampup": None, "fid_images": 0, "inception": None}
+"""The settings added while version 1 was written, each with what a run did before it
+existed: version 1 configs are completed with them."""
 SUFFIX = ".safetensors"
 PATTERNS = ("checkpoint-*.safetensors", "checkpoint-*.pt")
 """Checkpoint files in a run's checkpoints/ folder: this version's, then version 1's."""
@@ -154,11 +175,14 @@ class Checkpoint:
 
     @classmethod
     def from_version_1(cls, state: Any) -> Checkpoint:
-        """A version 1 checkpoint (the dict ``torch.save`` wrote) as this version: the
-        path length mean becomes the objective's state, numpy's RNG key a tensor."""
+        """A version 1 checkpoint (the dict ``torch.save`` wrote) as this version: its
+        config completed (:data:`SETTINGS_BEFORE_THEY_EXISTED`), the path length mean the
+        objective's state, numpy's RNG key a tensor."""
         if not isinstance(state, dict) or "shown" not in state or "config" not in state:
             raise RefusedFileError("not a fastpgan training checkpoint")
         value = {k: v for k, v in state.items() if k not in ("pl_mean", "rng")}
+        if isinstance(value["config"], dict):
+            value["config"] = {**SETTINGS_BEFORE_THEY_EXISTED, **value["config"]}
         if state.get("pl_mean") is not None:
             value["objective"] = {"pl_mean": state["pl_mean"]}
         if state.get("rng") is not None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from fastpgan.files import Kind, identify
 from fastpgan.models import GrowthStage, Networks, Pretrained, ProGANGenerator, load
-from fastpgan.models.architectures import architecture
+from fastpgan.models.architectures import Architecture, architecture
 from fastpgan.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, build_checked, load_checked
 from fastpgan.models.published import SOURCE_FILE
 from fastpgan.models.sampling import STYLE_BASED
@@ -24,50 +24,14 @@ from fastpgan.runs.checkpoint import Checkpoint, is_checkpoint, latest_checkpoin
 from fastpgan.runs.schedule import Phase, build_phases, phase_at
 
 
-def network_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The constructor arguments of a run's generator and discriminator, from its settings
-    (a ``TrainConfig`` as a dict, as a checkpoint stores it).
-
-    StyleGAN2's channels are NVlabs' channel_base / resolution, so channel_base is twice
-    fmap_base (config F: --fmap-base 16384); z and w are latent_dim wide, and training
-    mixes styles with probability 0.9, as NVlabs' loss does.
-    """
-    if architecture(config["arch"]).grows:
-        shared = dict(resolution=config["resolution"], latent_dim=config["latent_dim"],
-                      fmap_base=config["fmap_base"], fmap_max=config["fmap_max"],
-                      img_channels=config["channels"])
-        return shared, shared
-    # checkpoints written before conv_clamp and mapping_layers were settings had neither
-    shared = dict(img_resolution=config["resolution"], img_channels=config["channels"],
-                  channel_base=2 * config["fmap_base"], channel_max=config["fmap_max"],
-                  conv_clamp=config.get("conv_clamp"),
-                  mapping_layers=config.get("mapping_layers", 8))
-    return (dict(z_dim=config["latent_dim"], w_dim=config["latent_dim"],
-                 style_mixing_prob=0.9, **shared), shared)
-
-
-NOT_ARCHITECTURE = ("style_mixing_prob", "noise_mode", "backend", "num_fp16_res",
-                    "mbstd_group_size")
-"""Constructor arguments a fine-tuning run takes as its own: training and sampling
-settings, NVlabs' num_fp16_res (recorded, not emulated: fastpgan runs in the autocast
-dtype) and the minibatch standard deviation's group (a function of the minibatch, as
-when NVlabs resumes with another batch); none changes the parameters."""
-RUN_SETTINGS = {"img_resolution": "--resolution", "img_channels": "the data's channels",
-                "z_dim": "--latent-dim", "w_dim": "--latent-dim",
-                "channel_base": "--fmap-base (half of it)", "channel_max": "--fmap-max",
-                "conv_clamp": "--conv-clamp", "mapping_layers": "--mapping-layers",
-                "c_dim": "labels (fastpgan-train is unconditional)"}
-"""The training setting behind each StyleGAN2 constructor argument, for messages."""
-
-
-def initialize_from(path: str | os.PathLike, G: Pretrained, D: Pretrained,
-                    G_ema: Pretrained) -> list[str]:
+def initialize_from(path: str | os.PathLike, arch: Architecture, G: Pretrained,
+                    D: Pretrained, G_ema: Pretrained) -> list[str]:
     """Copies the networks of ``path`` (a published pickle, a ``fastpgan convert`` folder,
     a ``save_pretrained`` generator, or another run's training checkpoint) into a new
-    run's G, D and G_ema, for fine-tuning; returns notes on what the file lacked (its
-    G_ema starts G, no D leaves D fresh). Raises ValueError naming every constructor
-    argument of the file's networks that differs from the run's, with the setting to
-    change."""
+    run's G, D and G_ema of architecture ``arch``, for fine-tuning; returns notes on what
+    the file lacked (its G_ema starts G, no D leaves D fresh). Raises ValueError naming
+    every constructor argument of the file's networks that differs from the run's, with
+    the setting to change."""
     networks = load_networks(path)
     if networks.G is None and networks.G_ema is None:
         raise ValueError(f"--init {path} holds no generator")
@@ -87,9 +51,10 @@ def initialize_from(path: str | os.PathLike, G: Pretrained, D: Pretrained,
                              f"run's a {type(target).__name__}; choose the matching --arch")
         ours, theirs = constructor_arguments(target), constructor_arguments(source)
         differ = [f"{key} {theirs.get(key)!r} there, {ours.get(key)!r} here "
-                  f"({RUN_SETTINGS.get(key, 'not a setting')})"
+                  f"({_setting_behind(arch, key)})"
                   for key in sorted(set(ours) | set(theirs))
-                  if key not in NOT_ARCHITECTURE and _same(theirs.get(key)) != _same(ours.get(key))]
+                  if key not in arch.free_arguments
+                  and _same(theirs.get(key)) != _same(ours.get(key))]
         if differ:
             raise ValueError(f"--init {path}: its {role} is not the run's network: "
                              f"{'; '.join(differ)}")
@@ -104,7 +69,7 @@ def load_networks(path: str | os.PathLike) -> Networks:
         return load(path)
     checkpoint = Checkpoint.read(path)
     arch = architecture(checkpoint.config["arch"])
-    g_arguments, d_arguments = network_arguments(checkpoint.config)
+    g_arguments, d_arguments = arch.arguments(checkpoint.config)
     built = {role: build_checked(cls, arguments, getattr(checkpoint, role), f"{path} [{role}]")
              for role, cls, arguments in (("G", arch.generator, g_arguments),
                                           ("D", arch.discriminator, d_arguments),
@@ -112,6 +77,13 @@ def load_networks(path: str | os.PathLike) -> Networks:
              if getattr(checkpoint, role)}
     return Networks(**{role: net.eval() for role, net in built.items()},
                     kind="fastpgan-checkpoint")
+
+
+def _setting_behind(arch: Architecture, argument: str) -> str:
+    setting = arch.setting_of.get(argument)
+    if setting is None:
+        return "not a setting"
+    return f"--{setting.replace('_', '-')}" if setting else "set by the data"
 
 
 def constructor_arguments(module: Pretrained) -> dict[str, Any]:
@@ -128,7 +100,7 @@ def _same(value: Any) -> Any:
 def run_networks(config: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
     """(G, D) of a run's architecture and size, freshly initialized, on the CPU."""
     arch = architecture(config["arch"])
-    g_arguments, d_arguments = network_arguments(config)
+    g_arguments, d_arguments = arch.arguments(config)
     return arch.generator(**g_arguments), arch.discriminator(**d_arguments)
 
 
@@ -136,7 +108,7 @@ def run_phases(config: Mapping[str, Any], *, lengthened: bool = True) -> list[Ph
     """A run's schedule: from 4x4 for a growing architecture, else one stabilization at
     the final resolution; the last phase lengthened to total_kimg unless ``lengthened``
     is False."""
-    start = 4 if architecture(config["arch"]).grows else config["resolution"]
+    start = architecture(config["arch"]).start_resolution(config["resolution"])
     return build_phases(config["resolution"], config["fade_kimg"], config["stable_kimg"],
                         config["batch"], start_resolution=start,
                         total_kimg=config["total_kimg"] if lengthened else None)
@@ -210,8 +182,8 @@ def _published(path: Path) -> TrainedGenerator:
 def checkpoint_generator(checkpoint: Checkpoint, source: Path) -> TrainedGenerator:
     """The EMA generator of a checkpoint read from ``source``, and its schedule stage."""
     config = checkpoint.config
-    G = build_checked(architecture(config["arch"]).generator, network_arguments(config)[0],
-                      checkpoint.G_ema, str(source))
+    arch = architecture(config["arch"])
+    G = build_checked(arch.generator, arch.arguments(config)[0], checkpoint.G_ema, str(source))
     phase = phase_at(run_phases(config), checkpoint.shown)
     stage = (G.full_stage if phase is None  # the schedule is done
              else GrowthStage(phase.resolution, phase.alpha(checkpoint.shown)))

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from fastpgan.models import ARCHITECTURES
+from fastpgan.models.architectures import architecture, foreign_setting
 from fastpgan.models.common import check_channels, check_resolution
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.graphs import GRAPH_MODES
@@ -169,28 +170,22 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
-        if self.arch != "stylegan2":
-            for name, value in (("conv-clamp", self.conv_clamp), ("init", self.init),
-                                ("mapping-layers", None if self.mapping_layers == 8 else 1)):
-                if value is not None:
-                    raise ValueError(f"--{name} is a setting of --arch stylegan2, not of "
-                                     f"--arch {self.arch}: drop it")
+        foreign = foreign_setting(self.arch, self.to_dict())
+        if foreign is not None:
+            raise ValueError(f"--{foreign[0].replace('_', '-')} is a setting of --arch "
+                             f"{foreign[1]}, not of --arch {self.arch}: drop it")
         if self.conv_clamp is not None and self.conv_clamp <= 0:
             raise ValueError(f"--conv-clamp must be positive (or none), got {self.conv_clamp:g}")
         if self.mapping_layers < 1:
             raise ValueError(f"--mapping-layers must be >= 1, got {self.mapping_layers}")
-        if self.arch == "stylegan2" and self.checkpoint_activations:
+        if self.checkpoint_activations and not architecture(self.arch).grows:
             raise ValueError("--checkpoint-activations recomputes growing networks' blocks; "
-                             "the stylegan2 networks do not have them: drop it")
+                             f"the {self.arch} networks do not have them: drop it")
         for name, value in (("ema-kimg", self.ema_kimg), ("ema-rampup", self.ema_rampup)):
             if value is not None and value <= 0:
                 raise ValueError(f"--{name} must be positive, got {value:g}")
         if self.pl_weight < 0:
             raise ValueError(f"--pl-weight must be >= 0, got {self.pl_weight:g}")
-        if self.pl_weight and self.arch != "stylegan2":
-            raise ValueError("--pl-weight regularizes StyleGAN2's path lengths (styles to "
-                             f"images); --arch {self.arch} has no such styles: drop it or "
-                             "use --arch stylegan2")
         self.build_objective()
 
     def build_objective(self) -> Objective:

@@ -41,7 +41,7 @@ from fastpgan.runs.checkpoint import Checkpoint, RngStates, checkpoint_path, lat
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
 from fastpgan.runs.schedule import Phase, describe_plan, phase_at
-from fastpgan.train.config import NETWORK_KEYS, TrainConfig, default
+from fastpgan.train.config import NETWORK_KEYS, TrainConfig
 from fastpgan.train.ema import EMA
 from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
@@ -94,11 +94,11 @@ class Trainer:
         self.cache = self._open_data()
         _seed_everything(config.seed)
         self.G, self.D = self._networks()
-        self.grows = architecture(config.arch).grows
+        self.arch = architecture(config.arch)
         self.ema = EMA(self.G, config.ema_decay, half_life_kimg=config.ema_kimg,
                        rampup=config.ema_rampup)
         if config.init and not resume:  # a resumed run's checkpoint holds what it grew into
-            for note in initialize_from(config.init, self.G, self.D, self.ema.model):
+            for note in initialize_from(config.init, self.arch, self.G, self.D, self.ema.model):
                 if self.is_writer:
                     print(f"fastpgan-train: {note}", file=sys.stderr)
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
@@ -210,11 +210,9 @@ class Trainer:
         if path is None:
             raise ValueError(f"--resume latest: no checkpoint in {self.out / 'checkpoints'}")
         checkpoint = Checkpoint.read(path)
-        now = self.config.to_dict()
-        # a setting added since the checkpoint was written had its default then
-        saved = {k: checkpoint.config.get(k, default(k)) for k in NETWORK_KEYS}
-        differences = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in NETWORK_KEYS
-                       if _comparable(saved[k]) != _comparable(now[k])]
+        now, saved = self.config.to_dict(), checkpoint.config
+        differences = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in NETWORK_KEYS
+                       if _comparable(saved.get(k)) != _comparable(now[k])]
         if differences:
             raise ValueError(f"cannot resume from {path}: the run's settings differ "
                              f"({'; '.join(differences)})")
@@ -374,11 +372,12 @@ class Trainer:
             return torch.randn(n, c.latent_dim, generator=self.z_generator, device=self.device)
 
         def critic(x: Tensor) -> Tensor:
-            return D(x, fade) if self.grows else D(x)
+            return D(x, fade) if self.arch.grows else D(x)
 
         def fakes_of(n: int) -> Tensor:
             z = latents(n)
-            return self.G_forward(z, resolution, fade) if self.grows else self.G_forward(z)
+            return (self.G_forward(z, resolution, fade) if self.arch.grows
+                    else self.G_forward(z))
 
         step_stats: dict[str, Tensor] = {}
 
