@@ -35,25 +35,35 @@ from pathlib import Path
 
 import numpy as np
 
+import fastpgan.ops  # noqa: F401  (registers every op)
+from fastpgan.backend import OPS
+
 ROOT = Path(__file__).resolve().parent.parent
 DRY = os.environ.get("GPU_DRY_RUN") == "1"
 BUDGET_S = float(os.environ.get("GPU_BUDGET_S", "480"))
 OUT = Path(os.environ.get("OUT") or ROOT / "bench" / "results" / "gpu-run")
 PY = sys.executable
 
-OP_TESTS = ["tests/test_bias_act.py", "tests/test_pixel_norm.py", "tests/test_adain.py",
-            "tests/test_minibatch_stddev.py", "tests/test_resample_conv.py",
-            "tests/test_modulated_conv.py", "tests/test_fir.py",
-            "tests/test_half_precision_references.py",
-            "tests/test_nonfinite.py", "tests/test_properties.py", "tests/test_nn.py",
-            "tests/test_models.py", "tests/test_cuda.py",
-            "tests/test_stylegan2.py::test_fused_path_matches_the_reference_with_r1s_double_backward",
-            "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
-            "tests/test_train.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
-            "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
-"""Every fused op forward, backward and double backward in every dtype and layout, the
-extension's CUDA path, the models and the trainer's GPU defaults: not the AOT compile
-(CI runs it) nor the CPU-only suites."""
+REGISTRY_SUITES = ["tests/test_half_precision_references.py", "tests/test_nonfinite.py",
+                   "tests/test_properties.py"]
+"""The suites that iterate the op registry: every op's samples on CUDA."""
+OTHER_GPU_TESTS = [
+    "tests/test_nn.py", "tests/test_models.py", "tests/test_cuda.py",
+    "tests/test_stylegan2.py::test_fused_path_matches_the_reference_with_r1s_double_backward",
+    "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
+    "tests/test_train.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
+    "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
+
+
+def op_tests() -> list[str]:
+    """Every fused op forward, backward and double backward in every dtype and layout
+    (each op's own test files, as its ``OpTests.gpu_tests`` declare them, and the
+    registry-driven suites), the extension's CUDA path, the models and the trainer's GPU
+    defaults: not the AOT compile (CI runs it) nor the CPU-only suites."""
+    own = sorted({test for op in OPS.values() for test in op.tests.gpu_tests})
+    return [*own, *REGISTRY_SUITES, *OTHER_GPU_TESTS]
+
+
 BENCH_TARGETS = ("(test_bench_epilogue and bias_lrelu_pixel_norm and 16x512x64x64) or "
                  "test_bench_minibatch_stddev or test_bench_adain or "
                  "(test_bench_resample_conv and bfloat16)")
@@ -103,7 +113,7 @@ def test_commands() -> list[list[str]]:
     if DRY:
         return [[*pytest, "tests/test_bias_act.py", "-k", "third_order"]]
     timeout = ["--timeout", "120"] if _has_plugin("pytest_timeout") else []
-    return [[*pytest, "-n", "12", *timeout, *OP_TESTS]]
+    return [[*pytest, "-n", "12", *timeout, *op_tests()]]
 
 
 def tests_summary(text: str) -> str:

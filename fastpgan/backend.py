@@ -9,7 +9,9 @@ imported: its functions, and the *provider* of its fused path:
   at first use, with a CPU path;
 - ``"torch"``: a rewrite in ATen operations, which needs neither.
 
-The doctor, the exports of :mod:`fastpgan.ops` and the tests read this one table.
+The doctor, the exports of :mod:`fastpgan.ops`, the tests and the GPU call read this one
+table: each op declares there, beside its functions, the sample inputs, bad call,
+half-precision case and test files the registry-driven suites use (:class:`OpTests`).
 
 Every op takes ``backend="auto" | "fused" | "reference"``; ``None`` means the process
 default, set by :func:`set_backend` or the ``FASTPGAN_BACKEND`` environment variable
@@ -29,10 +31,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import types
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -45,9 +48,71 @@ FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ENV_VAR = "FASTPGAN_BACKEND"
 
 
+NONFINITE_RULES = ("exact", "nan-spreads", "infinities-fold")
+"""How an op's non-finite outputs compare with its reference's: "exact" (NaN and each
+infinity at the same places), "nan-spreads" (a NaN input may make more outputs and
+gradients NaN than the reference does, never fewer), "infinities-fold" (an infinity
+meets weights folded into one kernel: non-finite at the same places, of other kinds)."""
+
+
+@dataclass(frozen=True)
+class OpSample:
+    """One call of an op on inputs drawn at random, for the registry-driven tests.
+
+    Attributes:
+        op: the op with its other arguments bound; takes x and ``backend=``.
+        reference: its reference with the same arguments, in x's dtype; takes x.
+        x: the activation (any layout: NCHW, channels_last or a strided view).
+        nonfinite: how its non-finite outputs compare (:data:`NONFINITE_RULES`).
+    """
+
+    op: Callable[..., torch.Tensor]
+    reference: Callable[[torch.Tensor], torch.Tensor]
+    x: torch.Tensor
+    nonfinite: str = "exact"
+
+
+@dataclass(frozen=True)
+class HalfPrecisionCase:
+    """Inputs with a degenerate part (a zero vector, identical samples, a constant map)
+    beside random values, on which the reference in float16 and bfloat16 must stay finite
+    and near float64. ``function`` takes ``inputs``; the first is the activation (cast to
+    half precision), the others stay float32. ``weight_gradients`` lists the inputs whose
+    gradient is a half-precision convolution's weight gradient summed further, held to a
+    convolution's own bound rather than the op's."""
+
+    function: Callable[..., torch.Tensor]
+    inputs: tuple[torch.Tensor, ...]
+    weight_gradients: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpTests:
+    """What the registry-driven test suites and the GPU call need of an op, declared in its
+    op file next to its :class:`OpInfo` (as PyTorch's OpInfo declares sample inputs).
+
+    Attributes:
+        sample: draws one :class:`OpSample` from a ``random.Random``: shapes that are not
+            powers of two, 1x1 maps, batch 1, every layout, the op's arguments varied.
+        bad_call: calls the function it is given (the op or its reference) with an
+            argument the op's checks refuse.
+        bad_call_message: a regular expression the refusal's message must match.
+        gpu_tests: the pytest files (or node ids) that test the op itself, which the GPU
+            call runs on CUDA.
+        half_precision: its degenerate case in half precision, or None when its only
+            statistic is its bias_act epilogue's (tested there) or it has none.
+    """
+
+    sample: Callable[[random.Random], OpSample]
+    bad_call: Callable[[Callable[..., torch.Tensor]], object]
+    bad_call_message: str
+    gpu_tests: tuple[str, ...]
+    half_precision: Callable[[], HalfPrecisionCase] | None
+
+
 @dataclass(frozen=True)
 class OpInfo:
-    """One public op: its functions and how its fused path is built.
+    """One public op: its functions, how its fused path is built, and how it is tested.
 
     Attributes:
         name: the public function's name, e.g. "bias_act".
@@ -57,6 +122,7 @@ class OpInfo:
         kernels: the module of ``fastpgan.kernels`` holding its Triton kernels.
         library_ops: its ``torch.library`` operators, e.g. ("fastpgan::bias_act", ...).
         double_backward: how its backward is differentiated, in one line.
+        tests: its declarations for the registry-driven tests (:class:`OpTests`).
     """
 
     name: str
@@ -66,6 +132,7 @@ class OpInfo:
     library_ops: tuple[str, ...]
     double_backward: str
     kernels: str | None = None
+    tests: OpTests = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -73,6 +140,12 @@ class OpInfo:
                              f"{self.provider!r}")
         if (self.provider == "triton") != (self.kernels is not None):
             raise ValueError(f"{self.name}: a kernels module goes with provider 'triton' only")
+        if not isinstance(self.tests, OpTests):
+            raise TypeError(f"{self.name}: tests must be an OpTests, the declarations the "
+                            f"registry-driven tests read; got {type(self.tests).__name__}")
+        if not self.tests.gpu_tests:
+            raise ValueError(f"{self.name}: OpTests.gpu_tests names no test file; the GPU "
+                             "call would never test the op on CUDA")
 
 
 OPS: dict[str, OpInfo] = {}
@@ -85,6 +158,11 @@ def register(info: OpInfo) -> OpInfo:
         raise ValueError(f"an op named {info.name!r} is already registered")
     OPS[info.name] = info
     return info
+
+
+def unregister(name: str) -> None:
+    """Removes the op ``name`` from :data:`OPS` (for tests that register one of their own)."""
+    OPS.pop(name, None)
 
 
 def _check(name: str, source: str) -> str:

@@ -75,7 +75,9 @@ def _group_moments(x_ptr, x_off, x_stride_g, out_ptr, out_off, out_stride_g, mas
         tl.store(out_ptr + out_off, x0, mask=store_mask)
     x0 = x0.to(COMPUTE)
     s1 = tl.zeros(x0.shape, COMPUTE)
-    s2 = tl.zeros(x0.shape, COMPUTE)
+    # x0 - x0: 0, or NaN for a non-finite x0, which a group of one never subtracts
+    # otherwise (the reference's x - mean is NaN there)
+    s2 = x0 - x0
     for g in range(1, G):
         xg = tl.load(x_ptr + g * x_stride_g + x_off, mask=mask, other=0)
         if COPY:

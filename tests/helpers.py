@@ -8,9 +8,6 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fastpgan.ops import bias_act_reference
-from fastpgan.ops.epilogue import clamp_threshold
-
 # Relative-error bounds against a float64 reference (ARCHITECTURE.md).
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2,
              torch.bfloat16: 1e-2}
@@ -66,27 +63,6 @@ def third_order(fn, x: torch.Tensor) -> list[torch.Tensor]:
     h, = torch.autograd.grad(g.square().sum(), x, create_graph=True)
     t, = torch.autograd.grad(h.pow(3).sum(), x)
     return [g, h, t]
-
-
-def clear_of_clamp_band(x, b, kwargs):
-    """x with every element whose pre-clamp output lies in twice the band below clamp
-    that reads back as clamped (``clamp_threshold``) set to -b (an output of exactly 0).
-
-    The kernels count an output within one rounding step of clamp as clamped (the
-    documented convention: a half-precision output there rounds onto clamp; float32
-    allows 16 steps), while the float64 reference still passes its gradient. In float32
-    about 1 in 3 million elements falls there.
-    """
-    if kwargs.get("clamp") is None:
-        return x
-    clamp = kwargs["clamp"]
-    unclamped = {k: v for k, v in kwargs.items() if k not in ("clamp", "pixel_norm")}
-    b64 = None if b is None else b.detach().double()
-    a = bias_act_reference(x.detach().double(), b64, **unclamped).abs()
-    band = (a >= clamp - 2 * (clamp - clamp_threshold(clamp, x.dtype))) & (a < clamp)
-    fill = (torch.zeros_like(x) if b is None
-            else (-b.detach()).view(1, -1, *[1] * (x.dim() - 2)).expand_as(x))
-    return torch.where(band, fill, x.detach()).requires_grad_()
 
 
 class _Recorder(TorchDispatchMode):

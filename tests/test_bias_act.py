@@ -4,16 +4,10 @@ import math
 
 import pytest
 import torch
-from helpers import (
-    TOLERANCE,
-    assert_close,
-    clear_of_clamp_band,
-    leaf64,
-    random_input,
-    third_order,
-)
+from helpers import TOLERANCE, assert_close, leaf64, random_input, third_order
 
 from fastpgan.ops import bias_act, bias_act_reference
+from fastpgan.ops.epilogue import clear_of_clamp_band
 
 SHAPES = [  # (shape, channels_last)
     ((8, 21, 4, 4), False),

@@ -37,11 +37,11 @@ def test_the_gpu_test_selection_names_tests_that_exist():
     """The dry run executes one CPU test; the GPU's own selection is only collected here,
     so a renamed test or file fails CI rather than the lent GPU's tests stage."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_run import OP_TESTS
+    from gpu_run import op_tests
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", *OP_TESTS], cwd=ROOT, env=env,
+                           "-p", "no:cacheprovider", *op_tests()], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "tests collected" in done.stdout, done.stdout[-500:]

@@ -16,14 +16,25 @@ StyleGAN trains with none.
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import OpInfo, kernel_module, register, use_fused
+from fastpgan.backend import (
+    HalfPrecisionCase,
+    OpInfo,
+    OpSample,
+    OpTests,
+    kernel_module,
+    register,
+    use_fused,
+)
 from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
+from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
 
 
 def _per_channel(t: Tensor) -> Tensor:
@@ -285,8 +296,35 @@ _adain_backward_op = FusedOp("adain_backward", _adain_backward_impl, fake=_adain
 _adain_op = FusedOp("adain", _adain_impl, fake=_adain_fake, setup_context=_adain_setup,
                     backward=_adain_grad)
 
+def _sample(rng: random.Random) -> OpSample:
+    n, c, (h, w) = rng.randint(1, 4), rng.randint(1, 24), feature_map(rng)
+    while h * w == 2:  # centred, two pixels are d and -d: a gradient of pure cancellation
+        h, w = feature_map(rng)
+    if rng.random() < 0.2:
+        h, w = rng.randint(65, 80), rng.randint(64, 70)  # rows longer than one tile
+    scale, shift = 1 + 0.5 * torch.randn(n, c), torch.randn(n, c)
+    kwargs = dict(bias=torch.randn(c) if rng.random() < 0.7 else None,
+                  negative_slope=rng.choice([None, 0.2]))
+    if rng.random() < 0.7:
+        kwargs.update(noise=torch.randn(rng.choice([1, n]), 1, h, w), noise_weight=torch.randn(c))
+    return OpSample(lambda x, **b: adain(x, scale, shift, **kwargs, **b),
+                    lambda x: adain_reference(x, like(scale, x), like(shift, x),
+                                              **{k: like(v, x) for k, v in kwargs.items()}),
+                    activations(rng, (n, c, h, w)))
+
+
+def _half_precision() -> HalfPrecisionCase:
+    x = torch.randn(2, 4, 3, 3)
+    x[0, 0] = 1.5  # a constant map: variance 0
+    return HalfPrecisionCase(lambda x, s, t: adain_reference(x, s, t, negative_slope=0.2),
+                             (x, torch.randn(2, 4), torch.randn(2, 4)))
+
+
 register(OpInfo(
     "adain", adain, adain_reference, "triton", kernels="adain",
     library_ops=("fastpgan::adain", "fastpgan::adain_backward"),
     double_backward="autograd through the closed-form backward (PyTorch): only a "
-                    "generator penalty would need it fused"))
+                    "generator penalty would need it fused",
+    tests=OpTests(_sample,
+                  lambda f: f(NOT_AN_ACTIVATION, torch.randn(2, 3), torch.randn(2, 3)), "adain",
+                  ("tests/test_adain.py",), _half_precision)))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
+
+from fastpgan.ops.epilogue import Epilogue
 
 
 def check_conv(op: str, x: Tensor, weight: Tensor) -> None:
@@ -16,3 +20,16 @@ def check_conv(op: str, x: Tensor, weight: Tensor) -> None:
     if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
         raise ValueError(f"{op}: the kernel must be square and odd, got "
                          f"{tuple(weight.shape[2:])}")
+
+
+def check_resample_conv(op: str, x: Tensor, weight: Tensor, bias: Tensor | None,
+                        weight_gain: float, epilogue: Epilogue) -> None:
+    """:func:`check_conv`, then a bias of one value per output channel, a finite positive
+    weight_gain and the epilogue's own checks; ValueError naming ``op`` otherwise."""
+    check_conv(op, x, weight)
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got "
+                         f"{tuple(bias.shape)}")
+    if not 0 < weight_gain < math.inf:
+        raise ValueError(f"{op}: weight_gain must be > 0 and finite, got {weight_gain}")
+    epilogue.checked(op)

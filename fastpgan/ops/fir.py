@@ -29,16 +29,18 @@ order, and bias_act's differentiable backward.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import OpInfo, register, use_fused
-from fastpgan.ops.checks import check_conv
+from fastpgan.backend import OpInfo, OpSample, OpTests, register, use_fused
+from fastpgan.ops.checks import check_resample_conv
 from fastpgan.ops.epilogue import Epilogue, apply_epilogue, epilogue_reference
 from fastpgan.ops.resample_conv import derived_weight
+from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, conv_sample, feature_map
 
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 """StyleGAN2's resampling filter (a binomial low-pass)."""
@@ -264,26 +266,46 @@ def even_taps(op: str, taps: Sequence[float]) -> tuple[float, ...]:
 def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, taps: Sequence[float],
               weight_gain: float, epilogue: Epilogue, *, up: bool) -> tuple[float, ...]:
     """The checks of both convolutions; returns the taps as :func:`even_taps` makes them."""
-    check_conv(op, x, weight)
+    check_resample_conv(op, x, weight, bias, weight_gain, epilogue)
     taps = even_taps(op, taps)
     if not up and (x.shape[2] % 2 or x.shape[3] % 2):
         raise ValueError(f"{op}: x's height and width must be even, got {tuple(x.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got "
-                         f"{tuple(bias.shape)}")
-    if weight_gain <= 0:
-        raise ValueError(f"{op}: weight_gain must be > 0, got {weight_gain}")
-    epilogue.checked(op)
     return taps
 
 
 _DOUBLE_BACKWARD = ("autograd through the ATen convolutions and the kernel fold, and "
                     "bias_act's differentiable backward")
+SAMPLE_TAPS = ((1, 3, 3, 1), (1, 1), (1, 2, 1), (1, 2, 4, 3))
+"""Filters the samples draw: StyleGAN2's, ProGAN's box, an odd one, an asymmetric one."""
+
+
+def _upsample_sample(rng: random.Random) -> OpSample:
+    taps = rng.choice(SAMPLE_TAPS)
+    return OpSample(lambda x, **b: fir_upsample2d(x, taps, **b),
+                    lambda x: fir_upsample2d_reference(x, taps),
+                    activations(rng, (rng.randint(1, 4), rng.randint(1, 6), *feature_map(rng))))
+
+
+def _conv_tests(op: Callable[..., Tensor], reference: Callable[..., Tensor],
+                down: bool) -> OpTests:
+    def sample(rng: random.Random) -> OpSample:
+        return conv_sample(rng, op, reference, {"taps": SAMPLE_TAPS}, even=down)
+
+    # their only statistic is their bias_act epilogue's (bias_act's own case)
+    return OpTests(sample, lambda f: f(NOT_AN_ACTIVATION, torch.randn(5, 3, 3, 3)),
+                   op.__name__, ("tests/test_fir.py",), None)
+
+
 register(OpInfo("fir_upsample2d", fir_upsample2d, fir_upsample2d_reference, "torch",
-                library_ops=(), double_backward="autograd through the ATen convolution"))
+                library_ops=(), double_backward="autograd through the ATen convolution",
+                tests=OpTests(_upsample_sample, lambda f: f(NOT_AN_ACTIVATION),
+                              "fir_upsample2d", ("tests/test_fir.py",), None)))
 _LIBRARY_OPS = ("fastpgan::fir_kernel", "fastpgan::bias_act", "fastpgan::bias_act_backward")
 register(OpInfo("fir_upsample_conv2d", fir_upsample_conv2d, fir_upsample_conv2d_reference,
-                "torch", library_ops=_LIBRARY_OPS, double_backward=_DOUBLE_BACKWARD))
+                "torch", library_ops=_LIBRARY_OPS, double_backward=_DOUBLE_BACKWARD,
+                tests=_conv_tests(fir_upsample_conv2d, fir_upsample_conv2d_reference, False)))
 register(OpInfo("fir_conv2d_downsample", fir_conv2d_downsample,
                 fir_conv2d_downsample_reference, "torch", library_ops=_LIBRARY_OPS,
-                double_backward=_DOUBLE_BACKWARD))
+                double_backward=_DOUBLE_BACKWARD,
+                tests=_conv_tests(fir_conv2d_downsample, fir_conv2d_downsample_reference,
+                                  True)))

@@ -18,13 +18,24 @@ the layer sits at the discriminator's 4x4 block, where that costs microseconds.
 
 from __future__ import annotations
 
+import random
+
 import torch
 from torch import Tensor
 
-from fastpgan.backend import OpInfo, kernel_module, register, use_fused
+from fastpgan.backend import (
+    HalfPrecisionCase,
+    OpInfo,
+    OpSample,
+    OpTests,
+    kernel_module,
+    register,
+    use_fused,
+)
 from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
+from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map
 
 
 def _groups(x: Tensor, group_size: int) -> tuple[int, int]:
@@ -188,9 +199,24 @@ _minibatch_stddev_backward_op = FusedOp(
 _minibatch_stddev_op = FusedOp("minibatch_stddev", _minibatch_stddev_impl,
                                fake=_minibatch_stddev_fake, setup_context=_setup, backward=_grad)
 
+def _sample(rng: random.Random) -> OpSample:
+    group, groups, f = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 3)
+    shape = (group * groups, f * rng.randint(1, 7), *feature_map(rng))
+    return OpSample(lambda x, **b: minibatch_stddev(x, group, f, **b),
+                    lambda x: minibatch_stddev_reference(x, group, f), activations(rng, shape))
+
+
+def _half_precision() -> HalfPrecisionCase:
+    x = torch.randn(8, 6, 3, 3)
+    x[:, :3] = x[:1, :3]  # channel group 0 identical in every sample: variance 0
+    return HalfPrecisionCase(lambda x: minibatch_stddev_reference(x, 4, 2), (x,))
+
+
 register(OpInfo(
     "minibatch_stddev", minibatch_stddev, minibatch_stddev_reference, "triton",
     kernels="minibatch_stddev",
     library_ops=("fastpgan::minibatch_stddev", "fastpgan::minibatch_stddev_backward"),
     double_backward="autograd through the closed-form backward (PyTorch): at the 4x4 "
-                    "block it costs microseconds"))
+                    "block it costs microseconds",
+    tests=OpTests(_sample, lambda f: f(NOT_AN_ACTIVATION), "minibatch_stddev",
+                  ("tests/test_minibatch_stddev.py",), _half_precision)))

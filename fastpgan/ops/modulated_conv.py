@@ -25,17 +25,19 @@ fake tensors come from the same decomposition.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.backend import OpInfo, register, use_fused
+from fastpgan.backend import HalfPrecisionCase, OpInfo, OpSample, OpTests, register, use_fused
 from fastpgan.ops.checks import check_conv
 from fastpgan.ops.epilogue import Epilogue
 from fastpgan.ops.fir import FIR_TAPS, fir_resample_conv2d, fir_upsampled
 from fastpgan.ops.layout import stat_dtype
+from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
 
 
 def modulated_conv2d_reference(x: Tensor, weight: Tensor, styles: Tensor, *,
@@ -136,7 +138,30 @@ def _validate(x: Tensor, weight: Tensor, styles: Tensor, eps: float, padding: in
     return same if padding is None else padding
 
 
+def _sample(rng: random.Random) -> OpSample:
+    n, i, o, k = rng.randint(1, 4), rng.randint(1, 12), rng.randint(1, 12), rng.choice([1, 3])
+    weight, styles = torch.randn(o, i, k, k), torch.randn(n, i)
+    demodulate = rng.random() < 0.7
+    return OpSample(lambda x, **b: modulated_conv2d(x, weight, styles, demodulate=demodulate,
+                                                    **b),
+                    lambda x: modulated_conv2d_reference(x, like(weight, x), like(styles, x),
+                                                         demodulate=demodulate),
+                    activations(rng, (n, i, *feature_map(rng))))
+
+
+def _half_precision() -> HalfPrecisionCase:
+    """A zero modulation (styles of sample 0 all 0: the demodulation's sum is 0); the
+    styles' gradient is the reference's grouped convolution's weight gradient."""
+    x, weight, styles = torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(2, 4)
+    styles[0] = 0
+    return HalfPrecisionCase(modulated_conv2d_reference, (x, weight, styles),
+                             weight_gradients=(2,))
+
+
 register(OpInfo(
     "modulated_conv2d", modulated_conv2d, modulated_conv2d_reference, "torch",
     library_ops=("fastpgan::modulated_conv2d",),
-    double_backward="autograd through the composite's ATen operations"))
+    double_backward="autograd through the composite's ATen operations",
+    tests=OpTests(_sample,
+                  lambda f: f(NOT_AN_ACTIVATION, torch.randn(5, 3, 3, 3), torch.randn(2, 3)),
+                  "modulated_conv2d", ("tests/test_modulated_conv.py",), _half_precision)))

@@ -9,10 +9,14 @@ second-order terms are closed-form PyTorch expressions.
 
 from __future__ import annotations
 
+import random
+
+import torch
 from torch import Tensor
 
-from fastpgan.backend import OpInfo, register
+from fastpgan.backend import HalfPrecisionCase, OpInfo, OpSample, OpTests, register
 from fastpgan.ops.epilogue import Epilogue, apply_epilogue, pixel_norm_reference
+from fastpgan.ops.samples import activations, feature_map, zero_pixel
 
 __all__ = ["pixel_norm", "pixel_norm_reference"]
 
@@ -29,7 +33,17 @@ def pixel_norm(x: Tensor, eps: float = 1e-8, *, backend: str | None = None) -> T
     return apply_epilogue(x, None, epilogue, backend=backend, op="pixel_norm")
 
 
+def _sample(rng: random.Random) -> OpSample:
+    c = rng.randint(2, 40)  # over one channel it outputs +-1: a gradient float32 cannot hold
+    shape = ((rng.randint(1, 5), c, *feature_map(rng)) if rng.random() < 0.8
+             else (rng.randint(1, 9), c))
+    return OpSample(pixel_norm, pixel_norm_reference, activations(rng, shape))
+
+
 register(OpInfo(
     "pixel_norm", pixel_norm, pixel_norm_reference, "triton", kernels="bias_act",
     library_ops=("fastpgan::bias_act", "fastpgan::bias_act_backward"),
-    double_backward="bias_act's: closed-form PyTorch second-order terms"))
+    double_backward="bias_act's: closed-form PyTorch second-order terms",
+    tests=OpTests(_sample, lambda f: f(torch.randn(3)), "pixel_norm",
+                  ("tests/test_pixel_norm.py",),
+                  lambda: HalfPrecisionCase(pixel_norm_reference, (zero_pixel(),)))))

@@ -24,6 +24,7 @@ convolution, at any order, and :mod:`fastpgan.ops.epilogue`'s differentiable bac
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 from collections.abc import Callable, Iterator
 
@@ -32,10 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
-from fastpgan.backend import OpInfo, register, use_fused
-from fastpgan.ops.checks import check_conv
+from fastpgan.backend import OpInfo, OpSample, OpTests, register, use_fused
+from fastpgan.ops.checks import check_resample_conv
 from fastpgan.ops.dispatch import watched
 from fastpgan.ops.epilogue import Epilogue, epilogue_reference, fused_epilogue
+from fastpgan.ops.samples import NOT_AN_ACTIVATION, conv_sample
 
 
 def upsample_conv2d_reference(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -188,25 +190,27 @@ def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
 
 def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, weight_gain: float,
               epilogue: Epilogue, *, up: bool) -> None:
-    check_conv(op, x, weight)
+    check_resample_conv(op, x, weight, bias, weight_gain, epilogue)
     if not up and (x.shape[2] < 2 or x.shape[3] < 2):
         raise ValueError(f"{op}: x must be at least 2x2, got {tuple(x.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got "
-                         f"{tuple(bias.shape)}")
-    if weight_gain <= 0:
-        raise ValueError(f"{op}: weight_gain must be > 0, got {weight_gain}")
-    epilogue.checked(op)
+
+
+def _tests(op: Callable[..., Tensor], reference: Callable[..., Tensor], up: bool) -> OpTests:
+    def sample(rng: random.Random) -> OpSample:
+        return conv_sample(rng, op, reference, {"pixel_norm": [False, True]},
+                           low=1 if up else 2)
+
+    # their only statistic is their bias_act epilogue's (bias_act's own case)
+    return OpTests(sample, lambda f: f(NOT_AN_ACTIVATION, torch.randn(5, 3, 3, 3)),
+                   op.__name__, ("tests/test_resample_conv.py",), None)
 
 
 _DOUBLE_BACKWARD = ("autograd through the ATen convolution, and bias_act's differentiable "
                     "backward")
+_LIBRARY_OPS = ("fastpgan::resample_kernel", "fastpgan::bias_act", "fastpgan::bias_act_backward")
 register(OpInfo("upsample_conv2d", upsample_conv2d, upsample_conv2d_reference, "extension",
-                library_ops=("fastpgan::resample_kernel", "fastpgan::bias_act",
-                             "fastpgan::bias_act_backward"),
-                double_backward=_DOUBLE_BACKWARD))
+                library_ops=_LIBRARY_OPS, double_backward=_DOUBLE_BACKWARD,
+                tests=_tests(upsample_conv2d, upsample_conv2d_reference, up=True)))
 register(OpInfo("conv2d_downsample", conv2d_downsample, conv2d_downsample_reference,
-                "extension",
-                library_ops=("fastpgan::resample_kernel", "fastpgan::bias_act",
-                             "fastpgan::bias_act_backward"),
-                double_backward=_DOUBLE_BACKWARD))
+                "extension", library_ops=_LIBRARY_OPS, double_backward=_DOUBLE_BACKWARD,
+                tests=_tests(conv2d_downsample, conv2d_downsample_reference, up=False)))
