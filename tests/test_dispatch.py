@@ -8,7 +8,6 @@ import random
 
 import pytest
 import torch
-from test_properties import DRAWS
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastpgan.backend import OPS
@@ -41,12 +40,13 @@ def _derivatives(fn, x: torch.Tensor) -> list[torch.Tensor]:
     return [y.detach(), dx.detach(), torch.zeros_like(x) if ddx is None else ddx]
 
 
-@pytest.mark.parametrize("op", sorted(DRAWS))
+@pytest.mark.parametrize("op", sorted(OPS))
 def test_eager_function_and_library_operator_agree_to_the_second_derivative(fresh_seed, op):
     rng = random.Random(f"{fresh_seed}-{op}")
     for case in range(3):
-        fused, _, x = DRAWS[op](rng)
-        fn = functools.partial(fused, backend="fused")
+        sample = OPS[op].tests.sample(rng)
+        x = sample.x
+        fn = functools.partial(sample.op, backend="fused")
         eager = _derivatives(fn, x)
         with SeenOps() as seen:
             library = _derivatives(fn, x)
