@@ -32,13 +32,13 @@ class Generator(nn.Module):
     def __init__(self, latent: int, width: int = 64) -> None:
         super().__init__()
         epilogue = dict(activation="lrelu", pixel_norm=True)
-        self.dense = EqualizedLinear(latent, 4 * width * 16, bias=False, gain=2 ** 0.5 / 4)
+        self.dense = EqualizedLinear(latent, 4 * width * 16, bias=False, he_gain=2 ** 0.5 / 4)
         self.dense_act = BiasAct(4 * width, **epilogue)
         self.net = nn.Sequential(
             UpsampleConv2d(4 * width, 2 * width, 3, **epilogue),  # 8x8
             UpsampleConv2d(2 * width, width, 3, **epilogue),  # 16x16
             UpsampleConv2d(width, width, 3, **epilogue),  # 32x32
-            EqualizedConv2d(width, 1, 1, gain=1.0), nn.Tanh())
+            EqualizedConv2d(width, 1, 1, he_gain=1.0), nn.Tanh())
 
     def forward(self, z: Tensor) -> Tensor:
         """Images for latents z."""
@@ -57,7 +57,7 @@ class Discriminator(nn.Module):
             ConvDownsample2d(2 * width, 4 * width, 3, activation="lrelu"),  # 4x4
             MinibatchStdDev(group_size=4),
             EqualizedConv2d(4 * width + 1, 4 * width, 3, padding=1, activation="lrelu"),
-            nn.Flatten(), EqualizedLinear(4 * width * 16, 1, gain=1.0))
+            nn.Flatten(), EqualizedLinear(4 * width * 16, 1, he_gain=1.0))
 
     def forward(self, images: Tensor) -> Tensor:
         """Scores for images."""

@@ -8,9 +8,10 @@ room and the rooms below it (:data:`LAYERS`, lowest first; ``tests/test_structur
 checks every import against it):
 
 - ``kernels`` (Triton device code and launchers) and ``csrc`` (the C++/CUDA sources);
-- ``atomic`` (writing files so a crash never leaves half of one), ``extension``
-  (building and loading the C++ extension) and ``backend`` (dispatch, and the table of
-  every op);
+- ``atomic`` (writing files so a crash never leaves half of one), ``files`` (the one
+  room that reads files from others, by content, running nothing), ``sizes`` (image
+  resolutions), ``extension`` (building and loading the C++ extension) and ``backend``
+  (dispatch, and the table of every op);
 - ``ops``: the ops, each a reference and a fused path under one contract;
 - ``nn``: drop-in layers built on the ops;
 - ``models``: the ProGAN and StyleGAN networks;
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("kernels", "csrc"),
-    ("atomic", "files", "extension", "backend"),
+    ("atomic", "files", "sizes", "extension", "backend"),
     ("ops",),
     ("nn",),
     ("models",),

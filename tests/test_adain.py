@@ -203,20 +203,20 @@ def test_noise_injection_modes():
         layer.weight.fill_(1.0)
     x = torch.zeros(2, 4, 3, 3)
     assert not torch.equal(layer(x), layer(x))  # fresh noise every call
-    layer.mode = "fixed"
+    layer.noise_mode = "const"
     assert torch.equal(layer(x), layer(x)) and torch.equal(layer(x)[0], layer(x)[1])
-    layer.mode = "none"
+    layer.noise_mode = "none"
     assert torch.equal(layer(x), x)
-    with pytest.raises(ValueError, match="mode must be one of"):
-        layer.mode = "sometimes"
+    with pytest.raises(ValueError, match="noise_mode must be one of"):
+        layer.noise_mode = "sometimes"
     with pytest.raises(ValueError, match="needs a resolution"):
-        NoiseInjection(4, mode="fixed")
+        NoiseInjection(4, noise_mode="const")
     assert "fixed_noise" in layer.state_dict()
 
 
 def test_adain_module_is_the_styled_epilogue(device):
     layer = AdaIN(6, 10, resolution=5, backend="fused").to(device)
-    layer.noise.mode = "fixed"
+    layer.noise.noise_mode = "const"
     with torch.no_grad():
         layer.noise.weight.normal_()
         layer.bias.normal_()

@@ -180,7 +180,7 @@ def test_torch_compile_runs_through_without_graph_break(device):
 @pytest.mark.parametrize("bad,message", [
     (dict(x_shape=(5,)), "at least 2 dimensions"),
     (dict(bias_shape=(4,)), "bias must have shape"),
-    (dict(act="gelu"), "act must be one of"),
+    (dict(act="gelu"), "activation must be one of"),
     (dict(negative_slope=-0.1), "negative_slope"),
     (dict(gain=0.0), "gain must be > 0"),
     (dict(clamp=-1.0), "clamp must be > 0"),

@@ -31,7 +31,7 @@ def test_linear_is_a_drop_in_for_nn_linear():
 
 @pytest.mark.parametrize("lr_mul", [1.0, 0.01])
 def test_runtime_he_scaling_and_lr_mul(lr_mul):
-    layer = EqualizedLinear(512, 256, gain=math.sqrt(2), lr_mul=lr_mul, bias_init=1.0)
+    layer = EqualizedLinear(512, 256, he_gain=math.sqrt(2), lr_mul=lr_mul, bias_init=1.0)
     assert layer.weight.std().item() == pytest.approx(1.0 / lr_mul, rel=0.02)
     assert layer.weight_gain == pytest.approx(math.sqrt(2) * lr_mul / math.sqrt(512))
     x = torch.randn(4, 512)

@@ -31,7 +31,7 @@ def test_bias_act_module_matches_its_formula(device, lr_mul):
 
 def test_bias_act_without_bias_and_bad_settings():
     assert BiasAct(4, bias=False).bias is None
-    with pytest.raises(ValueError, match="act must be one of"):
+    with pytest.raises(ValueError, match="activation must be one of"):
         BiasAct(4, "tanh")
 
 

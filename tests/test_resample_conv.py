@@ -191,7 +191,7 @@ def test_auto_on_cpu_tensors_is_the_reference(monkeypatch, op):
     (dict(weight=torch.randn(4, 3, 2, 2)), "square and odd"),
     (dict(bias=torch.randn(5)), "bias must have shape \\(4,\\)"),
     (dict(x=torch.randn(3, 4, 4)), "x must be \\(N, I, H, W\\)"),
-    (dict(act="gelu"), "act must be one of"),
+    (dict(act="gelu"), "activation must be one of"),
     (dict(weight_gain=0.0), "weight_gain must be > 0"),
 ])
 def test_bad_arguments_raise_value_error_naming_the_problem(op, change, message):

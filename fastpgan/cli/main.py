@@ -30,9 +30,9 @@ from fastpgan.generate import SEED_RNGS, commands, parse_seeds
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
 from fastpgan.models import GrowthStage, convert, load
-from fastpgan.models.common import check_resolution
 from fastpgan.models.sampling import is_style_based
 from fastpgan.runs import TrainedGenerator, load_trained
+from fastpgan.sizes import check_resolution
 
 
 def _grid(text: str) -> int:

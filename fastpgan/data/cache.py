@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from fastpgan.atomic import writable_folder
-from fastpgan.models.common import check_resolution
+from fastpgan.sizes import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MANIFEST = "manifest.json"

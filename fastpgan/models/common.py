@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fastpgan.models.pretrained import Pretrained
 from fastpgan.nn.progressive import Alpha, check_alpha
+from fastpgan.sizes import check_resolution
 
 
 def channels_at(resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> int:
@@ -35,15 +36,6 @@ def check_channels(name: str, resolution: int, fmap_base: int, fmap_max: int) ->
             f"{name}: fmap_base {fmap_base} leaves the {empty}x{empty} layers and above with no "
             f"channels (channels = min(fmap_base / 2^(log2 res - 1), fmap_max)); for "
             f"{resolution}x{resolution} use fmap_base >= {resolution // 2}")
-
-
-def check_resolution(name: str, resolution: int, maximum: int | None = None) -> int:
-    """log2(resolution), after checking it is a power of two >= 4 (and <= maximum)."""
-    if resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"{name}: resolution must be a power of two >= 4, got {resolution}")
-    if maximum is not None and resolution > maximum:
-        raise ValueError(f"{name}: resolution {resolution} is above the network's {maximum}")
-    return int(math.log2(resolution))
 
 
 def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | None,

@@ -69,7 +69,7 @@ class ProGANGenerator(GrowingNetwork):
 
         act = dict(activation="lrelu", negative_slope=negative_slope, pixel_norm=True,
                    backend=backend)
-        self.dense = EqualizedLinear(latent_dim, nf(4) * 16, bias=False, gain=SQRT2 / 4,
+        self.dense = EqualizedLinear(latent_dim, nf(4) * 16, bias=False, he_gain=SQRT2 / 4,
                                      backend=backend)
         self.dense_act = BiasAct(nf(4), **act)
         self.conv4 = EqualizedConv2d(nf(4), nf(4), 3, padding=1, **act)
@@ -157,7 +157,7 @@ class ProGANDiscriminator(GrowingNetwork):
                                      backend=backend)
         self.conv4 = EqualizedConv2d(nf(4) + mbstd_num_channels, nf(4), 3, padding=1, **act)
         self.dense = EqualizedLinear(nf(4) * 16, nf(2), **act)
-        self.out = EqualizedLinear(nf(2), 1, gain=1.0, backend=backend)
+        self.out = EqualizedLinear(nf(2), 1, he_gain=1.0, backend=backend)
 
     def forward(self, images: Tensor, alpha: Alpha = 1.0) -> Tensor:
         """Scores (N, 1) for images (N, img_channels, r, r); alpha is a number or a 0-d

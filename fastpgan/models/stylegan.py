@@ -18,9 +18,13 @@ from fastpgan.models.common import (
 )
 from fastpgan.nn import AdaIN, EqualizedConv2d, EqualizedLinear, FadeIn, ToRGB, UpsampleConv2d
 from fastpgan.nn.progressive import Alpha, alpha_is
+from fastpgan.nn.style import noise_mode_property
 from fastpgan.ops import pixel_norm
 
-NOISE_MODES = {"random": "random", "const": "fixed", "none": "none"}
+
+def _pass_noise_mode(G: StyleGANGenerator, mode: str) -> None:
+    for block in G.blocks:
+        block.adain0.noise.noise_mode = block.adain1.noise.noise_mode = mode
 
 
 class MappingNetwork(nn.Module):
@@ -107,6 +111,8 @@ class StyleGANGenerator(GrowingNetwork):
         backend: "auto", "fused", "reference" or None for the process default.
     """
 
+    noise_mode = noise_mode_property("StyleGANGenerator", _pass_noise_mode)
+
     def __init__(self, resolution: int = 1024, latent_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, fmap_base: int = 8192, fmap_max: int = 512,
                  img_channels: int = 3, *, mapping_lr_mul: float = 0.01,
@@ -137,20 +143,6 @@ class StyleGANGenerator(GrowingNetwork):
     def num_layers(self) -> int:
         """Style inputs at full resolution: two per resolution."""
         return 2 * len(self.blocks)
-
-    @property
-    def noise_mode(self) -> str:
-        """"random", "const" or "none", for every noise layer."""
-        return self._noise_mode
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"StyleGANGenerator: noise_mode must be one of "
-                             f"{tuple(NOISE_MODES)}, got {mode!r}")
-        self._noise_mode = mode
-        for block in self.blocks:
-            block.adain0.noise.mode = block.adain1.noise.mode = NOISE_MODES[mode]
 
     def forward(self, z: Tensor, resolution: int | None = None, alpha: Alpha = 1.0, *,
                 truncation_psi: float = 1.0, truncation_cutoff: int | None = None,

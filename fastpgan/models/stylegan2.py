@@ -22,15 +22,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from fastpgan.models.common import GrowthStage, check_resolution
+from fastpgan.models.common import GrowthStage
 from fastpgan.models.pretrained import Pretrained
 from fastpgan.nn import ConvDownsample2d, EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 from fastpgan.nn.equalized import SQRT2
+from fastpgan.nn.style import NOISE_MODES, noise_mode_property
 from fastpgan.ops import bias_act, fir_upsample2d, modulated_conv2d, pixel_norm
 from fastpgan.ops.fir import FIR_TAPS, fir_downsample2d
+from fastpgan.sizes import check_resolution
 
 SQRT_HALF = math.sqrt(0.5)
-NOISE_MODES = ("random", "const", "none")
 
 
 def channels(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -42,7 +43,7 @@ def _dense(in_features: int, out_features: int, *, activation: str = "linear",
            lr_mul: float = 1.0, bias_init: float = 0.0, backend: str | None) -> EqualizedLinear:
     """NVlabs' FullyConnectedLayer: weight gain lr_mul / sqrt(in), bias times lr_mul,
     leaky ReLU's gain sqrt(2) after the activation."""
-    return EqualizedLinear(in_features, out_features, gain=1.0, lr_mul=lr_mul,
+    return EqualizedLinear(in_features, out_features, he_gain=1.0, lr_mul=lr_mul,
                            bias_init=bias_init, activation=activation,
                            act_gain=SQRT2 if activation == "lrelu" else 1.0, backend=backend)
 
@@ -56,7 +57,7 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, *, down: bool =
     act_gain = (SQRT2 if activation == "lrelu" else 1.0) * gain
     clamp = None if conv_clamp is None else conv_clamp * gain
     folded = activation == "linear" and clamp is None
-    kwargs = dict(bias=bias, gain=act_gain if folded else 1.0, activation=activation,
+    kwargs = dict(bias=bias, he_gain=act_gain if folded else 1.0, activation=activation,
                   act_gain=1.0 if folded else act_gain, clamp=clamp, backend=backend)
     if down:
         return ConvDownsample2d(in_channels, out_channels, kernel_size, resample_filter=taps,
@@ -286,6 +287,8 @@ class StyleGAN2Generator(Pretrained):
         backend: "auto", "fused", "reference" or None for the process default.
     """
 
+    noise_mode = noise_mode_property("StyleGAN2Generator")
+
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512,
                  img_resolution: int = 1024, img_channels: int = 3, *,
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
@@ -306,18 +309,6 @@ class StyleGAN2Generator(Pretrained):
                                         num_layers=mapping_layers, lr_mul=mapping_lr_mul,
                                         w_avg_beta=w_avg_beta, backend=backend)
         self.noise_mode = noise_mode
-
-    @property
-    def noise_mode(self) -> str:
-        """The noise of calls that do not name one: "random", "const" or "none"."""
-        return self._noise_mode
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"StyleGAN2Generator: noise_mode must be one of {NOISE_MODES}, "
-                             f"got {mode!r}")
-        self._noise_mode = mode
 
     @property
     def latent_dim(self) -> int:

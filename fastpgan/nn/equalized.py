@@ -1,7 +1,7 @@
 """Equalized-learning-rate layers (Karras et al. 2017, section 4.1).
 
 Weights are stored as N(0, 1) / lr_mul draws and multiplied at run time by
-gain * lr_mul / sqrt(fan_in) (He's constant), so every weight sees the same dynamic
+he_gain * lr_mul / sqrt(fan_in) (He's constant), so every weight sees the same dynamic
 range under Adam; biases are stored divided by lr_mul and multiplied back. ``lr_mul``
 is StyleGAN's learning-rate multiplier for the mapping network (Karras et al. 2019,
 appendix C: 0.01). The output goes through the :func:`fastpgan.ops.bias_act` epilogue.
@@ -37,12 +37,13 @@ class _Equalized:
     bias: nn.Parameter | None
     epilogue: Epilogue
 
-    def _set_equalized(self, gain: float, lr_mul: float, bias_init: float,
+    def _set_equalized(self, he_gain: float, lr_mul: float, bias_init: float,
                        epilogue: Epilogue, backend: str | None) -> None:
-        if gain <= 0 or lr_mul <= 0:
-            raise ValueError(f"gain and lr_mul must be > 0, got gain={gain}, lr_mul={lr_mul}")
-        self.gain, self.lr_mul, self.bias_init = gain, lr_mul, bias_init
-        self.epilogue = epilogue.checked(type(self).__name__, act_name="activation")
+        if not (0 < he_gain < math.inf and 0 < lr_mul < math.inf):
+            raise ValueError(f"{type(self).__name__}: he_gain and lr_mul must be > 0 and "
+                             f"finite, got he_gain={he_gain}, lr_mul={lr_mul}")
+        self.he_gain, self.lr_mul, self.bias_init = he_gain, lr_mul, bias_init
+        self.epilogue = epilogue.checked(type(self).__name__)
         self.backend = backend
 
     def reset_parameters(self) -> None:
@@ -54,8 +55,8 @@ class _Equalized:
 
     @property
     def weight_gain(self) -> float:
-        """gain * lr_mul / sqrt(fan_in), the run-time weight multiplier."""
-        return self.gain * self.lr_mul / math.sqrt(self.weight[0].numel())
+        """he_gain * lr_mul / sqrt(fan_in), the run-time weight multiplier."""
+        return self.he_gain * self.lr_mul / math.sqrt(self.weight[0].numel())
 
     def _scaled_parameters(self) -> tuple[Tensor, Tensor | None]:
         return self.weight * self.weight_gain, lr_scaled(self.bias, self.lr_mul)
@@ -65,31 +66,31 @@ class _Equalized:
                               op=type(self).__name__)
 
     def _epilogue_repr(self) -> str:
-        text = f", gain={self.gain:.4g}, lr_mul={self.lr_mul:g}"
+        text = f", he_gain={self.he_gain:.4g}, lr_mul={self.lr_mul:g}"
         return text + (f", {self.epilogue.describe()}" if self.epilogue.describe() else "")
 
 
 class EqualizedLinear(_Equalized, nn.Linear):
-    """Dense layer y = epilogue(x @ (W * c)^T, b * lr_mul), c = gain * lr_mul / sqrt(in).
+    """Dense layer y = epilogue(x @ (W * c)^T, b * lr_mul), c = he_gain * lr_mul / sqrt(in).
 
     Args beyond :class:`torch.nn.Linear`'s (keyword-only):
-        gain: He gain (sqrt(2) in ProGAN, 1 for output layers).
+        he_gain: He's gain on the weight (sqrt(2) in ProGAN, 1 for output layers).
         lr_mul: learning-rate multiplier (StyleGAN's mapping network: 0.01).
         bias_init: initial bias value.
         activation, negative_slope, act_gain, clamp, pixel_norm: the layer's
             :class:`~fastpgan.ops.epilogue.Epilogue` (``epilogue``): act, negative_slope,
-            gain, clamp and pixel_norm. ``act_gain`` is named apart from ``gain``, the He
-            gain of the weight.
+            gain, clamp and pixel_norm (``act_gain`` is the epilogue's ``gain``, after the
+            activation, as the ops and NVlabs' layers call it).
         backend: backend of the epilogue, None for the process default.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                 *, gain: float = SQRT2, lr_mul: float = 1.0, bias_init: float = 0.0,
+                 *, he_gain: float = SQRT2, lr_mul: float = 1.0, bias_init: float = 0.0,
                  activation: str = "linear", negative_slope: float = 0.2,
                  act_gain: float = 1.0, clamp: float | None = None, pixel_norm: bool = False,
                  backend: str | None = None) -> None:
-        self._set_equalized(gain, lr_mul, bias_init,
+        self._set_equalized(he_gain, lr_mul, bias_init,
                             Epilogue(activation, negative_slope, act_gain, clamp, pixel_norm),
                             backend)
         super().__init__(in_features, out_features, bias, device, dtype)
@@ -108,7 +109,7 @@ class EqualizedLinear(_Equalized, nn.Linear):
 
 
 class EqualizedConv2d(_Equalized, nn.Conv2d):
-    """Convolution y = epilogue(conv2d(x, W * c), b * lr_mul), c = gain * lr_mul / sqrt(fan_in).
+    """Convolution y = epilogue(conv2d(x, W * c), b * lr_mul), c = he_gain * lr_mul / sqrt(fan_in).
 
     fan_in = in_channels / groups * kernel height * kernel width. Arguments are
     :class:`torch.nn.Conv2d`'s (padding defaults to 0 as there: pass ``padding=k // 2``
@@ -120,12 +121,12 @@ class EqualizedConv2d(_Equalized, nn.Conv2d):
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
                  dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, *, gain: float = SQRT2, lr_mul: float = 1.0,
+                 dtype: torch.dtype | None = None, *, he_gain: float = SQRT2, lr_mul: float = 1.0,
                  bias_init: float = 0.0, activation: str = "linear",
                  negative_slope: float = 0.2, act_gain: float = 1.0,
                  clamp: float | None = None, pixel_norm: bool = False,
                  backend: str | None = None) -> None:
-        self._set_equalized(gain, lr_mul, bias_init,
+        self._set_equalized(he_gain, lr_mul, bias_init,
                             Epilogue(activation, negative_slope, act_gain, clamp, pixel_norm),
                             backend)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,

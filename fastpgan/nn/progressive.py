@@ -25,7 +25,7 @@ class ToRGB(EqualizedConv2d):
     def __init__(self, in_channels: int, img_channels: int = 3, *,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  backend: str | None = None) -> None:
-        super().__init__(in_channels, img_channels, 1, gain=1.0, device=device, dtype=dtype,
+        super().__init__(in_channels, img_channels, 1, he_gain=1.0, device=device, dtype=dtype,
                          backend=backend)
 
 
@@ -44,7 +44,7 @@ class FromRGB(EqualizedConv2d):
     def __init__(self, img_channels: int, out_channels: int, *, negative_slope: float = 0.2,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  backend: str | None = None) -> None:
-        super().__init__(img_channels, out_channels, 1, gain=SQRT2, activation="lrelu",
+        super().__init__(img_channels, out_channels, 1, he_gain=SQRT2, activation="lrelu",
                          negative_slope=negative_slope, device=device, dtype=dtype,
                          backend=backend)
 

@@ -29,7 +29,8 @@ class _ResampleConv2d(EqualizedConv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  bias: bool = True, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, *, gain: float = SQRT2, lr_mul: float = 1.0,
+                 dtype: torch.dtype | None = None, *, he_gain: float = SQRT2,
+                 lr_mul: float = 1.0,
                  bias_init: float = 0.0, activation: str = "linear",
                  negative_slope: float = 0.2, act_gain: float = 1.0,
                  clamp: float | None = None, pixel_norm: bool = False,
@@ -38,7 +39,7 @@ class _ResampleConv2d(EqualizedConv2d):
         if kernel_size % 2 == 0:
             raise ValueError(f"{type(self).__name__}: kernel_size must be odd, got {kernel_size}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                         bias=bias, device=device, dtype=dtype, gain=gain, lr_mul=lr_mul,
+                         bias=bias, device=device, dtype=dtype, he_gain=he_gain, lr_mul=lr_mul,
                          bias_init=bias_init, activation=activation,
                          negative_slope=negative_slope, act_gain=act_gain, clamp=clamp,
                          pixel_norm=pixel_norm, backend=backend)
@@ -67,7 +68,7 @@ class _ResampleConv2d(EqualizedConv2d):
 class UpsampleConv2d(_ResampleConv2d):
     """y = epilogue(conv2d(upsample_nearest_2x(x), W * c), b * lr_mul): (N, O, 2H, 2W).
 
-    c = gain * lr_mul / sqrt(in_channels * k * k). ProGAN's generator uses it with
+    c = he_gain * lr_mul / sqrt(in_channels * k * k). ProGAN's generator uses it with
     activation="lrelu", pixel_norm=True. Computed by :func:`fastpgan.ops.upsample_conv2d`
     as one stride-2 transposed convolution with a (k+1) x (k+1) kernel, which never
     materializes the upsampled map and does 2.25x fewer multiply-adds for k = 3.
@@ -84,7 +85,7 @@ class UpsampleConv2d(_ResampleConv2d):
 class ConvDownsample2d(_ResampleConv2d):
     """y = epilogue(avg_pool2d(conv2d(x, W * c), 2), b * lr_mul): (N, O, H // 2, W // 2).
 
-    c = gain * lr_mul / sqrt(in_channels * k * k). ProGAN's discriminator uses it with
+    c = he_gain * lr_mul / sqrt(in_channels * k * k). ProGAN's discriminator uses it with
     activation="lrelu". Computed by :func:`fastpgan.ops.conv2d_downsample` as one stride-2
     convolution with a (k+1) x (k+1) kernel; differentiable twice (WGAN-GP, R1).
 

@@ -2,57 +2,76 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from fastpgan.nn.equalized import EqualizedLinear
 from fastpgan.ops import adain, modulated_conv2d
 
-__all__ = ["AdaIN", "ModulatedConv2d", "NoiseInjection"]
+__all__ = ["NOISE_MODES", "AdaIN", "ModulatedConv2d", "NoiseInjection", "noise_mode_property"]
 
-NOISE_MODES = ("random", "fixed", "none")
+NOISE_MODES = ("random", "const", "none")
+"""Where StyleGAN's noise comes from (NVlabs' ``noise_mode``): fresh N(0, 1) every call, the
+saved map, or none."""
+
+
+def noise_mode_property(owner: str,
+                        passed_on: Callable[[Any, str], None] | None = None) -> property:
+    """A ``noise_mode`` property for ``owner``: one of :data:`NOISE_MODES`, checked when set
+    (ValueError naming ``owner``), then given to ``passed_on(self, mode)`` if any (to set
+    the layers below, or to refuse a mode this one cannot take)."""
+
+    def get(self: Any) -> str:
+        return self._noise_mode
+
+    def set_(self: Any, mode: str) -> None:
+        if mode not in NOISE_MODES:
+            raise ValueError(f"{owner}: noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+        if passed_on is not None:
+            passed_on(self, mode)
+        self._noise_mode = mode
+
+    return property(get, set_, doc=f"{', '.join(map(repr, NOISE_MODES))}: where {owner}'s "
+                                   "noise comes from (:data:`NOISE_MODES`).")
+
+
+def _needs_its_map(layer: NoiseInjection, mode: str) -> None:
+    if mode == "const" and layer.fixed_noise is None:
+        raise ValueError("NoiseInjection: noise_mode 'const' needs a resolution for its map")
 
 
 class NoiseInjection(nn.Module):
     """x + weight[c] * noise[n, 0, h, w]: single-channel noise scaled per channel.
 
-    ``weight`` is learned and starts at zero. ``mode`` picks the noise: "random" (fresh
-    N(0, 1) for every sample and call, the default), "fixed" (the ``fixed_noise``
+    ``weight`` is learned and starts at zero. ``noise_mode`` picks the noise: "random"
+    (fresh N(0, 1) for every sample and call, the default), "const" (the ``fixed_noise``
     buffer, one map shared by the batch, saved with the model) or "none"; it can be
-    changed at any time, e.g. to "fixed" for reproducible samples.
+    changed at any time, e.g. to "const" for reproducible samples.
 
     Args:
         channels: C.
-        resolution: H = W of the fixed map; needed for mode "fixed" (None: no buffer).
-        mode: "random", "fixed" or "none".
+        resolution: H = W of the saved map; needed for noise_mode "const" (None: no buffer).
+        noise_mode: "random", "const" or "none".
     """
 
+    noise_mode = noise_mode_property("NoiseInjection", _needs_its_map)
+
     def __init__(self, channels: int, resolution: int | None = None, *,
-                 mode: str = "random") -> None:
+                 noise_mode: str = "random") -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels))
         fixed = None if resolution is None else torch.randn(1, 1, resolution, resolution)
         self.register_buffer("fixed_noise", fixed)
-        self.mode = mode
-
-    @property
-    def mode(self) -> str:
-        """"random", "fixed" or "none"."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"NoiseInjection: mode must be one of {NOISE_MODES}, got {mode!r}")
-        if mode == "fixed" and self.fixed_noise is None:
-            raise ValueError("NoiseInjection: mode 'fixed' needs a resolution for its buffer")
-        self._mode = mode
+        self.noise_mode = noise_mode
 
     def noise_for(self, x: Tensor) -> Tensor | None:
         """The noise map for input x of shape (N, C, H, W), or None in mode "none"."""
-        if self.mode == "none":
+        if self.noise_mode == "none":
             return None
-        if self.mode == "fixed":
+        if self.noise_mode == "const":
             if self.fixed_noise.shape[-2:] != x.shape[-2:]:
                 raise ValueError(f"NoiseInjection: fixed noise is {tuple(self.fixed_noise.shape)}"
                                  f" but x is {tuple(x.shape)}")
@@ -66,7 +85,7 @@ class NoiseInjection(nn.Module):
 
     def extra_repr(self) -> str:
         """Channels and mode."""
-        return f"channels={self.weight.numel()}, mode={self.mode}"
+        return f"channels={self.weight.numel()}, noise_mode={self.noise_mode}"
 
 
 class AdaIN(nn.Module):
@@ -91,7 +110,7 @@ class AdaIN(nn.Module):
                  noise: bool = True, bias: bool = True, negative_slope: float | None = 0.2,
                  eps: float = 1e-8, backend: str | None = None) -> None:
         super().__init__()
-        self.style = EqualizedLinear(w_dim, 2 * channels, gain=1.0)
+        self.style = EqualizedLinear(w_dim, 2 * channels, he_gain=1.0)
         self.noise = NoiseInjection(channels, resolution) if noise else None
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
         self.negative_slope, self.eps, self.backend = negative_slope, eps, backend
@@ -132,7 +151,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size,
                                                kernel_size))
-        self.style = EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
+        self.style = EqualizedLinear(w_dim, in_channels, he_gain=1.0, bias_init=1.0)
         self.demodulate, self.eps, self.backend = demodulate, eps, backend
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:

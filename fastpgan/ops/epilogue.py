@@ -24,6 +24,7 @@ within that band (relative width 2^-7 in bfloat16, 2^-19 in float32) gets no gra
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import types
 from dataclasses import dataclass
@@ -84,20 +85,22 @@ class Epilogue:
         return (self.slope == 1.0 and self.gain == 1.0 and self.clamp is None
                 and not self.pixel_norm)
 
-    def checked(self, op: str, act_name: str = "act") -> Epilogue:
-        """self, after raising ValueError (naming ``op``) for a setting outside its domain;
-        ``act_name`` is what the caller's argument for ``act`` is called."""
+    def checked(self, op: str) -> Epilogue:
+        """self, after raising ValueError (naming ``op``) for a setting outside its domain:
+        an unknown activation, or a number that is negative, zero where it may not be,
+        infinite or NaN."""
         if self.act not in ACTIVATIONS:
-            raise ValueError(f"{op}: {act_name} must be one of {tuple(ACTIVATIONS)}, got "
+            raise ValueError(f"{op}: the activation must be one of {tuple(ACTIVATIONS)}, got "
                              f"{self.act!r}")
-        if self.negative_slope < 0:
-            raise ValueError(f"{op}: negative_slope must be >= 0, got {self.negative_slope}")
-        if self.gain <= 0:
-            raise ValueError(f"{op}: gain must be > 0, got {self.gain}")
-        if self.clamp is not None and self.clamp <= 0:
-            raise ValueError(f"{op}: clamp must be > 0 or None, got {self.clamp}")
-        if self.eps < 0:
-            raise ValueError(f"{op}: eps must be >= 0, got {self.eps}")
+        if not 0 <= self.negative_slope < math.inf:
+            raise ValueError(f"{op}: negative_slope must be >= 0 and finite, got "
+                             f"{self.negative_slope}")
+        if not 0 < self.gain < math.inf:
+            raise ValueError(f"{op}: gain must be > 0 and finite, got {self.gain}")
+        if self.clamp is not None and not 0 < self.clamp < math.inf:
+            raise ValueError(f"{op}: clamp must be > 0 and finite, or None, got {self.clamp}")
+        if not 0 <= self.eps < math.inf:
+            raise ValueError(f"{op}: eps must be >= 0 and finite, got {self.eps}")
         return self
 
     def kernel_arguments(self) -> tuple[float, float, float | None, bool, float]:

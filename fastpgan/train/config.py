@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from fastpgan.models import ARCHITECTURES
 from fastpgan.models.architectures import architecture, foreign_setting
-from fastpgan.models.common import check_channels, check_resolution
+from fastpgan.models.common import check_channels
 from fastpgan.runs.schedule import BATCH_SCHEDULES
+from fastpgan.sizes import check_resolution
 from fastpgan.train.graphs import GRAPH_MODES
 from fastpgan.train.losses import LOSSES, Objective, PathLengthPenalty, build_loss
 
