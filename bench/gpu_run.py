@@ -50,9 +50,9 @@ REGISTRY_SUITES = ["tests/test_half_precision_references.py", "tests/test_nonfin
 OTHER_GPU_TESTS = [
     "tests/test_nn.py", "tests/test_models.py", "tests/test_cuda.py",
     "tests/test_stylegan2.py::test_fused_path_matches_the_reference_with_r1s_double_backward",
-    "tests/test_train.py::test_trains_on_cuda_with_the_defaults",
-    "tests/test_train.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
-    "tests/test_train.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
+    "tests/test_train_performance.py::test_trains_on_cuda_with_the_defaults",
+    "tests/test_train_performance.py::test_cuda_graphs_replay_the_step_on_cuda_as_eager_steps_run",
+    "tests/test_train_performance.py::test_fused_ops_train_channels_last_under_bf16_autocast"]
 
 
 def op_tests() -> list[str]:

@@ -65,3 +65,11 @@ def nvlabs_modules(monkeypatch):
     from published_formats import install_nvlabs_modules
 
     return install_nvlabs_modules(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """A small cache of 40 grayscale 8x8 images of Gaussian blobs at random places."""
+    from helpers import blob_cache
+
+    return blob_cache(tmp_path_factory.mktemp("data") / "blobs")

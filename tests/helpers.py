@@ -1,4 +1,4 @@
-"""Comparison helpers and small data shared by the tests."""
+"""Comparison helpers, small data and tiny training runs shared by the tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from fastpgan.train.config import TrainConfig
 
 # Relative-error bounds against a float64 reference (ARCHITECTURE.md).
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2,
@@ -169,3 +171,23 @@ def blob_cache(folder: Path) -> Path:
         images.append((255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r ** 2))[None]
                       .astype(np.float32))
     return build_cache(iter(images), folder, 8, 1, source="blobs")
+
+
+def tiny(faces: Path, out: Path, **changes) -> TrainConfig:
+    """A training run small enough for the CPU: 8x8 on ``faces``, a few dozen images a
+    phase, tiny networks, a checkpoint every 8 images; ``changes`` override."""
+    from fastpgan.train.config import TrainConfig
+
+    settings = dict(data=str(faces), out=str(out), resolution=8, batch=4, fade_kimg=0.024,
+                    stable_kimg=0.024, latent_dim=8, fmap_base=32, fmap_max=8,
+                    checkpoint_kimg=0.008, sample_kimg=1.0, swd_images=0, workers=0,
+                    progress=False, device="cpu")
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def training_weights(trainer) -> dict[str, torch.Tensor]:
+    """Every weight of a trainer's G, D and EMA generator, by prefixed name."""
+    return {f"{name}.{k}": v for name, net in (("G", trainer.G), ("D", trainer.D),
+                                               ("E", trainer.ema.model))
+            for k, v in net.state_dict().items()}

@@ -1,5 +1,5 @@
 """StepGraphs' bookkeeping, when graphs are wanted, and the CPU emulator the trainer's
-replay test relies on (tests/test_train.py checks replayed training against eager)."""
+replay test relies on (tests/test_train_performance.py checks replayed training against eager)."""
 
 import warnings
 

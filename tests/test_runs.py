@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_close, blob_cache
+from helpers import assert_close
 from safetensors.torch import load_file
 
 from fastpgan.runs import Checkpoint, latest_checkpoint, list_checkpoints, load_trained
@@ -20,12 +20,6 @@ from fastpgan.train.loop import Trainer
 
 FIXTURES = Path(__file__).parent / "data" / "checkpoints"
 VERSION_1 = sorted(FIXTURES.glob("v1-*.pt"))
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    """The data the fixtures were trained on (tests/data/checkpoints/README.md)."""
-    return blob_cache(tmp_path_factory.mktemp("data") / "blobs")
 
 
 def test_there_is_a_fixture_of_every_version_1_writer():
@@ -57,14 +51,15 @@ def _run_config(checkpoint: Checkpoint, data: Path, out: Path) -> TrainConfig:
 
 
 @pytest.mark.parametrize("path", VERSION_1, ids=lambda p: p.stem)
-def test_version_1_checkpoints_resume_and_continue_their_run(path, blobs, tmp_path):
-    """--resume from the old file continues as the code that wrote it continued (the
+def test_version_1_checkpoints_resume_and_continue_their_run(path, faces, tmp_path):
+    """(faces: the blobs the fixtures were trained on, tests/data/checkpoints/README.md.)
+    --resume from the old file continues as the code that wrote it continued (the
     94c9f16 ones: that code's training steps are today's, so the EMA generator after 8
     more images matches; the older ones train on under today's steps)."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(path, run / "checkpoints" / "checkpoint-000000000008.pt")
-    config = _run_config(Checkpoint.read(path), blobs, run)
+    config = _run_config(Checkpoint.read(path), faces, run)
     trainer = Trainer(config, resume="latest")
     assert trainer.shown == 8
     trainer.run(stop_at=16)
@@ -81,8 +76,8 @@ def test_version_1_checkpoints_resume_and_continue_their_run(path, blobs, tmp_pa
         ".pt", *[".safetensors"] * (len(list_checkpoints(run / "checkpoints")) - 1)]
 
 
-def test_a_checkpoint_round_trips_exactly(blobs, tmp_path):
-    trainer = Trainer(_run_config(Checkpoint.read(VERSION_1[-1]), blobs, tmp_path / "a"))
+def test_a_checkpoint_round_trips_exactly(faces, tmp_path):
+    trainer = Trainer(_run_config(Checkpoint.read(VERSION_1[-1]), faces, tmp_path / "a"))
     trainer.run(stop_at=8)
     written = Checkpoint.read(latest_checkpoint(tmp_path / "a" / "checkpoints"))
     again = written.save(tmp_path / "copy")
