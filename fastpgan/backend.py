@@ -50,8 +50,8 @@ _ENV_VAR = "FASTPGAN_BACKEND"
 
 NONFINITE_RULES = ("exact", "nan-spreads", "infinities-fold")
 """How an op's non-finite outputs compare with its reference's: "exact" (NaN and each
-infinity at the same places), "nan-spreads" (a NaN input may make more outputs and
-gradients NaN than the reference does, never fewer), "infinities-fold" (an infinity
+infinity at the same places), "nan-spreads" (a non-finite input may make more gradients
+NaN than the reference does, never fewer), "infinities-fold" (an infinity
 meets weights folded into one kernel: non-finite at the same places, of other kinds)."""
 
 

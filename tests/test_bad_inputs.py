@@ -143,3 +143,35 @@ def test_bad_input_gives_one_clear_line(paths, tmp_path, capsys, monkeypatch, co
     assert code == status, err
     assert message in err + out, err + out
     assert "Traceback" not in err
+
+
+def test_ops_and_layers_agree_on_edge_cases_or_name_the_problem():
+    """Issue 31's cases: a batch of 0 gives the same empty output on both backends,
+    half-precision activations take float32 weights in every convolution op, and the
+    equalized layers name a wrong feature count or an empty layer."""
+    import os
+
+    import torch
+
+    from fastpgan.nn import EqualizedConv2d, EqualizedLinear
+    from fastpgan.ops import (
+        conv2d_downsample,
+        fir_conv2d_downsample,
+        fir_upsample_conv2d,
+        modulated_conv2d,
+        upsample_conv2d,
+    )
+
+    x, w, s = torch.randn(0, 3, 4, 4), torch.randn(2, 3, 3, 3), torch.randn(0, 3)
+    backends = ["reference"] + (["fused"] if os.environ.get("TRITON_INTERPRET") else [])
+    for up in (False, True):
+        shapes = {b: modulated_conv2d(x, w, s, up=up, backend=b).shape for b in backends}
+        assert set(shapes.values()) == {(0, 2, 8 if up else 4, 8 if up else 4)}, shapes
+    half = torch.randn(1, 3, 4, 4).half()
+    for op in (upsample_conv2d, conv2d_downsample, fir_upsample_conv2d, fir_conv2d_downsample):
+        for bias in (None, torch.randn(2)):
+            assert op(half, w, bias, backend="reference").dtype == torch.float16, op.__name__
+    with pytest.raises(ValueError, match=r"EqualizedLinear: x must be \(\.\.\., 4\)"):
+        EqualizedLinear(4, 2)(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="at least one input and one output"):
+        EqualizedConv2d(0, 4, 3)

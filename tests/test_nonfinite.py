@@ -30,7 +30,7 @@ def _value_and_gradient(fn, x, grad_y):
 def _same_pattern(a, b, what, more_nan_allowed=False, finite_only=False, values=True):
     """a (fused) non-finite exactly where b (the reference) is; with ``more_nan_allowed``,
     NaN wherever b has one, and perhaps elsewhere, but never fewer; with ``finite_only``
-    only which elements are finite must agree (and, with ``values``, the finite ones)."""
+    only which elements are finite must agree; with ``values`` the finite ones too."""
     if finite_only:
         assert torch.equal(a.isfinite(), b.isfinite()), (
             f"{what}: non-finite at {(~a.isfinite()).sum()} places fused, "
@@ -44,8 +44,9 @@ def _same_pattern(a, b, what, more_nan_allowed=False, finite_only=False, values=
         f"{what}: NaN at {a.isnan().sum()} places fused, {b.isnan().sum()} in the reference")
     assert torch.equal(a == float("inf"), b == float("inf")), f"{what}: +Inf differs"
     assert torch.equal(a == -float("inf"), b == -float("inf")), f"{what}: -Inf differs"
-    finite = a.isfinite() & b.isfinite()
-    assert_close(a[finite], b[finite], 1e-4, f"{what}, finite part")
+    if values:
+        finite = a.isfinite() & b.isfinite()
+        assert_close(a[finite], b[finite], 1e-4, f"{what}, finite part")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=str)
@@ -73,6 +74,8 @@ def check_non_finite(info: OpInfo, rng: random.Random, device: str, value: float
         # there (NaN is not > 0, -inf neither, +inf is) changes the finite gradients
         folded = sample.nonfinite == "infinities-fold" and value == value
         _same_pattern(y, y_ref, f"{what}: value", finite_only=folded)
+        # the gradient's finite values: test_properties holds them to float64 on finite
+        # inputs; beside a NaN they can be small sums whose float32 rounding shows
         _same_pattern(dx, dx_ref, f"{what}: gradient",
-                      more_nan_allowed=sample.nonfinite == "nan-spreads" and value != value,
+                      more_nan_allowed=sample.nonfinite == "nan-spreads",
                       finite_only=folded, values=False)

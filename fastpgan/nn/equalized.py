@@ -46,6 +46,14 @@ class _Equalized:
         self.epilogue = epilogue.checked(type(self).__name__)
         self.backend = backend
 
+    def _check_sizes(self) -> None:
+        """ValueError for a layer without inputs or outputs (He's constant divides by the
+        fan-in)."""
+        if self.weight.numel() == 0:
+            raise ValueError(f"{type(self).__name__}: needs at least one input and one output "
+                             "feature or channel, got a weight of shape "
+                             f"{tuple(self.weight.shape)}")
+
     def reset_parameters(self) -> None:
         """Weights ~ N(0, 1 / lr_mul^2); biases = bias_init / lr_mul."""
         with torch.no_grad():
@@ -94,9 +102,13 @@ class EqualizedLinear(_Equalized, nn.Linear):
                             Epilogue(activation, negative_slope, act_gain, clamp, pixel_norm),
                             backend)
         super().__init__(in_features, out_features, bias, device, dtype)
+        self._check_sizes()
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the layer to x of shape (..., in_features)."""
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"EqualizedLinear: x must be (..., {self.in_features}), got shape "
+                             f"{tuple(x.shape)}")
         weight, bias = self._scaled_parameters()
         if self.epilogue.is_identity:
             return F.linear(x, weight, bias)
@@ -131,6 +143,7 @@ class EqualizedConv2d(_Equalized, nn.Conv2d):
                             backend)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype)
+        self._check_sizes()
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the layer to x of shape (N, in_channels, H, W)."""

@@ -393,8 +393,8 @@ def _sample(rng: random.Random) -> OpSample:
                   clamp=rng.choice([None, 0.8, 3.0]), pixel_norm=c > 1 and rng.random() < 0.5)
     bias = torch.randn(c) if rng.random() < 0.8 else None
     x = clear_of_clamp_band(activations(rng, shape), bias, kwargs).detach()
-    # with a clamp before pixel norm a NaN makes its whole pixel NaN, and the fused
-    # backward, which reads what was clamped off the output, cannot tell where the
+    # with a clamp before pixel norm a non-finite input makes its whole pixel NaN, and the
+    # fused backward, which reads what was clamped off the output, cannot tell where the
     # reference's clamp gives a zero gradient
     spreads = kwargs["clamp"] is not None and kwargs["pixel_norm"]
     return OpSample(lambda x, **b: bias_act(x, bias, **kwargs, **b),

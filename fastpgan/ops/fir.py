@@ -198,7 +198,8 @@ def fir_resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: b
     padding = weight.shape[-1] // 2 + len(taps) // 2 - 1
     conv = F.conv_transpose2d if up else F.conv2d
     if epilogue.is_identity:
-        return conv(x, kernel.to(x.dtype), bias, stride=2, padding=padding)
+        return conv(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype),
+                    stride=2, padding=padding)
     h = conv(x, kernel.to(x.dtype), None, stride=2, padding=padding)
     return apply_epilogue(h, bias, epilogue, backend=backend, op=op)
 
@@ -237,11 +238,12 @@ def fir_upsampled(x: Tensor, taps: Sequence[float], kernel_size: int) -> Tensor:
 def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
                taps: Sequence[float], weight_gain: float, epilogue: Epilogue) -> Tensor:
     k = weight.shape[-1]
+    weight = (weight * weight_gain).to(x.dtype)  # a float32 weight on half-precision x
     if up:
-        h = F.conv2d(fir_upsampled(x, taps, k), weight * weight_gain)
+        h = F.conv2d(fir_upsampled(x, taps, k), weight)
     else:
         h = upfirdn2d_reference(x, taps, padding=(k // 2 + len(taps) // 2 - 1,) * 4)
-        h = F.conv2d(h, weight * weight_gain, stride=2)
+        h = F.conv2d(h, weight, stride=2)
     return epilogue_reference(h, bias, epilogue)
 
 

@@ -61,6 +61,8 @@ def _reference(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool, eps:
     weights = weight.to(f)[None] * styles[:, None, :, None, None].to(f)  # (N, O, I, k, k)
     if demodulate:
         weights = weights * torch.rsqrt(weights.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
+    if n == 0:  # no groups to convolve: the empty output, as the rewrite gives it
+        return F.conv2d(x, weight.to(x.dtype), padding=padding)
     y = F.conv2d(x.reshape(1, n * i, h, w), weights.reshape(n * o, i, kh, kw).to(x.dtype),
                  padding=padding, groups=n)
     return y.reshape(n, o, *y.shape[2:])

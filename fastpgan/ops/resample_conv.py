@@ -117,11 +117,12 @@ def resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
     _validate(op, x, weight, bias, weight_gain, epilogue, up=up)
     if not use_fused(op, x, backend):
         return _reference(x, weight, bias, up=up, weight_gain=weight_gain, epilogue=epilogue)
-    kernel = _stride2_kernel(x, weight, up, float(weight_gain))
+    kernel = _stride2_kernel(x, weight, up, float(weight_gain)).to(x.dtype)
     conv = F.conv_transpose2d if up else F.conv2d
     padding = weight.shape[-1] // 2
     if epilogue.is_identity:
-        return conv(x, kernel, bias, stride=2, padding=padding)
+        return conv(x, kernel, None if bias is None else bias.to(x.dtype), stride=2,
+                    padding=padding)
     h = conv(x, kernel, None, stride=2, padding=padding)
     return fused_epilogue(h, bias, epilogue, provider="extension")
 
@@ -179,7 +180,7 @@ def derived_weight(x: Tensor, weight: Tensor, tag: tuple, build: Callable[[], Te
 
 def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
                weight_gain: float, epilogue: Epilogue) -> Tensor:
-    weight = weight * weight_gain
+    weight = (weight * weight_gain).to(x.dtype)  # a float32 weight on half-precision x
     padding = weight.shape[-1] // 2
     if up:
         h = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, padding=padding)
