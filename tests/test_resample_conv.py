@@ -7,7 +7,7 @@ so CI builds and exercises it.
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TOLERANCE, assert_close, leaf64, random_input
+from helpers import TOLERANCE, assert_close, leaf64, random_input, rel_err
 
 from fastpgan.ops import (
     conv2d_downsample,
@@ -174,8 +174,13 @@ def test_float32_parameters_under_autocast(device, op, dtype):
     assert y.dtype == dtype
     y.float().square().sum().backward()
     assert bias.grad.dtype == torch.float32 and torch.isfinite(bias.grad).all()
-    assert_close(y, _definition(op, leaf64(x), leaf64(weight), leaf64(bias), **GENERATOR),
-                 TOLERANCE[dtype], "value")
+    y64 = _definition(op, leaf64(x), leaf64(weight), leaf64(bias), **GENERATOR)
+    with torch.autocast(torch.device(device).type, dtype=dtype):  # plain PyTorch, same casts
+        plain = _definition(op, x.detach(), weight.detach(), bias.detach(), **GENERATOR)
+    # the half-precision bound, or twice what the plain layer under autocast errs by: a
+    # bfloat16 convolution before pixel norm over a few channels reached 1.6 % (2 seeds
+    # in 800)
+    assert rel_err(y, y64) < max(TOLERANCE[dtype], 2 * rel_err(plain, y64)), "value"
 
 
 @pytest.mark.parametrize("op", list(OPS))
