@@ -66,6 +66,14 @@ CASES = [  # (command, arguments, exit status, output contains)
      "decompression bomb"),
     ("fastpgan-dataset", ["{bomb}", "{out}", "--resolution", "8", "--max-image-pixels",
                           "100000"], 0, "(0 skipped)"),
+    ("fastpgan-dataset", ["{encrypted_zip}", "{out}", "--resolution", "8"], 0,
+     "skipped img1.png: an encrypted (password-protected) zip member"),
+    ("fastpgan-dataset", ["{images}", "{out}", "--resolution", "64"], 2,
+     "4 skipped: 4 too small (first: img0.png: too small: 16x16, needs at least 64x64)"),
+    ("fastpgan-train", ["--conv-clamp", "nan", "--arch", "stylegan2", "--out", "{out}"], 2,
+     "--conv-clamp: expected a finite number, got 'nan'"),
+    ("fastpgan-train", ["--fade-kimg", "inf", "--out", "{out}"], 2,
+     "--fade-kimg: expected a finite number, got 'inf'"),
     # fastpgan's generator commands
     ("fastpgan", ["generate", "{missing}"], 2, "no such generator or checkpoint"),
     ("fastpgan", ["generate", "{gen}", "--truncation", "0.5"], 2, "needs a StyleGAN"),
@@ -86,6 +94,15 @@ CASES = [  # (command, arguments, exit status, output contains)
     ("fastpgan", ["metrics", "{gen}", "--metrics", "swd", "--num", "0"], 2,
      "--num and --batch must be at least 1"),
     ("fastpgan", ["metrics", "{gen}", "--metrics", "fld"], 2, "--metrics takes"),
+    ("fastpgan", ["metrics", "{gen}", "--data", "{images}", "--metrics", "swd", "--num",
+                  "100", "--device", "cpu"], 0,
+     "4 generated vs 4 real images at 8px\nwarning: SWD on 4 images rests on few patches"),
+    ("fastpgan", ["metrics", "{gen}", "--data", "{one}", "--metrics", "fid,swd", "--device",
+                  "cpu", "--inception", "{missing}"], 2,
+     "they need at least 2 real and 2 generated images, and the data at"),
+    *[("fastpgan", [command, "{gen}", "--truncation", value], 2,
+       f"--truncation: expected a finite number, got '{value}'")
+      for command in ("generate", "style-mix", "interpolate") for value in ("nan", "inf")],
 ]
 
 
@@ -113,6 +130,20 @@ def paths(tmp_path_factory):
     data = bytearray(corrupt.read_bytes())
     data[member.header_offset + 30 + len(member.filename) + 40] ^= 0xFF  # flip a pixel byte
     corrupt.write_bytes(bytes(data))
+    encrypted = root / "encrypted.zip"
+    with zipfile.ZipFile(encrypted, "w", zipfile.ZIP_STORED) as archive:
+        for file in sorted(images.iterdir()):
+            archive.write(file, file.name)
+    member = zipfile.ZipFile(encrypted).getinfo("img1.png")
+    data = bytearray(encrypted.read_bytes())  # its flag bit 0, "encrypted", in both headers
+    data[member.header_offset + 6] |= 0x1
+    directory = zipfile.ZipFile(encrypted).start_dir
+    at = data.index(b"PK\x01\x02", directory)
+    while data[at + 46:at + 46 + len(member.filename)] != member.filename.encode():
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 8] |= 0x1
+    encrypted.write_bytes(bytes(data))
+    one = _images(root / "one", count=1)
     bomb = _images(root / "bomb", count=2)
     Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(bomb / "huge.png")
     ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8).save_pretrained(
@@ -122,7 +153,8 @@ def paths(tmp_path_factory):
     G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
     Checkpoint(config, 1, G.state_dict()).save(root / "run" / "checkpoints")
     return {"missing": root / "no-such-thing", "images": images, "empty": root / "empty",
-            "file": root / "file", "corrupt_zip": corrupt, "bomb": bomb, "gen": root / "gen",
+            "file": root / "file", "corrupt_zip": corrupt, "encrypted_zip": encrypted,
+            "bomb": bomb, "one": one, "gen": root / "gen",
             "run": root / "run", "image": images / "img0.png"}
 
 

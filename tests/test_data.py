@@ -188,3 +188,19 @@ def test_two_processes_opening_one_folder_cache_it_once(tmp_path):
     assert len({out for out, _ in outs}) == 1, "the same cache"
     assert sum("caching faces" in err for _, err in outs) == 1, "built once"
     assert ImageCache.open(outs[0][0].strip()).count == 30
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    """A photo stored sideways with EXIF orientation 6 ("rotate 90 degrees clockwise to
+    view") is cached as it is viewed: its bright left half becomes the top half."""
+    src = tmp_path / "src"
+    src.mkdir()
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[:, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(pixels).save(src / f"photo{suffix}", exif=exif, quality=100)
+    cache = ImageCache.open(prepare_dataset(src, tmp_path / "cache", 16, progress=False))
+    image = cache.level(16)[0].mean(axis=0)  # (16, 16)
+    assert image[:8].mean() > 200 and image[8:].mean() < 55, image

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from fastpgan.atomic import writable_folder
+from fastpgan.cli.options import finite_float
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
 from fastpgan.generate import SEED_RNGS, commands, parse_seeds
@@ -50,7 +51,7 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
     sub.add_argument("ckpt", help="run folder, saved generator folder, checkpoint file, "
                                   "published pickle or converted folder")
     if truncation:
-        sub.add_argument("--truncation", type=float, default=1.0,
+        sub.add_argument("--truncation", type=finite_float, default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
     sub.add_argument("--noise-mode", default=noise_mode, choices=["const", "random", "none"],
                      help=f"StyleGAN's noise: the saved maps (reproducible), fresh (as in "
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--loss", default="l2", choices=["l2", "l1", "inception"],
                       help="pixel l2 or l1, or inception: a perceptual distance on the local "
                            "Inception file's early layers, plus l2")
-    proj.add_argument("--lr", type=float, default=0.1, help="Adam's peak learning rate")
+    proj.add_argument("--lr", type=finite_float, default=0.1, help="Adam's peak learning rate")
     proj.add_argument("--restarts", type=int, default=8,
                       help="starts optimized together as one batch; the best is kept")
     proj.add_argument("--seed", type=int, default=0, help="seeds the start and latent noise")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.cli.options import finite_float
 from fastpgan.models.architectures import architecture
 from fastpgan.train.config import (
     ARCHS,
@@ -45,12 +46,7 @@ def _presets(name: str) -> str:
 
 
 def _clamp(text: str) -> str | float:
-    if text == "none":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+    return text if text == "none" else finite_float(text)
 
 
 def _batch(text: str) -> str | int:
@@ -92,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=LOSSES,
                    help="WGAN-GP with drift (ProGAN's; the default) or logistic with R1 "
                         "(StyleGAN's; the demo's)")
-    p.add_argument("--gp-lambda", type=float, help="WGAN-GP's penalty weight (default: 10)")
-    p.add_argument("--drift", type=float, help="WGAN-GP's drift weight (default: 0.001)")
-    p.add_argument("--r1-gamma", type=float, help="R1's gamma (default: 10)")
+    p.add_argument("--gp-lambda", type=finite_float, help="WGAN-GP's penalty weight (default: 10)")
+    p.add_argument("--drift", type=finite_float, help="WGAN-GP's drift weight (default: 0.001)")
+    p.add_argument("--r1-gamma", type=finite_float, help="R1's gamma (default: 10)")
     p.add_argument("--reg-interval", type=int,
                    help="the penalty every K minibatches, weighted by K, Adam's lr and betas "
                         "adjusted (lazy regularization; default: 1 for wgan-gp, 16 for "
                         "logistic-r1)")
-    p.add_argument("--pl-weight", type=float,
+    p.add_argument("--pl-weight", type=finite_float,
                    help="StyleGAN2's path length regularization weight (default: 2 with "
                         "--arch stylegan2, as config F; 0 turns it off; stylegan2 only)")
     p.add_argument("--pl-interval", type=int, default=default("pl_interval"),
@@ -126,18 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
                                                 "in micro-batches that fit the GPU, gradients "
                                                 "accumulated), or a number")
-    p.add_argument("--fade-kimg", type=float,
+    p.add_argument("--fade-kimg", type=finite_float,
                    help=f"thousands of real images per fade-in {_presets('fade_kimg')}")
-    p.add_argument("--stable-kimg", type=float, help=f"thousands of real images per "
+    p.add_argument("--stable-kimg", type=finite_float, help=f"thousands of real images per "
                                                      f"stabilization {_presets('stable_kimg')}")
-    p.add_argument("--total-kimg", type=float,
+    p.add_argument("--total-kimg", type=finite_float,
                    help=f"lengthen the last stabilization so the run shows this many kimg "
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
                         f"{DEMO['total_kimg']:g} for the demo)")
-    p.add_argument("--ema-kimg", type=float,
+    p.add_argument("--ema-kimg", type=finite_float,
                    help="NVlabs' EMA: a half-life of this many kimg instead of the fixed "
                         "decay (default: 10 for stylegan2, else off)")
-    p.add_argument("--ema-rampup", type=float,
+    p.add_argument("--ema-rampup", type=finite_float,
                    help="with --ema-kimg: the half-life at most this times the images shown "
                         "(default: 0.05 for stylegan2)")
     p.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint file")
@@ -152,12 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  f", fmap_max) {_presets('fmap_base')}")
     p.add_argument("--fmap-max", type=int,
                    help=f"the most channels of a layer {_presets('fmap_max')}")
-    p.add_argument("--checkpoint-kimg", type=float, help="checkpoint interval in kimg (also at "
-                                                         "every phase end)")
+    p.add_argument("--checkpoint-kimg", type=finite_float,
+                   help="checkpoint interval in kimg (also at every phase end)")
     p.add_argument("--keep-checkpoints", type=int, default=default("keep_checkpoints"),
                    help="checkpoints kept")
-    p.add_argument("--sample-kimg", type=float, help="sample grid interval in kimg (also at "
-                                                     "every phase end)")
+    p.add_argument("--sample-kimg", type=finite_float,
+                   help="sample grid interval in kimg (also at every phase end)")
     p.add_argument("--swd-images", type=int, help="images for SWD at phase ends (0: off)")
     p.add_argument("--fid-images", type=int, default=default("fid_images"),
                    help="generated images for FID at phase ends (0: off; needs the "

@@ -6,9 +6,12 @@ time so no resizing or decoding happens in the training loop. Lower resolutions 
 box averages of the level above, computed in float32 (as ProGAN's dataset tool does).
 
 ``prepare_dataset`` fills a cache from a folder or zip of JPEG/PNG/WebP/BMP images
-(Pillow): each is center-cropped to a square and resized to R with a Lanczos filter;
-16-bit grayscale images are scaled to 8 bits, not clipped. Unreadable images and images
-smaller than R are skipped and listed in the manifest's report, never a crash halfway.
+(Pillow): each is turned upright as its EXIF orientation says (a phone photo taken
+sideways is stored sideways, as every image viewer knows), center-cropped to a square and
+resized to R with a Lanczos filter; 16-bit grayscale images are scaled to 8 bits, not
+clipped. Unreadable images, encrypted zip members and images smaller than R are skipped
+and listed in the manifest's report, never a crash halfway; when nothing is left, the
+error counts the reasons.
 The manifest also holds a fingerprint of the source's contents (each image's name, size
 and modification time; a zip member's size and CRC), so a cache of a folder that has
 changed since is known to be stale. The cache is built in a temporary folder beside the
@@ -88,7 +91,7 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
                 f.flush()
                 os.fsync(f.fileno())
         if count == 0:
-            raise ValueError(f"no usable images in {source}")
+            raise ValueError(f"no usable images in {source}{skip_summary(skipped or [])}")
         manifest = {"source": source, "count": count, "channels": channels,
                     "resolution": resolution, "resolutions": sorted(resolutions),
                     "skipped": skipped or [], "fingerprint": fingerprint}
@@ -167,9 +170,28 @@ def _sources(src: Path) -> list[SourceImage]:
         members = sorted((m for m in archive.infolist()
                           if Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
                          key=lambda m: m.filename)
-        return [SourceImage(m.filename, lambda m=m: archive.open(m), (m.file_size, m.CRC))
+        return [SourceImage(m.filename, _encrypted if m.flag_bits & 0x1
+                            else lambda m=m: archive.open(m), (m.file_size, m.CRC))
                 for m in members]
     raise ValueError(f"{src} is neither a folder nor a zip file of images")
+
+
+def _encrypted() -> None:
+    raise ValueError("an encrypted (password-protected) zip member, which fastpgan does not "
+                     "decrypt")
+
+
+def skip_summary(skipped: list[dict]) -> str:
+    """": N skipped: K too small (first: NAME: REASON), ..." for a cache's skipped images,
+    counted by the kind of reason (what comes before its first colon), or ""."""
+    if not skipped:
+        return ""
+    kinds: dict[str, list[dict]] = {}
+    for entry in skipped:
+        kinds.setdefault(entry["reason"].split(":")[0].strip(), []).append(entry)
+    counted = "; ".join(f"{len(entries)} {kind} (first: {entries[0]['file']}: "
+                        f"{entries[0]['reason'][:120]})" for kind, entries in kinds.items())
+    return f": {len(skipped)} skipped: {counted}"
 
 
 def source_fingerprint(src: str | os.PathLike) -> str:
@@ -190,10 +212,11 @@ def load_square(opener: Callable, resolution: int, channels: int, *,
     Raises ValueError if the image is smaller than R (unless ``upscale``), OSError if
     Pillow cannot read it.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with opener() as f, Image.open(f) as image:
         image.load()
+        image = ImageOps.exif_transpose(image)  # upright, as its EXIF orientation says
         if image.mode in SIXTEEN_BIT_GRAY:  # Pillow's convert("L") would clip at 255
             gray = np.asarray(image, dtype=np.float32) / 257.0  # 65535 -> 255
             image = Image.fromarray(gray, mode="F")

@@ -138,11 +138,17 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if cache.channels != G.config["img_channels"]:
         raise ValueError(f"the data has {cache.channels} channels, the generator makes "
                          f"{G.config['img_channels']}")
-    G = G.to(device).eval()
     num_real = min(num, cache.count)
-    result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": num}
-
     features = "fid" in metrics or "kid" in metrics
+    if features and min(num_real, num) < 2:
+        raise ValueError(f"FID and KID compare covariances: they need at least 2 real and 2 "
+                         f"generated images, and the data at {data} holds {cache.count}")
+    G = G.to(device).eval()
+    # SWD alone compares equal sets: it generates as many images as there are reals
+    count = num if features else num_real
+    result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": count,
+                    "warnings": _too_few(metrics, num_real, count, cache.count)}
+
     if features:
         extractor = (inception if isinstance(inception, InceptionFeatures)
                      else InceptionFeatures(inception, device))
@@ -151,7 +157,6 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
                              folder=feature_folder, progress=progress)
     # one pass over the generated images feeds both: Inception takes all of them, SWD the
     # first num_real (it compares equal sets)
-    count = num if features else num_real
     fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
     with frozen_weights():
         for images in _progress(generated_batches(G, count, batch, device=device,
@@ -177,10 +182,33 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     return result
 
 
+FEW_FOR_FID = 2048
+"""Below this many images (Inception's 2,048 features) FID's covariance is rank-deficient
+and FID and KID are biased and noisy; published FIDs use 50,000 generated images."""
+FEW_FOR_SWD = 16
+"""Below this many images SWD's patch statistics rest on too few patches to compare."""
+
+
+def _too_few(metrics: list[str], num_real: int, num_fake: int, data_count: int) -> list[str]:
+    """Warnings for metrics resting on fewer images than they need to mean much."""
+    warnings = []
+    fewest = min(num_real, num_fake)
+    if ("fid" in metrics or "kid" in metrics) and fewest < FEW_FOR_FID:
+        warnings.append(f"FID and KID on {fewest} images are biased and noisy (below "
+                        f"{FEW_FOR_FID}, Inception's feature count; published FIDs use "
+                        "50,000): compare them only with figures on as many")
+    if "swd" in metrics and num_real < FEW_FOR_SWD:
+        warnings.append(f"SWD on {num_real} images rests on few patches (the data set holds "
+                        f"{data_count})")
+    return warnings
+
+
 def format_result(result: dict) -> str:
-    """A few readable lines for the terminal."""
+    """A few readable lines for the terminal: the counts actually used, each metric, and
+    a warning per metric that rests on too few images."""
     lines = [f"{result['num_fake']} generated vs {result['num_real']} real images at "
              f"{result['resolution']}px"]
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if "fid" in result:
         lines.append(f"FID  {result['fid']:.3f}")
     if "kid" in result:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from fastpgan.models import ARCHITECTURES
@@ -175,8 +176,9 @@ class TrainConfig:
         if foreign is not None:
             raise ValueError(f"--{foreign[0].replace('_', '-')} is a setting of --arch "
                              f"{foreign[1]}, not of --arch {self.arch}: drop it")
-        if self.conv_clamp is not None and self.conv_clamp <= 0:
-            raise ValueError(f"--conv-clamp must be positive (or none), got {self.conv_clamp:g}")
+        if self.conv_clamp is not None and not 0 < self.conv_clamp < math.inf:
+            raise ValueError(f"--conv-clamp must be positive and finite (or none), got "
+                             f"{self.conv_clamp:g}")
         if self.mapping_layers < 1:
             raise ValueError(f"--mapping-layers must be >= 1, got {self.mapping_layers}")
         if self.checkpoint_activations and not architecture(self.arch).grows:
