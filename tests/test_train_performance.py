@@ -6,15 +6,19 @@ training and step-overhead benchmarks."""
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import GraphEmulator, assert_close, tiny, training_weights
 
-from fastpgan.runs.checkpoint import latest_checkpoint
+from fastpgan.runs.checkpoint import Checkpoint, latest_checkpoint
 from fastpgan.train.graphs import CudaGraphs, StepGraphs
 from fastpgan.train.loop import OutOfMemoryError, Trainer
 
@@ -168,6 +172,54 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(faces, tmp_path):
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert latest_checkpoint(tmp_path / "checkpoints") is not None
+
+
+def _process_tree(pid: int) -> list[int]:
+    """pid's descendants, from /proc."""
+    found, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            for child in (task / "children").read_text().split():
+                found.append(int(child))
+                stack.append(int(child))
+    return found
+
+
+def _rank_of(pid: int) -> int | None:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    ranks = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"RANK=")]
+    return int(ranks[0]) if ranks else None
+
+
+def test_under_torchrun_a_signal_to_one_rank_stops_every_rank_at_the_same_step(faces,
+                                                                              tmp_path):
+    """SIGTERM to rank 1 alone: the ranks agree at the next log window, rank 0 writes the
+    checkpoint of that step, and both end with EXIT_STOPPED."""
+    from fastpgan.runs.checkpoint import list_checkpoints
+
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "fastpgan.cli.train", "--data", str(faces), "--out", str(out), "--resolution",
+         "8", "--batch", "4", "--fade-kimg", "0.1", "--stable-kimg", "0.1", "--latent-dim",
+         "8", "--fmap-base", "32", "--fmap-max", "8", "--checkpoint-kimg", "0.02",
+         "--log-every", "3", "--swd-images", "0", "--workers", "0", "--no-progress",
+         "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.time() + 600
+    while not list_checkpoints(out / "checkpoints"):  # the state to wait for, not a time
+        assert time.time() < deadline and launcher.poll() is None, "no first checkpoint"
+        time.sleep(0.05)
+    rank1 = next(p for p in _process_tree(launcher.pid) if _rank_of(p) == 1)
+    os.kill(rank1, signal.SIGTERM)
+    launcher.wait(timeout=600)
+    err = launcher.stderr.read()
+    stops = re.findall(r"stopped by (SIGTERM|a signal on another process) at ([\d.]+) kimg", err)
+    assert sorted(stops) == sorted([("SIGTERM", stops[0][1]),
+                                    ("a signal on another process", stops[0][1])]), err[-3000:]
+    newest = Checkpoint.read(latest_checkpoint(out / "checkpoints"))
+    assert f"{newest.shown / 1000:g}" == stops[0][1], "rank 0 saved the step they stopped at"
 
 
 def test_training_benchmark_runs_and_projects_the_schedule(tmp_path):

@@ -147,14 +147,125 @@ def _cli_run(args, env, **popen):
                             **popen)
 
 
+RUN_ARGS = ["--resolution", "8", "--batch", "4", "--fade-kimg", "0.06", "--stable-kimg", "0.06",
+            "--latent-dim", "8", "--fmap-base", "32", "--fmap-max", "8", "--checkpoint-kimg",
+            "0.02", "--keep-checkpoints", "100", "--swd-images", "0", "--workers", "0",
+            "--no-progress", "--device", "cpu"]
+"""A run of 180 images with a checkpoint every 20, for the tests that stop real processes."""
+
+
+@pytest.fixture(scope="module")
+def reference_run(faces, tmp_path_factory):
+    """(images shown, final weights) of the uninterrupted run of RUN_ARGS on ``faces``."""
+    out = tmp_path_factory.mktemp("reference")
+    done = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)], _cpu_env())
+    assert done.wait(timeout=600) == 0, done.stderr.read()[-2000:]
+    return _final_weights(out)
+
+
+def _cpu_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+
+
+def _wait_for(condition, what: str) -> None:
+    """Waits for a state of the run on disk (never for a time; the deadline only ends a
+    hung test)."""
+    deadline = time.time() + 600
+    while not condition():
+        assert time.time() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+
+
 def _final_weights(out):
     checkpoint = Checkpoint.read(latest_checkpoint(out / "checkpoints"))
     return checkpoint.shown, {f"{net}.{k}": v for net in ("G", "D", "G_ema")
                               for k, v in getattr(checkpoint, net).items()}
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_checkpoints_the_run_which_resumes_exactly(faces, tmp_path, reference_run,
+                                                            signum):
+    """SIGTERM (a scheduler's stop) or Ctrl-C: the step ends, a checkpoint is written, one
+    line says where, the exit status is EXIT_STOPPED; --resume latest then ends with the
+    uninterrupted run's weights, bit for bit."""
+    from fastpgan.runs.checkpoint import list_checkpoints
+    from fastpgan.train.stopping import EXIT_STOPPED
+
+    out = tmp_path / "run"
+    run = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)], _cpu_env())
+    _wait_for(lambda: list_checkpoints(out / "checkpoints"), "the first checkpoint")
+    run.send_signal(signum)
+    assert run.wait(timeout=600) == EXIT_STOPPED
+    lines = run.stderr.read().strip().splitlines()
+    newest = Checkpoint.read(latest_checkpoint(out / "checkpoints"))
+    assert lines == [
+        f"fastpgan-train: {signum.name}: finishing this step and writing a checkpoint (a "
+        "second signal stops at once)",
+        f"fastpgan-train: stopped by {signum.name} at {newest.shown / 1000:g} kimg; the run is "
+        f"saved in {latest_checkpoint(out / 'checkpoints')}: continue it with --resume latest"
+    ], lines
+    assert newest.shown < reference_run[0], "it stopped before the end"
+    resumed = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out), "--resume",
+                        "latest"], _cpu_env())
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    end, expected = reference_run
+    final, weights = _final_weights(out)
+    assert final == end and all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
+def test_a_second_signal_ends_the_run_at_once(faces, tmp_path):
+    """Stopped inside a checkpoint write (the atomic writer's test hook), a second SIGTERM
+    ends the process at once, as the signal's default: the write is lost, the checkpoints
+    before it load."""
+    from fastpgan.atomic import PAUSE_BEFORE_RENAME
+    from fastpgan.runs.checkpoint import checkpoint_path, list_checkpoints
+
+    out, hook = tmp_path / "run", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "pause").write_text(checkpoint_path(out, 40).name)
+    run = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)],
+                   {**_cpu_env(), PAUSE_BEFORE_RENAME: str(hook)})
+    _wait_for(lambda: (hook / "paused").exists(), "the writer's pause")
+    run.send_signal(signal.SIGTERM)
+    for line in run.stderr:  # until the first one is heard
+        if "finishing this step" in line:
+            break
+    else:
+        raise AssertionError("the run ended without hearing the first signal")
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=600) == -signal.SIGTERM
+    assert [Checkpoint.read(f).shown for f in list_checkpoints(out / "checkpoints")] == [20]
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(faces, tmp_path):
+    """The run folder is locked for the life of a run: a second run into it stops at once,
+    naming the first's PID, and writes nothing; once the first is killed (-9), the lock is
+    gone with it."""
+    from fastpgan.atomic import PAUSE_BEFORE_RENAME
+    from fastpgan.runs.checkpoint import checkpoint_path
+
+    out, hook = tmp_path / "run", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "pause").write_text(checkpoint_path(out, 20).name)
+    first = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)],
+                     {**_cpu_env(), PAUSE_BEFORE_RENAME: str(hook)})
+    _wait_for(lambda: (hook / "paused").exists(), "the first run's first checkpoint")
+    before = sorted(p.name for p in out.rglob("*"))
+    for extra in ([], ["--overwrite"], ["--resume", "latest"]):
+        second = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out), *extra],
+                          _cpu_env())
+        assert second.wait(timeout=600) == 2
+        assert f"is in use by another run (PID {first.pid})" in second.stderr.read()
+        assert sorted(p.name for p in out.rglob("*")) == before, "the second wrote nothing"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    again = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out), "--overwrite"],
+                     _cpu_env())
+    assert again.wait(timeout=600) == 0, again.stderr.read()[-2000:]
+
+
 def test_kill_9_at_random_moments_loses_nothing_and_resumes_exactly(faces, tmp_path,
-                                                                    fresh_seed):
+                                                                    fresh_seed, reference_run):
     """kill -9 at random moments of a run, every other trial inside a checkpoint write
     (paused there by atomic_write's test hook, not caught by timing luck): the
     checkpoints left all load, a write cut short leaves no checkpoint and the ones
@@ -166,14 +277,9 @@ def test_kill_9_at_random_moments_loses_nothing_and_resumes_exactly(faces, tmp_p
     from fastpgan.runs.checkpoint import checkpoint_path, list_checkpoints
 
     rng = random.Random(fresh_seed)
-    args = ["--data", str(faces), "--resolution", "8", "--batch", "4", "--fade-kimg", "0.06",
-            "--stable-kimg", "0.06", "--latent-dim", "8", "--fmap-base", "32",
-            "--fmap-max", "8", "--checkpoint-kimg", "0.02", "--keep-checkpoints", "100",
-            "--swd-images", "0", "--workers", "0", "--no-progress", "--device", "cpu"]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    reference = _cli_run([*args, "--out", str(tmp_path / "reference")], env)
-    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
-    end, expected = _final_weights(tmp_path / "reference")
+    args = ["--data", str(faces), *RUN_ARGS]
+    env = _cpu_env()
+    end, expected = reference_run
     assert end == 180
     for trial in range(KILL_TRIALS):
         out, hook = tmp_path / f"trial{trial}", tmp_path / f"hook{trial}"

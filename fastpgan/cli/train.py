@@ -23,6 +23,7 @@ from fastpgan.train.config import (
 from fastpgan.train.graphs import GRAPH_MODES
 from fastpgan.train.loop import OutOfMemoryError, Trainer, TrainingDivergedError
 from fastpgan.train.losses import LOSSES
+from fastpgan.train.stopping import EXIT_STOPPED, TrainingStoppedError
 
 # Settings the demo changes when --data is not given (explicit options still win).
 # The demo: logistic + R1, which learns these faces faster than WGAN-GP in a short run,
@@ -217,12 +218,16 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs fastpgan-train; returns the exit status (2 for bad input, with a message)."""
+    """Runs fastpgan-train; returns the exit status: 0 done, 2 bad input (with a message),
+    EXIT_STOPPED (3) stopped by SIGTERM or Ctrl-C with its checkpoint written."""
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
         trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
         trainer.run()
+    except TrainingStoppedError as exc:
+        print(f"fastpgan-train: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
     except (ValueError, FileExistsError, TrainingDivergedError, OutOfMemoryError) as exc:
         print(f"fastpgan-train: error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ from fastpgan.models.sampling import render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import initialize_from, run_networks, run_phases
 from fastpgan.runs.checkpoint import Checkpoint, RngStates, checkpoint_path, latest_checkpoint
+from fastpgan.runs.lock import RunLock
 from fastpgan.runs.log import JsonlLog, TensorBoardLog, plot_training
 from fastpgan.runs.pictures import save_grid
 from fastpgan.runs.schedule import Phase, describe_plan, phase_at
@@ -47,6 +48,7 @@ from fastpgan.train.gpu import gpu_figures, progress_figures
 from fastpgan.train.graphs import CudaGraphs, StepGraphs, graphs_wanted, obstacle
 from fastpgan.train.losses import LossPhase, PhaseInputs
 from fastpgan.train.stats import StatisticsWindow, all_finite
+from fastpgan.train.stopping import StopSignals, TrainingStoppedError
 
 GRID_SAMPLES = 64
 
@@ -66,7 +68,9 @@ class Trainer:
     ``Trainer(config).run()`` trains to the end of the schedule, or continues the run in
     ``config.out`` from a checkpoint when ``resume`` is "latest" or a path. A run folder
     that already holds a run is refused unless it is resumed or ``overwrite`` (which
-    removes that run's checkpoints, samples, log and exports first).
+    removes that run's checkpoints, samples, log and exports first). The folder is locked
+    (:class:`~fastpgan.runs.lock.RunLock`) from here to the end of :meth:`run`, so a
+    second run into it is refused, naming this one's PID.
     """
 
     def __init__(self, config: TrainConfig, resume: str | None = None,
@@ -76,20 +80,33 @@ class Trainer:
             raise ValueError("--resume continues the run in --out and --overwrite replaces "
                              "it; give one of them")
         self.config = config
-        previous_run = [] if resume or overwrite else _run_files(Path(config.out))
+        self.out = Path(config.out)
+        self.device, self.rank, self.world = _placement(config.device)
+        self.is_writer = self.rank == 0
+        self.lock = RunLock(self.out)
+        self.signals = StopSignals(say=self._say if self.is_writer else None)
+        if self.is_writer:
+            writable_folder(self.out, "--out")
+            self.lock.acquire()  # before looking for a previous run: no two runs race
+        try:
+            self._set_up(resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _set_up(self, resume: str | None, overwrite: bool) -> None:
+        config = self.config
+        previous_run = [] if resume or overwrite else _run_files(self.out)
         if previous_run:
             raise ValueError(
                 f"--out {config.out} already holds a run ({', '.join(previous_run)}); "
                 "continue it with --resume latest, or start over with --overwrite (which "
                 "removes that run's checkpoints, samples, log and generator)")
-        self.device, self.rank, self.world = _placement(config.device)
-        self.is_writer = self.rank == 0
         self.precision = config.precision or (
             "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32")
         channels_last = (config.memory_format == "channels_last"
                          or (config.memory_format == "auto" and self.device.type == "cuda"))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.out = Path(config.out)
         self.phases = self._plan()
         self.cache = self._open_data()
         _seed_everything(config.seed)
@@ -240,6 +257,8 @@ class Trainer:
 
     def run(self, stop_at: int | None = None) -> None:
         """Trains to the end of the schedule (or until ``stop_at`` images, for tests)."""
+        if self.is_writer and not self.lock.held:  # a later run() of this trainer
+            self.lock.acquire()
         self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
         if self.is_writer and self.config.progress:
             where = ("from the start" if self.shown == 0 else
@@ -247,20 +266,24 @@ class Trainer:
             print(f"fastpgan-train: training {where} in {self.out}; the schedule:\n"
                   f"{describe_plan(self.phases)}", file=sys.stderr, flush=True)
         try:
-            if self.is_writer and self.config.tensorboard:
-                self.board = TensorBoardLog(self.out / "tensorboard")
-            if self.shown == 0:  # the baseline that later metrics are read against
-                self._metrics(self.config.resolution)
-            while (phase := phase_at(self.phases, self.shown)) is not None:
-                if stop_at is not None and self.shown >= stop_at:
-                    return
-                self._run_phase(phase, stop_at)
-            self._finish()
+            with self.signals:
+                if self.is_writer and self.config.tensorboard:
+                    self.board = TensorBoardLog(self.out / "tensorboard")
+                if self.shown == 0:  # the baseline that later metrics are read against
+                    self._metrics(self.config.resolution)
+                while (phase := phase_at(self.phases, self.shown)) is not None:
+                    if stop_at is not None and self.shown >= stop_at:
+                        return
+                    self._run_phase(phase, stop_at)
+                    if self._stop_agreed():  # the phase's end wrote its checkpoint
+                        raise self._stopped()
+                self._finish()
         finally:
             for sink in (self.log, self.board):
                 if sink is not None:
                     sink.close()
             self.log = self.board = None
+            self.lock.release()
 
     def _run_phase(self, phase: Phase, stop_at: int | None) -> None:
         c = self.config
@@ -302,6 +325,10 @@ class Trainer:
                 self._log_window(phase.resolution, alpha)
             if self.shown >= phase.end:
                 break
+            if self._stop_agreed(at_window=self.phase_step % c.log_every == 0):
+                self._log_window(phase.resolution, alpha)  # never checkpoint a NaN
+                self.save_checkpoint()
+                raise self._stopped()
             if self.shown // checkpoint_every > before // checkpoint_every:
                 self._log_window(phase.resolution, alpha)  # never checkpoint a NaN
                 self.save_checkpoint()
@@ -315,6 +342,30 @@ class Trainer:
             self._samples(phase.resolution, 1.0, tag=phase.name.replace(" ", "-"))
             self._metrics(phase.resolution)
             self.save_checkpoint()
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(f"fastpgan-train: {line}", file=sys.stderr, flush=True)
+
+    def _stop_agreed(self, at_window: bool = True) -> bool:
+        """Whether a signal asks the run to stop now. One process decides at any step;
+        several agree (any one caught it) at log windows and phase ends, which every rank
+        reaches at the same step, so all stop after the same step."""
+        if self.world == 1:
+            return self.signals.signum is not None
+        if not at_window:
+            return False
+        caught = torch.tensor(float(self.signals.signum is not None), device=self.device)
+        dist.all_reduce(caught, op=dist.ReduceOp.MAX)
+        return bool(caught.item())
+
+    def _stopped(self) -> TrainingStoppedError:
+        where = (f"the run is saved in {self.last_checkpoint}" if self.last_checkpoint
+                 else "rank 0 saved the run" if not self.is_writer
+                 else "no checkpoint was written yet")
+        return TrainingStoppedError(
+            f"stopped by {self.signals.name or 'a signal on another process'} at "
+            f"{self.shown / 1000:g} kimg; {where}: continue it with --resume latest")
 
     def _step(self, real_u8: Tensor, resolution: int, alpha: float,
               dry_run: bool = False) -> None:
