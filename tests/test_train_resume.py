@@ -176,6 +176,21 @@ def _wait_for(condition, what: str) -> None:
         time.sleep(0.05)
 
 
+def _paused_in_a_write(faces, tmp_path, shown: int) -> tuple[subprocess.Popen, Path]:
+    """A run of RUN_ARGS into tmp_path/run, paused (by the atomic writer's test hook)
+    inside the write of its checkpoint at ``shown`` images; (the process, its folder)."""
+    from fastpgan.atomic import PAUSE_BEFORE_RENAME
+    from fastpgan.runs.checkpoint import checkpoint_path
+
+    out, hook = tmp_path / "run", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "pause").write_text(checkpoint_path(out, shown).name)
+    run = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)],
+                   {**_cpu_env(), PAUSE_BEFORE_RENAME: str(hook)})
+    _wait_for(lambda: (hook / "paused").exists(), f"the pause in the write at {shown}")
+    return run, out
+
+
 def _final_weights(out):
     checkpoint = Checkpoint.read(latest_checkpoint(out / "checkpoints"))
     return checkpoint.shown, {f"{net}.{k}": v for net in ("G", "D", "G_ema")
@@ -217,15 +232,9 @@ def test_a_second_signal_ends_the_run_at_once(faces, tmp_path):
     """Stopped inside a checkpoint write (the atomic writer's test hook), a second SIGTERM
     ends the process at once, as the signal's default: the write is lost, the checkpoints
     before it load."""
-    from fastpgan.atomic import PAUSE_BEFORE_RENAME
-    from fastpgan.runs.checkpoint import checkpoint_path, list_checkpoints
+    from fastpgan.runs.checkpoint import list_checkpoints
 
-    out, hook = tmp_path / "run", tmp_path / "hook"
-    hook.mkdir()
-    (hook / "pause").write_text(checkpoint_path(out, 40).name)
-    run = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)],
-                   {**_cpu_env(), PAUSE_BEFORE_RENAME: str(hook)})
-    _wait_for(lambda: (hook / "paused").exists(), "the writer's pause")
+    run, out = _paused_in_a_write(faces, tmp_path, 40)
     run.send_signal(signal.SIGTERM)
     for line in run.stderr:  # until the first one is heard
         if "finishing this step" in line:
@@ -241,15 +250,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(faces, tmp_
     """The run folder is locked for the life of a run: a second run into it stops at once,
     naming the first's PID, and writes nothing; once the first is killed (-9), the lock is
     gone with it."""
-    from fastpgan.atomic import PAUSE_BEFORE_RENAME
-    from fastpgan.runs.checkpoint import checkpoint_path
-
-    out, hook = tmp_path / "run", tmp_path / "hook"
-    hook.mkdir()
-    (hook / "pause").write_text(checkpoint_path(out, 20).name)
-    first = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out)],
-                     {**_cpu_env(), PAUSE_BEFORE_RENAME: str(hook)})
-    _wait_for(lambda: (hook / "paused").exists(), "the first run's first checkpoint")
+    first, out = _paused_in_a_write(faces, tmp_path, 20)
     before = sorted(p.name for p in out.rglob("*"))
     for extra in ([], ["--overwrite"], ["--resume", "latest"]):
         second = _cli_run(["--data", str(faces), *RUN_ARGS, "--out", str(out), *extra],
