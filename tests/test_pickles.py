@@ -475,3 +475,37 @@ def test_published_networks_take_nvlabs_seeds(tmp_path, nvlabs_modules):
         save_grid(image, tmp_path / f"{rng}.png", columns=1)
         assert (tmp_path / rng / "seed0003.png").read_bytes() == \
             (tmp_path / f"{rng}.png").read_bytes(), rng
+
+
+def test_a_conversion_is_complete_or_refused_and_commands_say_what_they_render(
+        tmp_path, nvlabs_modules, capsys):
+    """source.json is written last and lists the networks: a conversion missing it, or one
+    of its networks, is refused (not rendered from what is left); a snapshot without
+    G_ema renders its G and says so."""
+    import shutil
+
+    nvlabs_snapshot(tmp_path / "s.pkl", nvlabs_modules, tmp_path / "m")
+    assert main(["convert", str(tmp_path / "s.pkl"), str(tmp_path / "out")]) == 0
+    assert load(tmp_path / "out").G_ema is not None
+    for damage, said in [(lambda out: shutil.rmtree(out / "generator"), "lacks generator"),
+                         (lambda out: (out / "source.json").unlink(),
+                          "an interrupted conversion")]:
+        shutil.copytree(tmp_path / "out", tmp_path / "damaged")
+        damage(tmp_path / "damaged")
+        with pytest.raises(ValueError, match=said):
+            load(tmp_path / "damaged")
+        assert main(["generate", str(tmp_path / "damaged"), "--device", "cpu",
+                     "--out", str(tmp_path / "x")]) == 2
+        assert said in capsys.readouterr().err
+        shutil.rmtree(tmp_path / "damaged")
+    from published_formats import write_snapshot
+
+    G = StyleGAN2Generator(16, 0, 16, 16, 3, mapping_layers=2, channel_base=128,
+                           channel_max=16).eval()
+    kwargs = dict(z_dim=16, w_dim=16, c_dim=0, img_resolution=16, img_channels=3,
+                  mapping_kwargs=nvlabs_modules[1](num_layers=2),
+                  synthesis_kwargs=nvlabs_modules[1](channel_base=128, channel_max=16))
+    write_snapshot(tmp_path / "g.pkl", nvlabs_modules, tmp_path / "m", {"G": G}, {"G": kwargs})
+    assert main(["generate", str(tmp_path / "g.pkl"), "--seeds", "0", "--device", "cpu",
+                 "--out", str(tmp_path / "g")]) == 0
+    assert "note: rendering the training generator G" in capsys.readouterr().err

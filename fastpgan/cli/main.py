@@ -174,6 +174,8 @@ def _run(args: argparse.Namespace, device: str) -> str:
         out = Path(args.out)
         writable_folder(out if OUT_IS_A_FOLDER[args.command] else out.parent, "--out")
     trained = load_trained(args.ckpt)
+    for note in trained.notes:
+        print(f"fastpgan {args.command}: note: {note}", file=sys.stderr)
     G = trained.G
     if is_style_based(G):
         G.noise_mode = args.noise_mode

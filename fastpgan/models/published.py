@@ -96,11 +96,15 @@ class Networks:
     notes: list[str] = field(default_factory=list)  # e.g. an unsupported D left out
 
     def generator(self) -> Pretrained:
-        """The generator to sample: G_ema, else G; ValueError when there is none."""
+        """The generator to sample: G_ema, else G (with a note saying so); ValueError when
+        there is none."""
         G = self.G_ema or self.G
         if G is None:
             why = f": {'; '.join(self.notes)}" if self.notes else ""
             raise ValueError(f"these networks hold no generator fastpgan builds{why}")
+        note = "rendering the training generator G: there is no moving average G_ema"
+        if self.G_ema is None and note not in self.notes:
+            self.notes.append(note)
         return G
 
 
@@ -143,11 +147,14 @@ def convert(path: str | os.PathLike, out: str | os.PathLike,
     folders by role."""
     out = writable_folder(out, "the output folder")
     networks = networks or load(path)
+    (out / SOURCE_FILE).unlink(missing_ok=True)  # a conversion in progress has none
     written = {role: getattr(networks, role).save_pretrained(out / FOLDERS[role])
                for role in ROLES if getattr(networks, role) is not None}
+    # written last: its presence marks a complete conversion, and it lists the networks
     source = {"file": Path(path).name, "sha256": _sha256(Path(path)), "kind": networks.kind,
               "stage": None if networks.stage is None else vars(networks.stage),
-              "info": networks.info, "notes": networks.notes}
+              "info": networks.info, "notes": networks.notes,
+              "networks": {role: FOLDERS[role] for role in written}}
     atomic_write(out / SOURCE_FILE, lambda f: f.write_text(json.dumps(source, indent=1,
                                                                       default=str)))
     return written
@@ -162,26 +169,37 @@ def _sha256(path: Path) -> str:
 
 
 def _read_folder(path: Path) -> Networks:
+    """A ``save_pretrained`` folder, or a conversion: complete (its source.json, written
+    last, lists its networks, each of which must be there) or refused."""
     if (path / CONFIG_FILE).exists():
         model = Pretrained.from_pretrained(path).eval()
         role = "D" if isinstance(model, (StyleGAN2Discriminator, ProGANDiscriminator)) else "G_ema"
         return Networks(**{role: model})
-    folders = {role: path / name for role, name in FOLDERS.items()
-               if (path / name / CONFIG_FILE).exists()}
-    if not folders:
+    present = {role for role, name in FOLDERS.items() if (path / name / CONFIG_FILE).exists()}
+    if not (path / SOURCE_FILE).exists():
+        if present:
+            raise RefusedFileError(f"{path} holds network folders but no {SOURCE_FILE}, which "
+                                   "fastpgan convert writes last: an interrupted conversion; "
+                                   "convert the file again")
         raise ValueError(f"{path} holds no saved network ({CONFIG_FILE}) and none of "
                          f"{sorted(FOLDERS.values())}")
-    source = read_json(path / SOURCE_FILE, "conversion record") \
-        if (path / SOURCE_FILE).exists() else {}
+    source = read_json(path / SOURCE_FILE, "conversion record")
     if not isinstance(source, dict):
         raise RefusedFileError(f"{path / SOURCE_FILE}: not a conversion record")
+    listed = source.get("networks")  # conversions before it was kept: what is there
+    expected = set(listed) if isinstance(listed, dict) else present
+    missing = sorted(FOLDERS[role] for role in expected - present if role in FOLDERS)
+    if missing:
+        raise RefusedFileError(f"{path} lacks {', '.join(missing)} (its {SOURCE_FILE} lists "
+                               "them): a damaged conversion; convert the file again")
     stage = source.get("stage")
     try:
         stage = None if stage is None else GrowthStage(**stage)
     except TypeError:
         raise RefusedFileError(f"{path / SOURCE_FILE}: its stage is not a resolution and "
                                "an alpha") from None
-    return Networks(**{role: Pretrained.from_pretrained(f).eval() for role, f in folders.items()},
+    return Networks(**{role: Pretrained.from_pretrained(path / FOLDERS[role]).eval()
+                       for role in expected if role in FOLDERS},
                     kind=str(source.get("kind", "fastpgan")), stage=stage,
                     info=source.get("info") or {}, notes=list(source.get("notes") or []))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from fastpgan.files import Kind, identify
 from fastpgan.models import GrowthStage, Networks, Pretrained, ProGANGenerator, load
 from fastpgan.models.architectures import Architecture, architecture
 from fastpgan.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, build_checked, load_checked
-from fastpgan.models.published import SOURCE_FILE
+from fastpgan.models.published import FOLDERS, SOURCE_FILE
 from fastpgan.models.sampling import STYLE_BASED
 from fastpgan.runs.checkpoint import Checkpoint, is_checkpoint, latest_checkpoint
 from fastpgan.runs.schedule import Phase, build_phases, phase_at
@@ -40,6 +40,8 @@ def initialize_from(path: str | os.PathLike, arch: Architecture, G: Pretrained,
                "G_ema": networks.G_ema or networks.G}
     if networks.G is None:
         notes.append(f"{path} has no training generator: G starts from its G_ema")
+    if networks.G_ema is None:
+        notes.append(f"{path} has no moving average G_ema: the run's EMA starts from its G")
     if networks.D is None:
         notes.append(f"{path} has no discriminator: D starts fresh")
     for role, target in (("G", G), ("D", D), ("G_ema", G_ema)):
@@ -64,7 +66,10 @@ def initialize_from(path: str | os.PathLike, arch: Architecture, G: Pretrained,
 
 def load_networks(path: str | os.PathLike) -> Networks:
     """The networks in ``path``: what :func:`fastpgan.models.load` reads, or a training
-    checkpoint's G, D and G_ema (kind "fastpgan-checkpoint")."""
+    checkpoint's G, D and G_ema (kind "fastpgan-checkpoint"), a run folder's from its
+    newest checkpoint."""
+    if Path(path).is_dir() and (newest := latest_checkpoint(Path(path) / "checkpoints")):
+        path = newest  # a run folder: its newest checkpoint holds all three networks
     if not is_checkpoint(path):
         return load(path)
     checkpoint = Checkpoint.read(path)
@@ -123,6 +128,7 @@ class TrainedGenerator:
     shown: int | None  # real images shown; None for a saved generator folder
     source: Path  # the folder or checkpoint file it came from
     kind: str = "fastpgan"  # who trained it: "fastpgan", "nvlabs-stylegan2", "progan-tf"
+    notes: list[str] = field(default_factory=list)  # e.g. which network is rendered
 
     @property
     def grown(self) -> bool:
@@ -153,8 +159,9 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
     if kind is Kind.SAFETENSORS and path.name == WEIGHTS_FILE and not is_checkpoint(path):
         path, kind = path.parent, Kind.FOLDER  # the weights of a saved folder: the folder
     if kind is Kind.FOLDER:
-        if (path / SOURCE_FILE).exists():
-            return _published(path)
+        conversion = [name for role, name in FOLDERS.items() if role != "G_ema"]
+        if (path / SOURCE_FILE).exists() or any((path / name).exists() for name in conversion):
+            return _published(path)  # complete, or refused
         if (path / "generator" / CONFIG_FILE).exists():
             path = path / "generator"
         elif not (path / CONFIG_FILE).exists():
@@ -176,7 +183,7 @@ def _published(path: Path) -> TrainedGenerator:
     networks = load(path)
     G = networks.generator()
     return TrainedGenerator(G.eval(), networks.stage or G.full_stage, None, path,
-                            networks.kind)
+                            networks.kind, networks.notes)
 
 
 def checkpoint_generator(checkpoint: Checkpoint, source: Path) -> TrainedGenerator:
