@@ -3,7 +3,9 @@ checked to be writable before work starts."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,9 +18,23 @@ file, writes ``paused`` (the target's name) there, and waits before renaming, so
 can kill the process inside the write. Unset, it costs one environment lookup a write."""
 
 
-def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+class DiskFullError(OSError):
+    """No space was left for a file; the message names it, what it needed and what is
+    free, and says that nothing already there was touched."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[Path], None],
+                 size: int | None = None) -> Path:
     """Calls write(tmp) on a temporary file beside target, fsyncs it, renames it over
-    target and fsyncs the folder, so the rename itself survives a crash."""
+    target and fsyncs the folder, so the rename itself survives a crash.
+
+    ``size``, the bytes the file will take about, only words the error when the disk is
+    full: a :class:`DiskFullError`, whatever the writer raised (an OSError, or a
+    library's own error saying "No space left on device").
+    """
     target = Path(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
@@ -29,8 +45,11 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Pa
         if os.environ.get(PAUSE_BEFORE_RENAME):
             _pause_if_asked(Path(os.environ[PAUSE_BEFORE_RENAME]), target.name)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
+        written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full_error(target, written, size) from exc
         raise
     directory = os.open(target.parent, os.O_RDONLY)
     try:
@@ -38,6 +57,24 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None]) -> Pa
     finally:
         os.close(directory)
     return target
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full (an OSError's ENOSPC, or a library's error
+    quoting the OS's "No space left on device")."""
+    text = str(exc)
+    return ((isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+            or "No space left on device" in text or "os error 28" in text)
+
+
+def disk_full_error(target: Path, written: int, size: int | None) -> DiskFullError:
+    """The :class:`DiskFullError` for ``target``, after ``written`` bytes of about ``size``."""
+    free = shutil.disk_usage(target.parent).free
+    needs = f"it needs about {size / 1e6:.1f} MB, " if size else ""
+    return DiskFullError(errno.ENOSPC, f"the disk holding {target.parent} is full: writing "
+                         f"{target.name} stopped after {written / 1e6:.1f} MB; {needs}"
+                         f"{free / 1e6:.1f} MB are free. Nothing was replaced: the files "
+                         "already there are intact")
 
 
 def _pause_if_asked(hook: Path, name: str) -> None:

@@ -204,3 +204,44 @@ def test_exif_orientation_is_applied(tmp_path, suffix):
     cache = ImageCache.open(prepare_dataset(src, tmp_path / "cache", 16, progress=False))
     image = cache.level(16)[0].mean(axis=0)  # (16, 16)
     assert image[:8].mean() > 200 and image[8:].mean() < 55, image
+
+
+def test_a_full_disk_while_caching_is_named_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The disk fills while the levels are written: one line names the disk and the cache,
+    and no half-built temporary folder is left."""
+    import builtins
+    import errno
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def opening(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return Full(handle) if str(file).endswith(".u8") and "w" in mode else handle
+
+    monkeypatch.setattr(builtins, "open", opening)
+    assert dataset_main([str(src), str(tmp_path / "cache"), "--resolution", "8"]) == 2
+    errors = [line.split("fastpgan-dataset: ", 1)[1]  # after the progress bar's
+              for line in capsys.readouterr().err.splitlines() if "fastpgan-dataset:" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: the disk holding "), errors
+    assert "is full: writing cache stopped after" in errors[0], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"], "nothing half-built left"

@@ -5,6 +5,7 @@ published networks, a diverging run stopped with its last good checkpoint."""
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,39 @@ def test_overwrite_starts_over_and_removes_only_the_old_runs_files(faces, tmp_pa
     assert not (out / "checkpoints").exists() and (out / "notes.txt").exists()
     trainer.run(stop_at=8)
     assert Checkpoint.read(latest_checkpoint(out / "checkpoints")).shown == 8
+
+
+def test_a_full_disk_is_named_and_the_earlier_checkpoints_stay(faces, tmp_path, monkeypatch,
+                                                               capsys):
+    """The disk fills while a checkpoint is written (safetensors' writer fails as the OS
+    says: no space left): one line names the disk, the file, what it needed and what is
+    free; the checkpoint before it loads and nothing half-written is left."""
+    import errno
+
+    import safetensors.torch
+
+    from fastpgan.cli.train import main as train_main
+    from fastpgan.runs.checkpoint import list_checkpoints
+
+    real_save, calls = safetensors.torch.save_file, []
+
+    def filling(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) < 3:
+            return real_save(tensors, path, metadata=metadata)
+        with open(path, "wb") as f:
+            f.write(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", filling)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(faces), *RUN_ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.search(r"error: the disk holding .*checkpoints is full: writing checkpoint-"
+                     r"000000000060\.safetensors stopped after 0\.0 MB; it needs about "
+                     r"[\d.]+ MB, [\d.]+ MB are free\. Nothing was replaced: the files "
+                     r"already there are intact; continue from .*000000000040\.safetensors "
+                     r"with --resume latest once there is room", err), err
+    assert [Checkpoint.read(f).shown for f in list_checkpoints(out / "checkpoints")] == [20, 40]
+    assert not list((out / "checkpoints").glob(".*.tmp"))

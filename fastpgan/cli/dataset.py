@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.atomic import DiskFullError
 from fastpgan.data.cache import ImageCache, prepare_dataset
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = prepare_dataset(args.src, args.out, args.resolution, channels=args.channels,
                                  overwrite=args.overwrite,
                                  max_image_pixels=args.max_image_pixels)
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, FileExistsError, DiskFullError) as exc:
         print(f"fastpgan-dataset: error: {exc}", file=sys.stderr)
         return 2
     cache = ImageCache.open(folder)

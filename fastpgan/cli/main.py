@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from fastpgan.atomic import writable_folder
+from fastpgan.atomic import DiskFullError, writable_folder
 from fastpgan.cli.options import finite_float
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             networks = load(args.pkl)
             written = convert(args.pkl, args.out, networks)
-        except ValueError as exc:
+        except (ValueError, DiskFullError) as exc:
             print(f"fastpgan convert: error: {exc}", file=sys.stderr)
             return 2
         for note in networks.notes:
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         print(f"fastpgan {args.command}: {_run(args, device)}")
-    except ValueError as exc:
+    except (ValueError, DiskFullError) as exc:
         print(f"fastpgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

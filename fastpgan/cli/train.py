@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastpgan.atomic import DiskFullError
 from fastpgan.cli.options import finite_float
 from fastpgan.models.architectures import architecture
 from fastpgan.train.config import (
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStoppedError as exc:
         print(f"fastpgan-train: {exc}", file=sys.stderr)
         return EXIT_STOPPED
-    except (ValueError, FileExistsError, TrainingDivergedError, OutOfMemoryError) as exc:
+    except (ValueError, FileExistsError, DiskFullError, TrainingDivergedError,
+            OutOfMemoryError) as exc:
         print(f"fastpgan-train: error: {exc}", file=sys.stderr)
         return 2
     print(f"fastpgan-train: done; EMA generator in {config.out}/generator, samples in "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastpgan.atomic import writable_folder
+from fastpgan.atomic import disk_full_error, is_disk_full, writable_folder
 from fastpgan.sizes import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -99,8 +99,11 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
+        written = sum(f.stat().st_size for f in tmp.iterdir()) if tmp.exists() else 0
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(out, written, None) from exc
         raise
     return out
 

@@ -34,7 +34,9 @@ def write_tree(path: str | os.PathLike, value: Any, *, kind: str, version: int) 
     tensors: dict[str, Tensor] = {}
     tree = _encode(value, "", tensors)
     metadata = {METADATA_KEY: json.dumps({"kind": kind, "version": version, "tree": tree})}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    size = sum(t.numel() * t.element_size() for t in tensors.values()) + len(metadata[METADATA_KEY])
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata),
+                        size=size)
 
 
 def _encode(value: Any, name: str, tensors: dict[str, Tensor]) -> Any:

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.atomic import writable_folder
+from fastpgan.atomic import DiskFullError, writable_folder
 from fastpgan.data.cache import ImageCache
 from fastpgan.data.demo import open_training_data
 from fastpgan.data.loader import RealImages, to_model_range
@@ -564,8 +564,13 @@ class Trainer:
             opt_d=self.opt_d.state_dict() if self.opt_d else None,
             scaler=self.scaler.state_dict(),
             rng=RngStates.capture(self.z_generator, self.device))
-        self.last_checkpoint = checkpoint.save(self.out / "checkpoints",
-                                               self.config.keep_checkpoints)
+        try:
+            self.last_checkpoint = checkpoint.save(self.out / "checkpoints",
+                                                   self.config.keep_checkpoints)
+        except DiskFullError as exc:
+            where = (f"continue from {self.last_checkpoint} with --resume latest once there is "
+                     "room" if self.last_checkpoint else "no checkpoint was written yet")
+            raise ValueError(f"{exc}; {where}") from None
         self._record(event="checkpoint", file=str(self.last_checkpoint))
         return self.last_checkpoint
 
