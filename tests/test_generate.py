@@ -270,3 +270,24 @@ def test_projection_at_a_stage_renders_and_compares_at_its_resolution():
     assert result.image.shape == target.shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match=r"must be \(1, C, 16, 16\)"):
         project(G, target, steps=1, restarts=1, progress=False)  # the full stage is 16px
+
+
+def test_generate_streams_images_to_disk_and_keeps_the_grid_bounded(tmp_path, monkeypatch):
+    """Each chunk of seeds is written before the next is rendered (memory stays flat for
+    --seeds 0-9999), and grid.png shows the first GRID_LIMIT seeds."""
+    from fastpgan.generate import commands as gen
+
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
+    real_render, written_before = gen.render, []
+
+    def render(G, z, stage, truncation):
+        written_before.append(len(list(tmp_path.glob("out/seed*.png"))))
+        return real_render(G, z, stage, truncation)
+
+    monkeypatch.setattr(gen, "render", render)
+    monkeypatch.setattr(gen, "GRID_LIMIT", 40)
+    files = gen.generate(G, list(range(70)), tmp_path / "out", columns=8)
+    assert written_before == [0, 32, 64], "each chunk on disk before the next renders"
+    assert len(files) == 71 and files[-1].name == "grid.png"
+    with Image.open(files[-1]) as grid:
+        assert grid.size[0] * 5 == grid.size[1] * 8, "8 columns, 5 rows: 40 images"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -22,33 +23,48 @@ from fastpgan.models.sampling import (
 from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
+CHUNK = 32
+"""Images rendered at a time."""
+GRID_LIMIT = 256
+"""The most images grid.png shows (the first seeds'): a grid of thousands is unreadable,
+and keeping their images for it would grow memory with every seed."""
 
-def _images(G: nn.Module, z: Tensor, truncation: float, device: str,
-            stage: GrowthStage | None) -> Tensor:
-    """G's images at ``stage`` (None: G's full resolution) for latents z, in chunks, as
-    float32 on the CPU."""
+
+def _image_chunks(G: nn.Module, latents: Iterable[Tensor], truncation: float, device: str,
+                  stage: GrowthStage | None) -> Iterator[Tensor]:
+    """G's images at ``stage`` (None: G's full resolution) for each chunk of latents, as
+    float32 on the CPU, one chunk at a time."""
     if truncation != 1.0 and not is_style_based(G):
         raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
     with torch.no_grad(), frozen_weights():
-        return torch.cat([render(G, chunk.to(device), stage, truncation).float().cpu()
-                          for chunk in z.split(32)])
+        for chunk in latents:
+            yield render(G, chunk.to(device), stage, truncation).float().cpu()
 
 
 def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | None = None,
              truncation: float = 1.0, device: str = "cpu", stage: GrowthStage | None = None,
              seed_rng: str = "torch") -> list[Path]:
-    """Writes seed{N}.png for each seed and grid.png into ``out``; returns the files.
+    """Writes seed{N}.png for each seed and grid.png (the first GRID_LIMIT seeds) into
+    ``out``; returns the files. Images are written as they are rendered, CHUNK at a time,
+    so memory stays flat however many seeds are asked.
 
     ``stage``: the resolution and fade-in alpha to render at (None: G's full one).
     ``seed_rng``: how seeds become latents (:func:`~fastpgan.generate.seed_latents`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = _images(G.to(device), seed_latents(seeds, G.latent_dim, seed_rng), truncation,
-                     device, stage)
-    files = [save_grid(image[None], out / f"seed{seed:04d}.png", columns=1)
-             for seed, image in zip(seeds, images, strict=True)]
-    files.append(save_grid(images, out / "grid.png", columns=columns, upscale_to=512))
+    G = G.to(device)
+    chunks = [seeds[start:start + CHUNK] for start in range(0, len(seeds), CHUNK)]
+    latents = (seed_latents(chunk, G.latent_dim, seed_rng) for chunk in chunks)
+    files, grid, shown = [], [], 0
+    for chunk, images in zip(chunks, _image_chunks(G, latents, truncation, device, stage),
+                             strict=True):
+        files += [save_grid(image[None], out / f"seed{seed:04d}.png", columns=1)
+                  for seed, image in zip(chunk, images, strict=True)]
+        grid.append(images[:GRID_LIMIT - shown])
+        shown += len(grid[-1])
+    files.append(save_grid(torch.cat(grid), out / "grid.png", columns=columns,
+                           upscale_to=512))
     return files
 
 
@@ -80,7 +96,8 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
     if space == "z":
         walk = (slerp(z[:, None], ends[:, None], t) if mode == "slerp" else
                 torch.lerp(z[:, None].double(), ends[:, None].double(), t).float())
-        frames = _images(G, walk.reshape(-1, G.latent_dim), truncation, device, stage)
+        frames = torch.cat(list(_image_chunks(G, walk.reshape(-1, G.latent_dim).split(CHUNK),
+                                              truncation, device, stage)))
     else:
         with torch.no_grad():
             w = to_w(G, z.to(device)).cpu()
