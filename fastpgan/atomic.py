@@ -36,7 +36,9 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None],
     library's own error saying "No space left on device").
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.",
+                               suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
@@ -57,6 +59,41 @@ def atomic_write(target: str | os.PathLike, write: Callable[[Path], None],
     finally:
         os.close(directory)
     return target
+
+
+def temporary_folder(target: Path) -> Path:
+    """A new hidden folder beside ``target`` to build it in (then renamed over it), named
+    for this process so that :func:`remove_stale_temporaries` knows when it is stale."""
+    remove_stale_temporaries(target)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.",
+                                 suffix=".tmp"))
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Removes the temporary files and folders of ``target`` (``.NAME.PID.*.tmp``) whose
+    writing process is gone (a killed write, a build cut short); returns them. Another
+    living process's are left alone."""
+    removed = []
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        pid = stale.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 def is_disk_full(exc: BaseException) -> bool:

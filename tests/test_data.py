@@ -1,6 +1,7 @@
 """fastpgan-dataset and the cache: folders and zips, skipped images, pyramid levels, loader."""
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -245,3 +246,31 @@ def test_a_full_disk_while_caching_is_named_and_leaves_nothing(tmp_path, monkeyp
     assert len(errors) == 1 and errors[0].startswith("error: the disk holding "), errors
     assert "is full: writing cache stopped after" in errors[0], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"], "nothing half-built left"
+
+
+def test_a_killed_build_leaves_nothing_the_next_build_keeps(tmp_path):
+    """The temporary folders and files a killed cache build or conversion left (named for
+    their process) are removed by the next build of the same target; a living process's
+    are not."""
+    import subprocess
+    import sys
+
+    from fastpgan.models import ProGANGenerator
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "a.png")
+    stale = tmp_path / f".cache.{gone}.x1.tmp"
+    (stale / "r8.u8").parent.mkdir()
+    (stale / "r8.u8").write_bytes(b"\0" * 100)
+    living = tmp_path / f".cache.{os.getpid()}.x2.tmp"
+    living.mkdir()
+    prepare_dataset(src, tmp_path / "cache", 8, progress=False)
+    assert not stale.exists() and living.exists()
+    folder = tmp_path / "gen"
+    folder.mkdir()
+    (folder / f".model.safetensors.{gone}.abc.tmp").write_bytes(b"\0" * 100)
+    ProGANGenerator(8, 8, 32, 8).save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastpgan.atomic import disk_full_error, is_disk_full, writable_folder
+from fastpgan.atomic import disk_full_error, is_disk_full, temporary_folder, writable_folder
 from fastpgan.sizes import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -73,7 +72,7 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     writable_folder(out.parent, f"the cache {out}: its folder")
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = temporary_folder(out)
     try:
         resolutions = [resolution >> k for k in range(int(np.log2(resolution)) - 1)]
         count = 0

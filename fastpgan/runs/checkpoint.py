@@ -128,8 +128,8 @@ class Checkpoint:
         ``keep`` checkpoints there (0: none). Returns the file."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".checkpoint-*.tmp"):  # left by a writer killed mid-write
-            stale.unlink(missing_ok=True)
+        for stale in folder.glob(".checkpoint-*.tmp"):  # killed mid-write (the run's lock:
+            stale.unlink(missing_ok=True)              # no other writer here)
         value = {f.name: getattr(self, f.name) for f in fields(self)}
         value["rng"] = None if self.rng is None else vars(self.rng)
         target = write_tree(checkpoint_path(folder, self.shown), value, kind=KIND,
