@@ -8,25 +8,33 @@ images are skipped and listed in the manifest and here.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from fastpgan.atomic import DiskFullError
+from fastpgan.cli.options import PATH, RESOLUTION, Parser, integer
 from fastpgan.data.cache import ImageCache, prepare_dataset
+
+
+def build_parser() -> Parser:
+    """The fastpgan-dataset argument parser."""
+    p = Parser(prog="fastpgan-dataset", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", type=PATH, help="image folder (searched recursively) or zip file")
+    p.add_argument("out", type=PATH, help="cache folder to create")
+    p.add_argument("--resolution", type=RESOLUTION, required=True,
+                   help="a power of two, e.g. 256")
+    p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="RGB or grayscale")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+    p.add_argument("--max-image-pixels", type=integer(1, 2 ** 40), default=None,
+                   help="raise Pillow's decompression-bomb limit (about 179 million pixels) "
+                        "for genuinely huge images; larger images are skipped and listed")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs fastpgan-dataset; returns the exit status."""
-    p = argparse.ArgumentParser(prog="fastpgan-dataset", description=__doc__.split("\n\n")[0])
-    p.add_argument("src", help="image folder (searched recursively) or zip file")
-    p.add_argument("out", help="cache folder to create")
-    p.add_argument("--resolution", type=int, required=True, help="a power of two, e.g. 256")
-    p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="RGB or grayscale")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing cache")
-    p.add_argument("--max-image-pixels", type=int, default=None,
-                   help="raise Pillow's decompression-bomb limit (about 179 million pixels) "
-                        "for genuinely huge images; larger images are skipped and listed")
-    args = p.parse_args(argv)
+    args = build_parser().parse_or_status(argv)
+    if isinstance(args, int):
+        return args
     try:
         folder = prepare_dataset(args.src, args.out, args.resolution, channels=args.channels,
                                  overwrite=args.overwrite,

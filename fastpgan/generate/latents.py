@@ -14,14 +14,26 @@ SEED_RNGS = ("torch", "numpy")
 gives the image their scripts give for a published network."""
 
 
+SEED_MAX = 2 ** 32 - 1
+"""The largest seed: NumPy's RandomState (NVlabs' seeding) takes no more."""
+MAX_SEEDS = 1_000_000
+"""The most seeds one list may name."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """"0-3,7,10-11" -> [0, 1, 2, 3, 7, 10, 11]; ValueError naming a bad part."""
+    """"0-3,7,10-11" -> [0, 1, 2, 3, 7, 10, 11]; ValueError naming a bad part, a seed above
+    SEED_MAX, or a list of more than MAX_SEEDS seeds."""
     seeds: list[int] = []
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
             raise ValueError(f"bad seed list {text!r}: {part!r} is not N or N-M with M >= N")
-        seeds.extend(range(int(match[1]), int(match[2] or match[1]) + 1))
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last > SEED_MAX:
+            raise ValueError(f"bad seed list {text!r}: seeds go up to {SEED_MAX}, got {last}")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ValueError(f"bad seed list {text!r}: more than {MAX_SEEDS} seeds")
+        seeds.extend(range(first, last + 1))
     return seeds
 
 

@@ -169,6 +169,8 @@ class TrainConfig:
             if value < low:
                 raise ValueError(f"--{name} must be {'positive' if low else '>= 0'}, got "
                                  f"{value:g}")
+        if not 0 <= self.seed <= 2 ** 32 - 1:  # NumPy's global RNG takes no more
+            raise ValueError(f"--seed must be from 0 to {2 ** 32 - 1}, got {self.seed}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
