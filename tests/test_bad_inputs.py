@@ -4,16 +4,30 @@ One case per line: the command, its arguments ({name} is a fixture path below), 
 status and what its output must contain.
 """
 
+import os
 import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fastpgan.cli.dataset import main as dataset_main
 from fastpgan.cli.main import main as fastpgan_main
 from fastpgan.cli.train import main as train_main
 from fastpgan.models import ProGANGenerator
+from fastpgan.nn import EqualizedConv2d, EqualizedLinear
+from fastpgan.ops import (
+    adain,
+    bias_act,
+    conv2d_downsample,
+    fir_conv2d_downsample,
+    fir_upsample_conv2d,
+    minibatch_stddev,
+    modulated_conv2d,
+    pixel_norm,
+    upsample_conv2d,
+)
 from fastpgan.runs.checkpoint import Checkpoint
 
 COMMANDS = {"fastpgan-train": train_main, "fastpgan-dataset": dataset_main,
@@ -102,6 +116,9 @@ CASES = [  # (command, arguments, exit status, output contains)
     ("fastpgan", ["metrics", "{gen}", "--data", "{one}", "--metrics", "fid,swd", "--device",
                   "cpu", "--inception", "{missing}"], 2,
      "they need at least 2 real and 2 generated images, and the data at"),
+    ("fastpgan", ["convert", "{gen}", "{file}"], 2, "a file of that name exists"),
+    ("fastpgan-train", ["--arch", "stylegan2", "--init", "{file}", "--out", "{out}"], 2,
+     "is a text file, not a network, checkpoint or weights file"),
     *[("fastpgan", [command, "{gen}", "--truncation", value], 2,
        f"--truncation: expected a finite number, got '{value}'")
       for command in ("generate", "style-mix", "interpolate") for value in ("nan", "inf")],
@@ -183,19 +200,6 @@ def test_ops_and_layers_agree_on_edge_cases_or_name_the_problem():
     """Issue 31's cases: a batch of 0 gives the same empty output on both backends,
     half-precision activations take float32 weights in every convolution op, and the
     equalized layers name a wrong feature count or an empty layer."""
-    import os
-
-    import torch
-
-    from fastpgan.nn import EqualizedConv2d, EqualizedLinear
-    from fastpgan.ops import (
-        conv2d_downsample,
-        fir_conv2d_downsample,
-        fir_upsample_conv2d,
-        modulated_conv2d,
-        upsample_conv2d,
-    )
-
     x, w, s = torch.randn(0, 3, 4, 4), torch.randn(2, 3, 3, 3), torch.randn(0, 3)
     backends = ["reference"] + (["fused"] if os.environ.get("TRITON_INTERPRET") else [])
     for up in (False, True):
@@ -209,3 +213,26 @@ def test_ops_and_layers_agree_on_edge_cases_or_name_the_problem():
         EqualizedLinear(4, 2)(torch.randn(3, 5))
     with pytest.raises(ValueError, match="at least one input and one output"):
         EqualizedConv2d(0, 4, 3)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda x: bias_act(x, act="lrelu", clamp=NAN), "bias_act: clamp must be > 0 and finite"),
+    (lambda x: bias_act(x, act="lrelu", gain=INF), "bias_act: gain must be > 0 and finite"),
+    (lambda x: bias_act(x, act="lrelu", negative_slope=NAN),
+     "bias_act: negative_slope must be >= 0 and finite"),
+    (lambda x: pixel_norm(x, eps=NAN), "pixel_norm: eps must be >= 0 and finite"),
+    (lambda x: minibatch_stddev(x, eps=NAN), "minibatch_stddev: eps must be >= 0 and finite"),
+    (lambda x: adain(x, x[:, :, 0, 0], x[:, :, 0, 0], eps=INF),
+     "adain: eps must be >= 0 and finite"),
+    (lambda x: modulated_conv2d(x, x[:2, :, :3, :3], x[:, :, 0, 0], eps=NAN),
+     "modulated_conv2d: eps must be >= 0 and finite"),
+    (lambda x: upsample_conv2d(x, x[:2, :, :3, :3], weight_gain=NAN),
+     "upsample_conv2d: weight_gain must be > 0 and finite"),
+], ids=["bias_act clamp", "bias_act gain", "bias_act slope", "pixel_norm eps",
+        "minibatch_stddev eps", "adain eps", "modulated_conv2d eps", "upsample_conv2d gain"])
+def test_op_parameters_refuse_nan_and_infinity(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(torch.randn(4, 4, 4, 4))

@@ -114,6 +114,13 @@ def test_init_fine_tunes_published_networks_and_refuses_another_architecture(tmp
     trainer.run()
     assert not torch.equal(trainer.G.state_dict()["synthesis.b16.conv1.weight"],
                            published.G_ema.state_dict()["synthesis.b16.conv1.weight"])
+    # issue 31 (10): a run's checkpoint, or its folder (its newest checkpoint), is an --init
+    trained = training_weights(trainer)
+    for i, source in enumerate((latest_checkpoint(tmp_path / "run" / "checkpoints"),
+                                tmp_path / "run")):
+        again = Trainer(TrainConfig(out=str(tmp_path / f"again{i}"),
+                                    **{**settings, "init": str(source)}))
+        assert all(torch.equal(v, trained[k]) for k, v in training_weights(again).items())
     with pytest.raises(ValueError, match=r"mapping_layers 2 there, 8 here \(--mapping-layers\)"):
         Trainer(TrainConfig(out=str(tmp_path / "other"), **{**settings, "mapping_layers": 8}))
     with pytest.raises(ValueError, match="--init is a setting of --arch stylegan2"):

@@ -32,6 +32,7 @@ from fastpgan.backend import (
     use_fused,
 )
 from fastpgan.ops.autograd import closed_form_vjp
+from fastpgan.ops.checks import check_nonnegative
 from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
@@ -182,10 +183,9 @@ def _validate(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
                     ("noise_weight", noise_weight), ("bias", bias)):
         if t is not None and t.device != x.device:
             raise ValueError(f"adain: {name} is on {t.device}, x on {x.device}")
-    if negative_slope is not None and negative_slope < 0:
-        raise ValueError(f"adain: negative_slope must be >= 0 or None, got {negative_slope}")
-    if eps < 0:
-        raise ValueError(f"adain: eps must be >= 0, got {eps}")
+    if negative_slope is not None:
+        check_nonnegative("adain", "negative_slope", negative_slope)
+    check_nonnegative("adain", "eps", eps)
 
 
 # ---------------------------------------------------------------- fused path (custom ops)

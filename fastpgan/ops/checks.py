@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from fastpgan.ops.epilogue import Epilogue
+if TYPE_CHECKING:
+    from fastpgan.ops.epilogue import Epilogue
+
+
+def check_nonnegative(op: str, name: str, value: float) -> None:
+    """Raises ValueError naming ``op`` and ``name`` unless value is >= 0 and finite (NaN
+    fails too: every comparison with it is false)."""
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{op}: {name} must be >= 0 and finite, got {value}")
 
 
 def check_conv(op: str, x: Tensor, weight: Tensor) -> None:

@@ -43,6 +43,7 @@ from fastpgan.backend import (
     use_fused,
 )
 from fastpgan.extension import load_extension
+from fastpgan.ops.checks import check_nonnegative
 from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
@@ -92,15 +93,12 @@ class Epilogue:
         if self.act not in ACTIVATIONS:
             raise ValueError(f"{op}: the activation must be one of {tuple(ACTIVATIONS)}, got "
                              f"{self.act!r}")
-        if not 0 <= self.negative_slope < math.inf:
-            raise ValueError(f"{op}: negative_slope must be >= 0 and finite, got "
-                             f"{self.negative_slope}")
+        check_nonnegative(op, "negative_slope", self.negative_slope)
         if not 0 < self.gain < math.inf:
             raise ValueError(f"{op}: gain must be > 0 and finite, got {self.gain}")
         if self.clamp is not None and not 0 < self.clamp < math.inf:
             raise ValueError(f"{op}: clamp must be > 0 and finite, or None, got {self.clamp}")
-        if not 0 <= self.eps < math.inf:
-            raise ValueError(f"{op}: eps must be >= 0 and finite, got {self.eps}")
+        check_nonnegative(op, "eps", self.eps)
         return self
 
     def kernel_arguments(self) -> tuple[float, float, float | None, bool, float]:

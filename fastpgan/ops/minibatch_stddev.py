@@ -33,6 +33,7 @@ from fastpgan.backend import (
     use_fused,
 )
 from fastpgan.ops.autograd import closed_form_vjp
+from fastpgan.ops.checks import check_nonnegative
 from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map
@@ -125,8 +126,7 @@ def _validate(x: Tensor, group_size: int, num_channels: int, eps: float) -> None
     if c % num_channels:
         raise ValueError(f"minibatch_stddev: C = {c} channels do not split into "
                          f"num_channels = {num_channels} groups")
-    if eps < 0:
-        raise ValueError(f"minibatch_stddev: eps must be >= 0, got {eps}")
+    check_nonnegative("minibatch_stddev", "eps", eps)
 
 
 # ---------------------------------------------------------------- fused path (custom ops)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.backend import HalfPrecisionCase, OpInfo, OpSample, OpTests, register, use_fused
-from fastpgan.ops.checks import check_conv
+from fastpgan.ops.checks import check_conv, check_nonnegative
 from fastpgan.ops.epilogue import Epilogue
 from fastpgan.ops.fir import FIR_TAPS, fir_resample_conv2d, fir_upsampled
 from fastpgan.ops.layout import stat_dtype
@@ -135,8 +135,7 @@ def _validate(x: Tensor, weight: Tensor, styles: Tensor, eps: float, padding: in
     if tuple(styles.shape) != (x.shape[0], x.shape[1]):
         raise ValueError(f"modulated_conv2d: styles must have shape ({x.shape[0]}, "
                          f"{x.shape[1]}), got {tuple(styles.shape)}")
-    if eps < 0:
-        raise ValueError(f"modulated_conv2d: eps must be >= 0, got {eps}")
+    check_nonnegative("modulated_conv2d", "eps", eps)
     return same if padding is None else padding
 
 
