@@ -36,16 +36,14 @@ from .common import (
     UNIT_STRIDES,
     Spec,
     cdiv,
+    chunk_program,
+    combine_chunks,
     compute_dtype,
-    multiprocessors,
-    next_power_of_2,
+    row_chunks,
+    row_tiles,
     spec,
+    store_chunk_sums,
 )
-
-MAX_TILE = 4096
-"""Elements per program tile (half that for float64)."""
-PROGRAMS_PER_SM = 8
-"""Long rows are split into enough chunks for about this many programs per SM."""
 
 
 @triton.jit
@@ -97,37 +95,6 @@ def _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
 
 
 @triton.jit
-def _chunk_program(C, BLOCK_C: tl.constexpr):
-    """(sample n, chunk, channels c, c < C) of a program of the grid (c blocks, chunks, N)."""
-    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    return tl.program_id(2), tl.program_id(1), c, c < C
-
-
-@triton.jit
-def _combine(partial_ptr, n, c, c_mask, C, COMPUTE: tl.constexpr):
-    """Sums over a row's chunks of the two planes of partial, (2, N, chunks, C)."""
-    num_chunks = tl.num_programs(1)
-    plane = tl.num_programs(2) * num_chunks * C
-    first = tl.zeros(c.shape, COMPUTE)
-    second = tl.zeros(c.shape, COMPUTE)
-    for j in range(num_chunks):
-        slot = (n * num_chunks + j) * C + c
-        first += tl.load(partial_ptr + slot, mask=c_mask, other=0)
-        second += tl.load(partial_ptr + plane + slot, mask=c_mask, other=0)
-    return first, second
-
-
-@triton.jit
-def _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, first, second):
-    """Stores a chunk's two per-lane sums, reduced over pixels, at (·, n, chunk, c)."""
-    num_chunks = tl.num_programs(1)
-    slot = (n * num_chunks + chunk) * C + c
-    tl.store(partial_ptr + slot, tl.sum(first, axis=1), mask=c_mask)
-    tl.store(partial_ptr + tl.num_programs(2) * num_chunks * C + slot, tl.sum(second, axis=1),
-             mask=c_mask)
-
-
-@triton.jit
 def adain_fwd_kernel(
     x_ptr, noise_ptr, nw_ptr, b_ptr, scale_ptr, shift_ptr, y_ptr, mean_ptr, rstd_ptr,
     C, P, inv_p, stride_n, stride_c, stride_p, noise_stride_n, noise_stride_p, slope, eps,
@@ -167,7 +134,7 @@ def adain_stats_kernel(
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     """Long rows, pass 1: per chunk, sums of (a - a[0]) and its square."""
-    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    n, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     x_ptr += n.to(tl.int64) * stride_n
     noise_ptr += n.to(tl.int64) * noise_stride_n
     shift0 = _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
@@ -185,7 +152,7 @@ def adain_stats_kernel(
         d = tl.where(mask, a - shift0[:, None], 0)
         s1 += d
         s2 += d * d
-    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, s1, s2)
+    store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, s1, s2)
 
 
 @triton.jit
@@ -197,13 +164,13 @@ def adain_norm_kernel(
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     """Long rows, pass 2: row statistics from the chunk sums, then y for this chunk."""
-    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    n, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     x_ptr += n.to(tl.int64) * stride_n
     y_ptr += n.to(tl.int64) * stride_n
     noise_ptr += n.to(tl.int64) * noise_stride_n
     shift0 = _row_shift(x_ptr, noise_ptr, nw_ptr, b_ptr, c, c_mask, stride_c, stride_p,
                         noise_stride_p, slope, C, P, HAS_NOISE, HAS_BIAS, HAS_ACT, COMPUTE)
-    s1, s2 = _combine(partial_ptr, n, c, c_mask, C, COMPUTE)
+    s1, s2 = combine_chunks(partial_ptr, n, c, c_mask, C, COMPUTE)
     mean_d = s1 * inv_p
     mean = shift0 + mean_d
     # a NaN must survive, as in the reference (tl.maximum would drop it by default)
@@ -291,7 +258,7 @@ def adain_grad_sums_kernel(
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     """Long rows, backward pass 1: per chunk, sums of dy and dy * a_hat."""
-    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    n, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     x_ptr += n.to(tl.int64) * stride_n
     dy_ptr += n.to(tl.int64) * stride_n
     noise_ptr += n.to(tl.int64) * noise_stride_n
@@ -307,7 +274,7 @@ def adain_grad_sums_kernel(
         dy = tl.load(dy_ptr + offsets, mask=mask, other=0).to(COMPUTE)
         acc_dy += dy
         acc_dy_ah += dy * a_hat
-    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dy, acc_dy_ah)
+    store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dy, acc_dy_ah)
 
 
 @triton.jit
@@ -320,7 +287,7 @@ def adain_grad_kernel(
 ):
     """Long rows, backward pass 2: dx for this chunk from the row sums of pass 1 (sums);
     rows[0:2] = those row sums, partial = this chunk's sums of dh and dh * noise."""
-    n, chunk, c, c_mask = _chunk_program(C, BLOCK_C)
+    n, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     x_ptr += n.to(tl.int64) * stride_n
     dy_ptr += n.to(tl.int64) * stride_n
     dx_ptr += n.to(tl.int64) * stride_n
@@ -329,7 +296,7 @@ def adain_grad_kernel(
     mean = tl.load(mean_ptr + row, mask=c_mask, other=0)
     rstd = tl.load(rstd_ptr + row, mask=c_mask, other=0)
     scale = tl.load(scale_ptr + row, mask=c_mask, other=0).to(COMPUTE)
-    sum_dy, sum_dy_ah = _combine(sums_ptr, n, c, c_mask, C, COMPUTE)
+    sum_dy, sum_dy_ah = combine_chunks(sums_ptr, n, c, c_mask, C, COMPUTE)
     rows_stride = tl.num_programs(2) * C
     first_chunk = c_mask & ((c * 0 + chunk) == 0)  # the row's chunk 0 stores the row sums
     tl.store(rows_ptr + row, sum_dy, mask=first_chunk)
@@ -348,38 +315,10 @@ def adain_grad_kernel(
                                    COMPUTE)
         acc_dh += dh
         acc_dh_noise += dh_noise
-    _store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dh, acc_dh_noise)
+    store_chunk_sums(partial_ptr, n, chunk, c, c_mask, C, acc_dh, acc_dh_noise)
 
 
 # ----------------------------------------------------------------------------- host side
-
-
-def _blocks(c: int, p: int, pixels_contiguous: bool, elem_bytes: int) -> tuple[int, int, int]:
-    """BLOCK_C, BLOCK_P and num_warps: whole rows in one tile where they fit.
-
-    NCHW tiles take 16 elements a thread; channels_last ones, always chunked, 8 (one
-    128-bit access of bf16): at 16 their backward needs about 150 registers a thread and
-    an SM holds one 8-warp program (the AOT report's occupancy rule).
-    """
-    max_tile = MAX_TILE // 2 if elem_bytes == 8 else MAX_TILE
-    if pixels_contiguous:
-        block_p = min(next_power_of_2(p), max_tile)
-        block_c = max(1, min(next_power_of_2(c), max_tile // block_p, 16))
-        return block_c, block_p, max(1, min(8, block_c * block_p // 512))
-    block_c = min(next_power_of_2(c), 32)
-    block_p = max(1, min(next_power_of_2(p), max_tile // block_c))
-    return block_c, block_p, max(1, min(16, block_c * block_p // 256))
-
-
-def _chunking(device: torch.device, row_programs: int, p: int, block_p: int) -> tuple[int, int]:
-    """(number of chunks per row, chunk size in pixels, a multiple of block_p)."""
-    tiles = cdiv(p, block_p)
-    if device.type == "cuda":
-        target = PROGRAMS_PER_SM * multiprocessors(device)
-    else:
-        target = 64  # the interpreter: several chunks a row, so tests cover the combine
-    tiles_per_chunk = cdiv(tiles, min(tiles, max(1, target // row_programs)))
-    return cdiv(tiles, tiles_per_chunk), tiles_per_chunk * block_p
 
 
 class _Launch:
@@ -398,12 +337,13 @@ class _Launch:
         if noise is not None:  # one (1, 1, H, W) map may serve the whole batch
             noise_strides = (noise.stride(0) if noise.shape[0] > 1 else 0, noise.stride(3))
         self.noise_strides = noise_strides
-        self.block_c, self.block_p, self.num_warps = _blocks(c, self.p, self.strides[2] == 1,
+        self.block_c, self.block_p, self.num_warps = row_tiles(c, self.p, self.strides[2] == 1,
                                                              x.element_size())
         self.c_blocks = cdiv(c, self.block_c)
         self.one_tile = self.p <= self.block_p
-        self.chunks, self.chunk_size = _chunking(x.device, self.c_blocks * n, self.p,
-                                                 self.block_p)
+        self.chunks, tiles_per_chunk = row_chunks(x.device, self.c_blocks * n,
+                                                  cdiv(self.p, self.block_p))
+        self.chunk_size = tiles_per_chunk * self.block_p
         self.optional = (x if noise is None else noise, x if noise is None else noise_weight,
                          x if bias is None else bias)
         self.meta = dict(HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
@@ -476,7 +416,7 @@ def aot_specs() -> list[Spec]:
     for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
         for layout, unit in UNIT_STRIDES.items():
             for shape_name, (n, c, p) in shapes.items():
-                block_c, block_p, num_warps = _blocks(c, p, layout == "nchw", elem_bytes)
+                block_c, block_p, num_warps = row_tiles(c, p, layout == "nchw", elem_bytes)
                 constexprs = dict(HAS_NOISE=True, HAS_BIAS=True, HAS_ACT=True, BLOCK_C=block_c,
                                   BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
                                   noise_stride_p=1, **unit)

@@ -240,7 +240,7 @@ def bias_act_bwd_kernel(
 def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     """(N, C, P, stride_n, stride_c, stride_p) of a tensor of shape (N, C, *spatial).
 
-    The tensor must be contiguous, or channels_last-contiguous if 4-D. Strides are
+    The tensor must be contiguous, or channels_last (channels_last_3d) if 4-D (5-D). Strides are
     derived from the shape (a size-1 dimension may carry any stride). A pixel-major
     batch (channels_last, or P == 1) is folded into P, leaving N == 1.
     """
@@ -253,8 +253,9 @@ def channel_view(t: torch.Tensor) -> tuple[int, int, int, int, int, int]:
         if p == 1 or c == 1:
             return 1, c, n * p, 0, 1 if p == 1 else p, c if p == 1 else 1
         return n, c, p, c * p, p, 1
-    if not (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
-        raise ValueError("fastpgan kernels take contiguous or channels_last tensors")
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.dim())
+    if channels_last is None or not t.is_contiguous(memory_format=channels_last):
+        raise ValueError("fastpgan kernels take contiguous or channels_last(_3d) tensors")
     return 1, c, n * p, 0, 1, c
 
 

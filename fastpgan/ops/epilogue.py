@@ -48,9 +48,73 @@ from fastpgan.ops.dispatch import FusedOp
 from fastpgan.ops.layout import memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
 
-ACTIVATIONS: dict[str, float | None] = {"linear": 1.0, "relu": 0.0, "lrelu": None}
-"""Activation -> its slope for negative inputs, the one number the kernels take (None:
-the epilogue's ``negative_slope``). Slope 1 is the identity, slope 0 ReLU."""
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation as the kernels take it.
+
+    Attributes:
+        code: the kernels' ACT (``fastpgan.kernels.common``): 0 leaky ReLU, 1 tanh, 2
+            the logistic sigmoid.
+        slope: leaky ReLU's slope for negative inputs (1: the identity, 0: ReLU); None:
+            the caller's ``negative_slope``.
+    """
+
+    code: int
+    slope: float | None = None
+
+    @property
+    def piecewise_linear(self) -> bool:
+        """Whether the derivative is piecewise constant (a leaky ReLU)."""
+        return self.code == 0
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(0, 1.0), "relu": Activation(0, 0.0), "lrelu": Activation(0),
+    "tanh": Activation(1), "sigmoid": Activation(2)}
+"""Every activation a fused op takes, by name."""
+
+
+def check_activation(op: str, act: str, negative_slope: float) -> None:
+    """Raises ValueError naming ``op`` for an unknown activation or a negative_slope
+    outside [0, inf)."""
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{op}: the activation must be one of {tuple(ACTIVATIONS)}, got "
+                         f"{act!r}")
+    check_nonnegative(op, "negative_slope", negative_slope)
+
+
+def activation_slope(act: str, negative_slope: float) -> float:
+    """The slope for negative inputs the kernels take for ``act`` (1 for linear, 0 for
+    ReLU and for the smooth activations, which ignore it)."""
+    slope = ACTIVATIONS[act].slope
+    return float(negative_slope if slope is None else slope)
+
+
+def activation_derivative_reference(h: Tensor, a: Tensor, act: str,
+                                    negative_slope: float) -> Tensor:
+    """d act(h) / dh given a = act(h), as the kernels compute it: from a for tanh
+    (1 - a^2) and sigmoid (a (1 - a)), differentiable again; from the sign of h for leaky
+    ReLU (its slope at 0), a constant."""
+    code = ACTIVATIONS[act].code
+    if code == 1:
+        return 1 - a * a
+    if code == 2:
+        return a * (1 - a)
+    slope = activation_slope(act, negative_slope)
+    return torch.where(h.detach() > 0, 1.0, slope).to(h.dtype)
+
+
+def activation_reference(h: Tensor, act: str, negative_slope: float) -> Tensor:
+    """``act`` applied to h in plain PyTorch, leaky ReLU as the kernels compute it
+    (h > 0 ? h : h * slope, so ReLU's derivative at 0 is 0)."""
+    code = ACTIVATIONS[act].code
+    if code == 1:
+        return torch.tanh(h)
+    if code == 2:
+        return torch.sigmoid(h)
+    slope = activation_slope(act, negative_slope)
+    return h if slope == 1.0 else F.leaky_relu(h, slope)
 
 
 @dataclass(frozen=True)
@@ -77,8 +141,7 @@ class Epilogue:
     @property
     def slope(self) -> float:
         """The activation's slope for negative inputs (1 for linear, 0 for ReLU)."""
-        slope = ACTIVATIONS[self.act]
-        return float(self.negative_slope if slope is None else slope)
+        return activation_slope(self.act, self.negative_slope)
 
     @property
     def is_identity(self) -> bool:
@@ -90,10 +153,10 @@ class Epilogue:
         """self, after raising ValueError (naming ``op``) for a setting outside its domain:
         an unknown activation, or a number that is negative, zero where it may not be,
         infinite or NaN."""
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"{op}: the activation must be one of {tuple(ACTIVATIONS)}, got "
+        check_activation(op, self.act, self.negative_slope)
+        if not ACTIVATIONS[self.act].piecewise_linear:
+            raise ValueError(f"{op}: the epilogue takes linear, relu or lrelu, got "
                              f"{self.act!r}")
-        check_nonnegative(op, "negative_slope", self.negative_slope)
         if not 0 < self.gain < math.inf:
             raise ValueError(f"{op}: gain must be > 0 and finite, got {self.gain}")
         if self.clamp is not None and not 0 < self.clamp < math.inf:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+"""The channels-last memory format of 4-D and 5-D tensors."""
+
 
 def memory_format(t: Tensor) -> torch.memory_format:
-    """channels_last for a 4-D tensor dense in that format only, else contiguous_format."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
-            memory_format=torch.channels_last):
-        return torch.channels_last
+    """channels_last (channels_last_3d) for a 4-D (5-D) tensor dense in that format only,
+    else contiguous_format."""
+    channels_last = CHANNELS_LAST.get(t.dim())
+    if (channels_last is not None and not t.is_contiguous()
+            and t.is_contiguous(memory_format=channels_last)):
+        return channels_last
     return torch.contiguous_format
 
 
