@@ -34,10 +34,12 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str) ->
 
 def random_input(shape: tuple[int, ...], device: str, dtype: torch.dtype = torch.float32,
                  channels_last: bool = False) -> torch.Tensor:
-    """A random leaf tensor (requires grad) in the asked-for memory format."""
+    """A random leaf tensor (requires grad) in the asked-for memory format
+    (channels_last_3d for a 5-D shape)."""
     x = torch.randn(shape, device=device, dtype=dtype)
     if channels_last:
-        x = x.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last_3d if len(shape) == 5
+                 else torch.channels_last)
     return x.requires_grad_()
 
 

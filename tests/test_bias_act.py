@@ -17,6 +17,8 @@ SHAPES = [  # (shape, channels_last)
     ((2, 16, 3, 5), False),
     ((5, 7), False),
     ((2, 1100, 1, 3), False),  # more channels than one pixel-norm tile
+    ((2, 5, 3, 4, 2), False),  # 3-D maps
+    ((2, 5, 3, 4, 2), True),  # channels_last_3d
 ]
 CONFIGS = [  # (keyword arguments, with bias)
     (dict(act="lrelu", gain=math.sqrt(2)), True),  # discriminator epilogue
@@ -64,8 +66,9 @@ def test_values_and_gradients_match_float64(device, poisoned_outputs, shape, cha
     for name, g, g64 in zip(("dx", "db"), grads, grads64, strict=False):
         assert_close(g, g64, 1e-5, name)
     if channels_last:
-        assert y.is_contiguous(memory_format=torch.channels_last)
-        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        assert y.is_contiguous(memory_format=layout)
+        assert grads[0].is_contiguous(memory_format=layout)
 
 
 def _gradient_penalty(fn, x, b, head):

@@ -21,6 +21,7 @@ def test_reference_is_the_papers_formula():
     ((1, 21, 1, 1), False),
     ((4, 17, 4, 4), True),
     ((3, 10, 5, 7), False),
+    ((2, 6, 3, 2, 4), True),  # 3-D maps, channels_last_3d
 ])
 def test_fused_matches_float64_with_gradients(device, poisoned_outputs, shape, channels_last):
     x = random_input(shape, device, channels_last=channels_last)
@@ -33,8 +34,9 @@ def test_fused_matches_float64_with_gradients(device, poisoned_outputs, shape, c
     assert_close(y, y64, 1e-5, "value")
     assert_close(dx, dx64, 1e-5, "dx")
     if channels_last:
-        assert y.is_contiguous(memory_format=torch.channels_last)
-        assert dx.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        assert y.is_contiguous(memory_format=layout)
+        assert dx.is_contiguous(memory_format=layout)
 
 
 def test_fused_second_gradient_matches_float64(device):
@@ -56,7 +58,7 @@ def test_eps_dominates_for_zero_input(device):
 
 
 def test_one_dimensional_input_is_rejected():
-    with pytest.raises(ValueError, match=r"\(N, C\)"):
+    with pytest.raises(ValueError, match=r"\(N, C, \.\.\.\) with at least 2 dimensions"):
         pixel_norm(torch.randn(8))
 
 

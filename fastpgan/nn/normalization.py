@@ -22,7 +22,7 @@ class PixelNorm(nn.Module):
         self.eps, self.backend = eps, backend
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalizes x of shape (N, C) or (N, C, H, W) over dim 1."""
+        """Normalizes x of shape (N, C, ...) over dim 1."""
         return pixel_norm(x, self.eps, backend=self.backend)
 
     def extra_repr(self) -> str:

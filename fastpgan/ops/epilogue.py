@@ -102,7 +102,7 @@ def activation_derivative_reference(h: Tensor, a: Tensor, act: str,
     if code == 2:
         return a * (1 - a)
     slope = activation_slope(act, negative_slope)
-    return torch.where(h.detach() > 0, 1.0, slope).to(h.dtype)
+    return torch.where(h.detach() > 0, h.new_tensor(1.0), h.new_tensor(slope))
 
 
 def activation_reference(h: Tensor, act: str, negative_slope: float) -> Tensor:

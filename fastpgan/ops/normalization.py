@@ -22,13 +22,14 @@ __all__ = ["pixel_norm", "pixel_norm_reference"]
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8, *, backend: str | None = None) -> Tensor:
-    """x / sqrt(mean over dim 1 of x^2 + eps) for (N, C) or (N, C, H, W) tensors.
+    """x / sqrt(mean over dim 1 of x^2 + eps) for (N, C, ...) tensors: (N, C), (N, C, H, W)
+    and (N, C, D, H, W).
 
     Keeps x's dtype and memory format; ``backend`` as in :func:`fastpgan.ops.bias_act`.
     """
     if x.dim() < 2:
-        raise ValueError(f"pixel_norm: x must be (N, C) or (N, C, H, W), got shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(f"pixel_norm: x must be (N, C, ...) with at least 2 dimensions, "
+                         f"got shape {tuple(x.shape)}")
     epilogue = Epilogue(pixel_norm=True, eps=eps).checked("pixel_norm")
     return apply_epilogue(x, None, epilogue, backend=backend, op="pixel_norm")
 
