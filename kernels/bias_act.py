@@ -18,8 +18,9 @@ its tiles over pixels and either adds the sums atomically into the (C,) result o
 when torch.use_deterministic_algorithms is on, writes them to its own row of a partial
 buffer that the caller sums in a fixed order (its measured cost: bench/NOTES.md).
 
-The activation is one number, its slope for negative inputs: leaky ReLU with slope 1
-is the identity and with slope 0 ReLU, so no kernel is specialized by activation.
+The activation is a leaky ReLU given by one number, its slope for negative inputs (slope
+1 is the identity, slope 0 ReLU), or tanh or the sigmoid (the ACT constexpr; not with
+pixel norm), whose derivatives are also read off y.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ import triton
 import triton.language as tl
 
 from .common import (
+    ACT_PIECEWISE,
+    ACT_TANH,
     STORAGE_DTYPES,
     UNIT_STRIDES,
     Spec,
+    activate,
+    activation_derivative,
     cdiv,
     compute_dtype,
     multiprocessors,
@@ -66,12 +71,13 @@ def _load_tile(ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE: tl.constexpr)
 
 @triton.jit
 def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, clamp,
-              HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, COMPUTE: tl.constexpr):
-    """Loads an x tile and returns clamp(lrelu(x + b, slope) * gain), its offsets and mask."""
+              HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, ACT: tl.constexpr,
+              COMPUTE: tl.constexpr):
+    """Loads an x tile and returns clamp(act(x + b) * gain), its offsets and mask."""
     h, offsets, mask = _load_tile(x_ptr, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
     if HAS_BIAS:
         h += tl.load(b_ptr + c, mask=c < C, other=0).to(COMPUTE)[:, None]
-    a = tl.where(h > 0, h, h * slope) * gain
+    a = activate(h, slope, ACT) * gain
     if HAS_CLAMP:
         # NaN passes the clamp, as in torch.clamp (tl.minimum would drop it by default)
         a = tl.minimum(tl.maximum(a, -clamp, propagate_nan=tl.PropagateNan.ALL), clamp,
@@ -82,14 +88,20 @@ def _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p, slope, gain, c
 
 @triton.jit
 def _act_derivative(y, r, slope, gain, clamp, HAS_CLAMP: tl.constexpr,
-                    PIXEL_NORM: tl.constexpr):
-    """d clamp(lrelu(h, slope) * gain) / dh, read off the (normalized) output y."""
-    d = tl.where(y > 0, gain, gain * slope)
+                    PIXEL_NORM: tl.constexpr, ACT: tl.constexpr):
+    """d clamp(act(h) * gain) / dh, read off the (normalized) output y (tanh and sigmoid:
+    off y / gain, the activation's value; they come without pixel norm)."""
+    if ACT == 0:
+        d = tl.where(y > 0, gain, gain * slope)
+    else:
+        d = gain * activation_derivative(y, y / gain, slope, ACT)
     if HAS_CLAMP:
         if PIXEL_NORM:
             d = tl.where(tl.abs(y) < clamp * r[None, :], d, 0)
-        else:
+        elif ACT == 0:
             d = tl.where(tl.abs(y) < clamp, d, 0)
+        else:  # a NaN y keeps its NaN derivative, as PyTorch's tanh and sigmoid backward
+            d = tl.where(tl.abs(y) >= clamp, 0, d)
     return d
 
 
@@ -98,11 +110,11 @@ def bias_act_fwd_kernel(
     x_ptr, b_ptr, y_ptr, r_ptr,
     C, P, stride_n, stride_c, stride_p,
     slope, gain, clamp, eps,
-    HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, ACT: tl.constexpr,
     PIXEL_NORM: tl.constexpr, NUM_C_BLOCKS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    """y = clamp(lrelu(x + b, slope) * gain) [* rsqrt(mean_c(.^2) + eps)], r = that rsqrt."""
+    """y = clamp(act(x + b) * gain) [* rsqrt(mean_c(.^2) + eps)], r = that rsqrt."""
     n = tl.program_id(2).to(tl.int64)
     p0 = tl.program_id(0).to(tl.int64) * BLOCK_P
     p_left = P - p0
@@ -114,7 +126,7 @@ def bias_act_fwd_kernel(
         c = tl.arange(0, BLOCK_C)
         if NUM_C_BLOCKS == 1:
             a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
-                                         slope, gain, clamp, HAS_BIAS, HAS_CLAMP, COMPUTE)
+                                         slope, gain, clamp, HAS_BIAS, HAS_CLAMP, ACT, COMPUTE)
             r = 1.0 / tl.sqrt(tl.sum(a * a, axis=0) / C + eps)
             tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
         else:
@@ -122,27 +134,27 @@ def bias_act_fwd_kernel(
             for c0 in range(0, C, BLOCK_C):
                 a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
                                              stride_p, slope, gain, clamp, HAS_BIAS,
-                                             HAS_CLAMP, COMPUTE)
+                                             HAS_CLAMP, ACT, COMPUTE)
                 sum_sq += tl.sum(a * a, axis=0)
             r = 1.0 / tl.sqrt(sum_sq / C + eps)
             for c0 in range(0, C, BLOCK_C):
                 a, offsets, mask = _activate(x_ptr, b_ptr, c0 + c, pl, C, p_left, stride_c,
                                              stride_p, slope, gain, clamp, HAS_BIAS,
-                                             HAS_CLAMP, COMPUTE)
+                                             HAS_CLAMP, ACT, COMPUTE)
                 tl.store(y_ptr + offsets, (a * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
         # r is a contiguous (N, P) array; n * P + p is also right for a folded batch (N == 1).
         tl.store(r_ptr + n * P + p0 + pl, r, mask=pl < p_left)
     else:
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         a, offsets, mask = _activate(x_ptr, b_ptr, c, pl, C, p_left, stride_c, stride_p,
-                                     slope, gain, clamp, HAS_BIAS, HAS_CLAMP, COMPUTE)
+                                     slope, gain, clamp, HAS_BIAS, HAS_CLAMP, ACT, COMPUTE)
         tl.store(y_ptr + offsets, a.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _pixel_norm_dx(dy, y, r, dot, slope, gain, clamp, HAS_CLAMP: tl.constexpr):
     """dh = act'(h) * r * (dy - y * dot), dot = mean_c(dy * y) (+ r * g_r / C)."""
-    d = _act_derivative(y, r, slope, gain, clamp, HAS_CLAMP, True)
+    d = _act_derivative(y, r, slope, gain, clamp, HAS_CLAMP, True, 0)
     return d * r[None, :] * (dy - y * dot[None, :])
 
 
@@ -151,7 +163,7 @@ def bias_act_bwd_kernel(
     dy_ptr, y_ptr, r_ptr, gr_ptr, dx_ptr, db_ptr,
     C, P, stride_n, stride_c, stride_p, num_p_programs, iters,
     slope, gain, clamp,
-    HAS_CLAMP: tl.constexpr, PIXEL_NORM: tl.constexpr,
+    HAS_CLAMP: tl.constexpr, ACT: tl.constexpr, PIXEL_NORM: tl.constexpr,
     HAS_GR: tl.constexpr, HAS_DB: tl.constexpr, DB_ATOMIC: tl.constexpr,
     NUM_C_BLOCKS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
@@ -224,7 +236,7 @@ def bias_act_bwd_kernel(
             dy, offsets, mask = _load_tile(dy_tile, c, pl, C, p_left, stride_c, stride_p,
                                            COMPUTE)
             y, offsets, mask = _load_tile(y_tile, c, pl, C, p_left, stride_c, stride_p, COMPUTE)
-            dh = _act_derivative(y, y, slope, gain, clamp, HAS_CLAMP, False) * dy
+            dh = _act_derivative(y, y, slope, gain, clamp, HAS_CLAMP, False, ACT) * dy
             tl.store(dx_tile + offsets, dh.to(dx_ptr.dtype.element_ty), mask=mask)
             db_acc += tl.sum(dh, axis=1)
     if HAS_DB and (NUM_C_BLOCKS == 1 or not PIXEL_NORM):
@@ -289,10 +301,11 @@ def _launch_blocks(t: torch.Tensor, pixel_norm: bool) -> tuple[tuple[int, ...], 
 
 def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
                      r: torch.Tensor | None, *, slope: float, gain: float,
-                     clamp: float | None, eps: float) -> None:
+                     clamp: float | None, eps: float, act: int = ACT_PIECEWISE) -> None:
     """Launches the forward kernel; y (like x) and r ((N, 1, *spatial), float32) are written.
 
-    r is None unless pixel norm is applied.
+    r is None unless pixel norm is applied, which takes a leaky ReLU (``act`` 0, the
+    activation codes of ``common``).
     """
     pixel_norm = r is not None
     (n, c, p, stride_n, stride_c, stride_p), (block_c, block_p, num_c_blocks, num_warps) = \
@@ -302,7 +315,7 @@ def bias_act_forward(x: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor
         x, bias if bias is not None else x, y, r if pixel_norm else x,
         c, p, stride_n, stride_c, stride_p,
         float(slope), float(gain), float(clamp or 0.0), float(eps),
-        HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None,
+        HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None, ACT=act,
         PIXEL_NORM=pixel_norm, NUM_C_BLOCKS=num_c_blocks,
         BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(x.dtype),
         num_warps=num_warps,
@@ -324,8 +337,8 @@ def _programs_per_row(device: torch.device, rows: int, p_blocks: int) -> int:
 
 def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
                       grad_r: torch.Tensor | None, dx: torch.Tensor, *, with_bias_grad: bool,
-                      slope: float, gain: float,
-                      clamp: float | None) -> torch.Tensor | None:
+                      slope: float, gain: float, clamp: float | None,
+                      act: int = ACT_PIECEWISE) -> torch.Tensor | None:
     """Launches the backward kernel, writing dx; returns the bias gradient or None.
 
     dy, y and dx share one layout. r and grad_r are (N, 1, *spatial) or None. The bias
@@ -351,7 +364,7 @@ def bias_act_backward(dy: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None,
         db if db is not None else dx,
         c, p, stride_n, stride_c, stride_p, p_programs, cdiv(p_blocks, p_programs),
         float(slope), float(gain), float(clamp or 0.0),
-        HAS_CLAMP=clamp is not None, PIXEL_NORM=pixel_norm,
+        HAS_CLAMP=clamp is not None, ACT=act, PIXEL_NORM=pixel_norm,
         HAS_GR=grad_r is not None, HAS_DB=with_bias_grad, DB_ATOMIC=atomic,
         NUM_C_BLOCKS=num_c_blocks,
         BLOCK_C=block_c, BLOCK_P=block_p, COMPUTE=compute_dtype(y.dtype),
@@ -379,7 +392,9 @@ def aot_specs() -> list[Spec]:
                         continue  # only pixel norm has a multi-pass variant
                     block_c, block_p, num_c_blocks, num_warps = _blocks(
                         c, p, unit.get("stride_p", c), pixel_norm, elem_bytes)
-                    constexprs = dict(HAS_BIAS=True, HAS_CLAMP=True, PIXEL_NORM=pixel_norm,
+                    act = ACT_TANH if shape_name == "c16" and not pixel_norm else ACT_PIECEWISE
+                    constexprs = dict(HAS_BIAS=True, HAS_CLAMP=True, ACT=act,
+                                      PIXEL_NORM=pixel_norm,
                                       HAS_GR=True, HAS_DB=True, DB_ATOMIC=True,
                                       NUM_C_BLOCKS=num_c_blocks, BLOCK_C=block_c,
                                       BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,

@@ -60,7 +60,8 @@ def _tile(x_ptr, ib_ptr, g, t, c, c_mask, P, S, T, stride_n, stride_c, stride_p,
     s = t // T
     p = (t - s * T) * BLOCK_P + tl.arange(0, BLOCK_P)
     base = (g * S + s).to(tl.int64) * stride_n
-    mask = c_mask[:, None] & (p[None, :] < P) & ((p[None, :] * 0 + s) < S)  # a last chunk's overhang
+    # (s < S: the overhang of a row's last chunk)
+    mask = c_mask[:, None] & (p[None, :] < P) & ((p[None, :] * 0 + s) < S)
     offsets = c[:, None] * stride_c + p[None, :] * stride_p
     v = tl.load(x_ptr + base + offsets, mask=mask, other=0).to(COMPUTE)
     if HAS_IB:

@@ -27,6 +27,8 @@ CONFIGS = [  # (keyword arguments, with bias)
     (dict(act="relu", gain=1.3, clamp=0.8), True),
     (dict(act="lrelu", negative_slope=0.1, clamp=0.8, pixel_norm=True), True),
     (dict(act="linear", gain=2.0), False),
+    (dict(act="tanh", gain=2.0, clamp=1.5), True),  # DCGAN's and pix2pix's output layer
+    (dict(act="sigmoid"), True),
 ]
 
 
@@ -104,7 +106,7 @@ def test_second_gradients_match_float64(device, shape, channels_last, cfg):
         assert_close(g, g64, 1e-5, name)
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[4]], ids=_ids)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[4], CONFIGS[6]], ids=_ids)
 @pytest.mark.parametrize("shape", [(2, 5, 3, 2), (3, 4)])
 def test_gradcheck_and_gradgradcheck_in_float64(device, shape, cfg):
     kwargs, with_bias = cfg
@@ -158,12 +160,12 @@ def test_empty_batch(device):
 
 def test_opcheck(device):
     x, b = _inputs((3, 6, 2, 5), device, channels_last=True)
-    for pixel_norm in (False, True):
-        args = (x, b, 0.2, 1.0, None, pixel_norm, 1e-8)
+    for act, pixel_norm in ((0, False), (0, True), (1, False)):  # leaky ReLU; tanh
+        args = (x, b, act, 0.2, 1.0, None, pixel_norm, 1e-8)
         torch.library.opcheck(torch.ops.fastpgan.bias_act.default, args)
         y, r = torch.ops.fastpgan.bias_act(*args)
         bwd_args = (torch.randn_like(y), y.detach(), r.detach() if pixel_norm else None,
-                    None, True, 0.2, 1.0, None)
+                    None, True, act, 0.2, 1.0, None)
         torch.library.opcheck(torch.ops.fastpgan.bias_act_backward.default, bwd_args)
 
 
@@ -225,7 +227,7 @@ def test_deterministic_mode_sums_bias_gradient_in_fixed_order(device, shape):
     assert_close(atomic, expected, 1e-5, "atomic db")
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[4]], ids=_ids)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[1], CONFIGS[4], CONFIGS[6]], ids=_ids)
 def test_third_order_gradients_match_float64(device, cfg):
     """The backward's own derivative is differentiable: a third derivative is exact too."""
     kwargs, with_bias = cfg

@@ -113,7 +113,7 @@ def test_default_arguments_of_the_implementation_apply_to_either_entry_point():
     x, b = torch.randn(2, 8, 4, 4, requires_grad=True), torch.randn(8)
     from fastpgan.ops.epilogue import _bias_act_op
     # provider (the last argument) defaults to "triton" in both
-    y_eager, _ = _bias_act_op(x, b, 0.2, 1.0, None, False, 1e-8)
+    y_eager, _ = _bias_act_op(x, b, 0, 0.2, 1.0, None, False, 1e-8)
     with SeenOps():
-        y_library, _ = _bias_act_op(x, b, 0.2, 1.0, None, False, 1e-8)
+        y_library, _ = _bias_act_op(x, b, 0, 0.2, 1.0, None, False, 1e-8)
     assert torch.equal(y_eager, y_library)

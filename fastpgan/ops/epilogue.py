@@ -10,10 +10,14 @@ inverse norm r) and ``fastpgan::bias_act_backward`` (dx and the bias gradient fr
 saved y and r), on the Triton kernels of ``fastpgan.kernels.bias_act`` or, for the
 resampling convolutions, the C++/CUDA extension's epilogue.
 
+The activation is a leaky ReLU (linear and ReLU being slopes 1 and 0), or tanh or the
+logistic sigmoid (DCGAN's and pix2pix's output layers; not with pixel norm).
+
 Double backward: the backward op is itself differentiable. Without pixel norm its
-derivative is the same backward kernel applied to the incoming gradient (the
-activation's derivative is piecewise constant), fused at any order; with pixel norm the
-second-order terms are closed-form PyTorch expressions (``_backward_grad``).
+derivative with respect to the incoming gradient is the same backward kernel, fused at
+any order; a leaky ReLU's derivative is piecewise constant, and tanh's and the sigmoid's
+add one closed-form term to y's gradient. With pixel norm the second-order terms are
+closed-form PyTorch expressions (``_backward_grad``).
 
 Gradients are read off y: an element whose value lies within one rounding step of
 ``clamp`` counts as clamped (``clamp_threshold``). y is stored rounded to its dtype, so
@@ -71,7 +75,7 @@ class Activation:
 
 ACTIVATIONS: dict[str, Activation] = {
     "linear": Activation(0, 1.0), "relu": Activation(0, 0.0), "lrelu": Activation(0),
-    "tanh": Activation(1), "sigmoid": Activation(2)}
+    "tanh": Activation(1, 0.0), "sigmoid": Activation(2, 0.0)}
 """Every activation a fused op takes, by name."""
 
 
@@ -123,7 +127,8 @@ class Epilogue:
     gain, -clamp, clamp), pixel-normalized over channels if asked.
 
     Attributes:
-        act: "linear", "relu" or "lrelu" (leaky ReLU with ``negative_slope``).
+        act: "linear", "relu", "lrelu" (leaky ReLU with ``negative_slope``), "tanh" or
+            "sigmoid" (these two without pixel norm).
         negative_slope: leaky ReLU's slope for negative inputs, >= 0.
         gain: positive factor applied after the activation.
         clamp: if given, the result is clamped to [-clamp, clamp] (before pixel norm).
@@ -146,16 +151,16 @@ class Epilogue:
     @property
     def is_identity(self) -> bool:
         """True when the epilogue only adds the bias, which a convolution can do itself."""
-        return (self.slope == 1.0 and self.gain == 1.0 and self.clamp is None
-                and not self.pixel_norm)
+        return (ACTIVATIONS[self.act].piecewise_linear and self.slope == 1.0
+                and self.gain == 1.0 and self.clamp is None and not self.pixel_norm)
 
     def checked(self, op: str) -> Epilogue:
         """self, after raising ValueError (naming ``op``) for a setting outside its domain:
         an unknown activation, or a number that is negative, zero where it may not be,
         infinite or NaN."""
         check_activation(op, self.act, self.negative_slope)
-        if not ACTIVATIONS[self.act].piecewise_linear:
-            raise ValueError(f"{op}: the epilogue takes linear, relu or lrelu, got "
+        if self.pixel_norm and not ACTIVATIONS[self.act].piecewise_linear:
+            raise ValueError(f"{op}: pixel norm follows linear, relu or lrelu, got "
                              f"{self.act!r}")
         if not 0 < self.gain < math.inf:
             raise ValueError(f"{op}: gain must be > 0 and finite, got {self.gain}")
@@ -164,10 +169,12 @@ class Epilogue:
         check_nonnegative(op, "eps", self.eps)
         return self
 
-    def kernel_arguments(self) -> tuple[float, float, float | None, bool, float]:
-        """(slope, gain, clamp, pixel_norm, eps): the epilogue as the custom op takes it."""
-        return (self.slope, float(self.gain), None if self.clamp is None else float(self.clamp),
-                bool(self.pixel_norm), float(self.eps))
+    def kernel_arguments(self) -> tuple[int, float, float, float | None, bool, float]:
+        """(act code, slope, gain, clamp, pixel_norm, eps): the epilogue as the custom op
+        takes it."""
+        return (ACTIVATIONS[self.act].code, self.slope, float(self.gain),
+                None if self.clamp is None else float(self.clamp), bool(self.pixel_norm),
+                float(self.eps))
 
     def describe(self) -> str:
         """The settings that differ from the defaults, e.g. "act=lrelu, pixel_norm=True"."""
@@ -210,8 +217,7 @@ def epilogue_reference(x: Tensor, bias: Tensor | None, epilogue: Epilogue) -> Te
     h = x.to(stat_dtype(x))
     if bias is not None:
         h = h + bias.to(h.dtype).view(_channel_shape(x))
-    if epilogue.slope != 1.0:  # h > 0 ? h : h * slope, as the kernels (0 for ReLU)
-        h = F.leaky_relu(h, epilogue.slope)
+    h = activation_reference(h, epilogue.act, epilogue.negative_slope)
     if epilogue.gain != 1.0:
         h = h * epilogue.gain
     if epilogue.clamp is not None:
@@ -284,29 +290,35 @@ def _forward_buffers(x: Tensor, pixel_norm: bool) -> tuple[Tensor, Tensor, Tenso
     return x, torch.empty_like(x), x.new_empty(stat_shape, dtype=stat_dtype(x))
 
 
-def _bias_act_impl(x: Tensor, bias: Tensor | None, slope: float, gain: float,
+def _act_argument(act: int, provider: str) -> dict[str, int]:
+    """The activation code as the provider's launchers take it: the extension's epilogue
+    (the resampling convolutions') has leaky ReLU only and takes no code."""
+    return {} if provider == "extension" else {"act": act}
+
+
+def _bias_act_impl(x: Tensor, bias: Tensor | None, act: int, slope: float, gain: float,
                    clamp: float | None, pixel_norm: bool, eps: float,
                    provider: str = "triton") -> tuple[Tensor, Tensor]:
     x, y, r = _forward_buffers(x, pixel_norm)
     if x.numel():
         _kernels(provider).bias_act_forward(
             x, None if bias is None else bias.contiguous(), y, r if pixel_norm else None,
-            slope=slope, gain=gain, clamp=clamp, eps=eps)
+            slope=slope, gain=gain, clamp=clamp, eps=eps, **_act_argument(act, provider))
     return y, r
 
 
-def _bias_act_fake(x, bias, slope, gain, clamp, pixel_norm, eps, provider="triton"):
+def _bias_act_fake(x, bias, act, slope, gain, clamp, pixel_norm, eps, provider="triton"):
     _, y, r = _forward_buffers(x, pixel_norm)
     return y, r
 
 
 def _bias_act_setup(ctx, inputs, output) -> None:
-    _, bias, slope, gain, clamp, pixel_norm, _, provider = inputs
+    _, bias, act, slope, gain, clamp, pixel_norm, _, provider = inputs
     y, r = output
     # Unused outputs (r, outside double backward) get None rather than a zero-filled grad.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(y, r if pixel_norm else None)
-    ctx.epilogue = (slope, gain, clamp)
+    ctx.epilogue = (act, slope, gain, clamp)
     ctx.provider = provider
     ctx.bias_dtype = None if bias is None else bias.dtype
 
@@ -320,7 +332,7 @@ def _bias_act_grad(ctx, grad_y: Tensor | None, grad_r: Tensor | None):
     dx, db = _bias_act_backward_op(grad_y, y, r, grad_r, ctx.bias_dtype is not None,
                                    *ctx.epilogue, ctx.provider)
     db = None if ctx.bias_dtype is None else db.to(ctx.bias_dtype)
-    return dx, db, None, None, None, None, None, None
+    return dx, db, None, None, None, None, None, None, None
 
 
 def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -331,8 +343,8 @@ def _backward_buffers(grad_y: Tensor, y: Tensor, bias_grad: bool) -> tuple[Tenso
 
 
 def _bias_act_backward_impl(grad_y: Tensor, y: Tensor, r: Tensor | None,
-                            grad_r: Tensor | None, bias_grad: bool, slope: float, gain: float,
-                            clamp: float | None,
+                            grad_r: Tensor | None, bias_grad: bool, act: int, slope: float,
+                            gain: float, clamp: float | None,
                             provider: str = "triton") -> tuple[Tensor, Tensor]:
     # The kernel launcher returns the bias gradient itself; only an empty y needs a buffer.
     grad_y, dx, db = _backward_buffers(grad_y, y, bias_grad and y.numel() == 0)
@@ -341,21 +353,22 @@ def _bias_act_backward_impl(grad_y: Tensor, y: Tensor, r: Tensor | None,
     bias_grad_sum = _kernels(provider).bias_act_backward(
         grad_y, y, r, None if grad_r is None else grad_r.contiguous(), dx,
         with_bias_grad=bias_grad, slope=slope, gain=gain,
-        clamp=None if clamp is None else clamp_threshold(clamp, y.dtype))
+        clamp=None if clamp is None else clamp_threshold(clamp, y.dtype),
+        **_act_argument(act, provider))
     return dx, db if bias_grad_sum is None else bias_grad_sum
 
 
-def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, slope, gain, clamp,
+def _bias_act_backward_fake(grad_y, y, r, grad_r, bias_grad, act, slope, gain, clamp,
                             provider="triton"):
     _, dx, db = _backward_buffers(grad_y, y, bias_grad)
     return dx, db
 
 
 def _backward_setup(ctx, inputs, output) -> None:
-    grad_y, y, r, grad_r, bias_grad, slope, gain, clamp, provider = inputs
+    grad_y, y, r, grad_r, bias_grad, act, slope, gain, clamp, provider = inputs
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_y, y, r, grad_r)
-    ctx.epilogue = (slope, gain, clamp)
+    ctx.epilogue = (act, slope, gain, clamp)
     ctx.provider = provider
     ctx.bias_grad = bias_grad
 
@@ -371,18 +384,28 @@ def clamp_threshold(clamp: float, dtype: torch.dtype) -> float:
     return clamp * (1 - max(torch.finfo(dtype).eps, 16 * torch.finfo(arithmetic).eps))
 
 
-def _act_derivative(y: Tensor, r: Tensor | None, slope: float, gain: float,
-                    clamp: float | None, stored: torch.dtype) -> Tensor:
-    """d clamp(act(h) * gain) / dh as a function of the output y (constant a.e.).
+def _clamped(y: Tensor, r: Tensor | None, clamp: float, stored: torch.dtype) -> Tensor:
+    """Where the output y was clamped; stored is the dtype y was saved in, which sets how
+    close to clamp counts as clamped."""
+    limit = clamp_threshold(clamp, stored)
+    return y.abs() >= (limit if r is None else limit * r)
 
-    stored is the dtype y was saved in, which sets how close to clamp counts as clamped.
-    """
-    d = torch.where(y > 0, gain, gain * slope)
-    if clamp is not None:
-        clamp = clamp_threshold(clamp, stored)
-        limit = clamp if r is None else clamp * r
-        d = torch.where(y.abs() < limit, d, 0.0)
-    return d
+
+def _act_derivative(y: Tensor, r: Tensor | None, act: int, slope: float, gain: float,
+                    clamp: float | None, stored: torch.dtype) -> Tensor:
+    """d clamp(lrelu(h) * gain) / dh as a function of the output y (constant a.e.)."""
+    d = torch.where(y > 0, y.new_tensor(gain), y.new_tensor(gain * slope))
+    return d if clamp is None else d.masked_fill(_clamped(y, r, clamp, stored), 0)
+
+
+def _smooth_second_derivative(y: Tensor, act: int, gain: float, clamp: float | None,
+                              stored: torch.dtype) -> Tensor:
+    """d D(y) / dy for D(y) = gain * act'(h) read off y = gain * act(h), tanh
+    (D = gain (1 - t^2), t = y / gain) or sigmoid (D = gain s (1 - s), s = y / gain);
+    zero where y was clamped."""
+    t = y / gain
+    dd = -2 * t if act == 1 else 1 - 2 * t
+    return dd if clamp is None else dd.masked_fill(_clamped(y, None, clamp, stored), 0)
 
 
 def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
@@ -392,10 +415,16 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     if ctx.bias_grad and g_db is not None:
         g = g + g_db.to(g.dtype).view(_channel_shape(y))
     if r is None:
-        # dx = D(y) * grad_y with D piecewise constant: linear in grad_y, flat in y.
+        # dx = D(y) * grad_y: linear in grad_y, and in y flat for leaky ReLU (D piecewise
+        # constant), D'(y) * grad_y for tanh and sigmoid
         d_grad_y, _ = _bias_act_backward_op(g, y, None, None, False, *ctx.epilogue,
                                             ctx.provider)
-        return d_grad_y, None, None, None, None, None, None, None, None
+        act, _, gain, clamp = ctx.epilogue
+        d_y = None
+        if act != 0:
+            d_y = (g * grad_y * _smooth_second_derivative(y, act, gain, clamp, y.dtype)
+                   ).to(y.dtype)
+        return d_grad_y, d_y, None, None, None, None, None, None, None, None
     # With pixel norm, dx = D * r * (dy - y * (q + r * g_r / C)), q = mean_c(dy * y).
     # For L = sum(g * dx) and u = D * g, s = sum_c(u * y), t = sum_c(u * dy):
     #   L = r t - r s q - r^2 s g_r / C, differentiated by hand below (D constant a.e.).
@@ -412,7 +441,7 @@ def _backward_grad(ctx, g_dx: Tensor | None, g_db: Tensor | None):
     d_r = t - s * q - 2 * r * s * gr / c
     d_grad_r = None if grad_r is None else -r * r * s / c
     return (d_grad_y.to(grad_y.dtype), d_y.to(y.dtype), d_r, d_grad_r,
-            None, None, None, None, None)
+            None, None, None, None, None, None)
 
 
 _bias_act_backward_op = FusedOp("bias_act_backward", _bias_act_backward_impl,
@@ -450,8 +479,10 @@ def _sample(rng: random.Random) -> OpSample:
     c = rng.randint(1, 40)
     shape = ((rng.randint(1, 5), c, *feature_map(rng)) if rng.random() < 0.8
              else (rng.randint(1, 9), c))
-    kwargs = dict(act=rng.choice(["linear", "relu", "lrelu"]), gain=rng.choice([1.0, 2 ** 0.5]),
-                  clamp=rng.choice([None, 0.8, 3.0]), pixel_norm=c > 1 and rng.random() < 0.5)
+    act = rng.choice(list(ACTIVATIONS))
+    kwargs = dict(act=act, gain=rng.choice([1.0, 2 ** 0.5]), clamp=rng.choice([None, 0.8, 3.0]),
+                  pixel_norm=(c > 1 and ACTIVATIONS[act].piecewise_linear
+                              and rng.random() < 0.5))
     bias = torch.randn(c) if rng.random() < 0.8 else None
     x = clear_of_clamp_band(activations(rng, shape), bias, kwargs).detach()
     # with a clamp before pixel norm a non-finite input makes its whole pixel NaN, and the

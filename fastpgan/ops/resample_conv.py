@@ -36,7 +36,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from fastpgan.backend import OpInfo, OpSample, OpTests, register, use_fused
 from fastpgan.ops.checks import check_resample_conv
 from fastpgan.ops.dispatch import watched
-from fastpgan.ops.epilogue import Epilogue, epilogue_reference, fused_epilogue
+from fastpgan.ops.epilogue import ACTIVATIONS, Epilogue, epilogue_reference, fused_epilogue
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, conv_sample
 
 
@@ -192,6 +192,9 @@ def _reference(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
 def _validate(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, weight_gain: float,
               epilogue: Epilogue, *, up: bool) -> None:
     check_resample_conv(op, x, weight, bias, weight_gain, epilogue)
+    if not ACTIVATIONS[epilogue.act].piecewise_linear:
+        raise ValueError(f"{op}: the extension's epilogue takes linear, relu or lrelu, got "
+                         f"{epilogue.act!r}; follow the convolution with bias_act for it")
     if not up and (x.shape[2] < 2 or x.shape[3] < 2):
         raise ValueError(f"{op}: x must be at least 2x2, got {tuple(x.shape)}")
 
