@@ -77,6 +77,12 @@ BANDWIDTH_TARGET_OPS = ("bias_lrelu_pixel_norm", "minibatch_stddev", "adain")
 RESAMPLING_TARGET_OPS = ("upsample_conv2d", "conv2d_downsample")
 """Ops held to 1.8x eager PyTorch in bf16 with less peak memory (issue 4)."""
 PCT_OF_COPY_TARGET, RESAMPLING_SPEEDUP_TARGET = 80.0, 1.8
+NORMALIZE_PASS_OPS, NORMALIZE_PASS_PCT_TARGET = ("norm_act_eval",), 85.0
+"""norm_act's normalize pass (issue 32): 85 % of the copy bandwidth."""
+NORM_ACT_STEP_OPS = ("norm_act",)
+NORM_ACT_EAGER_TARGET, NORM_ACT_COMPILE_TARGET = 1.5, 1.1
+"""norm_act's training step, forward + backward (issue 32): 1.5x the eager torch modules,
+1.1x torch.compile of them."""
 
 
 def _us(row: dict, impl: str) -> float:
@@ -107,6 +113,25 @@ def target_verdicts(summary: dict) -> list[str]:
             lines.append(f"{'met' if met else 'MISSED':<10} {name}: {pct:.1f} % of copy "
                          f"bandwidth (target {PCT_OF_COPY_TARGET:.0f}), {speedup:.2f}x "
                          f"torch.compile (target > 1)")
+        elif row["op"] in NORMALIZE_PASS_OPS:
+            pct = fused.get("pct_of_copy_bw")
+            if pct is None:
+                lines.append(_incomplete(name, {"copy bandwidth": None}))
+                continue
+            lines.append(f"{'met' if pct >= NORMALIZE_PASS_PCT_TARGET else 'MISSED':<10} "
+                         f"{name}: {pct:.1f} % of copy bandwidth (target "
+                         f"{NORMALIZE_PASS_PCT_TARGET:.0f})")
+        elif row["op"] in NORM_ACT_STEP_OPS:
+            needed = {impl: row.get(impl, {}).get("us_per_call") for impl in
+                      ("fused", "eager", "compiled")}
+            if None in needed.values():
+                lines.append(_incomplete(name, needed))
+                continue
+            eager, compiled = needed["eager"] / f_us, needed["compiled"] / f_us
+            met = eager >= NORM_ACT_EAGER_TARGET and compiled >= NORM_ACT_COMPILE_TARGET
+            lines.append(f"{'met' if met else 'MISSED':<10} {name}: {eager:.2f}x eager "
+                         f"(target {NORM_ACT_EAGER_TARGET}), {compiled:.2f}x torch.compile "
+                         f"(target {NORM_ACT_COMPILE_TARGET})")
         elif row["op"] in RESAMPLING_TARGET_OPS and row["dtype"].endswith("bfloat16"):
             needed = {impl: row.get(impl, {}).get("us_per_call") for impl in
                       ("fused", "eager", "plain")}

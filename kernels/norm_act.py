@@ -14,8 +14,10 @@ Forward, with v = x + input_bias (a preceding convolution's bias, 0 without):
 the row's first value against cancellation; ``norm_act_fwd_kernel`` combines a row's
 chunk sums in a fixed order (no atomics: results do not depend on scheduling) into the
 mean and the biased variance, which chunk 0 stores, and writes
-y = act((v - mean) * rstd * weight + bias). With statistics given (evaluation: the
-running mean and variance, per channel), the second kernel alone runs.
+y = act((v - mean) * rstd * weight + bias); ``running_update_kernel`` folds the
+statistics into the running ones in one small launch. With
+statistics given (evaluation: the running mean and variance, per channel), the second
+kernel alone runs.
 
 Backward, with z = (v - mean) * rstd and g = dy * act'(h) (h the activation's input):
 dweight = sum g z, dbias = sum g, and
@@ -45,6 +47,7 @@ from .common import (
     chunk_program,
     combine_chunks,
     compute_dtype,
+    next_power_of_2,
     row_chunks,
     row_tiles,
     spec,
@@ -114,14 +117,11 @@ def _pre_activation_grad(dy_ptr, base, offsets, mask, v, mean, rstd, w, b, slope
 
 
 @triton.jit
-def norm_act_stats_kernel(
-    x_ptr, ib_ptr, partial_ptr, C, P, S, T, chunk_tiles, stride_n, stride_c, stride_p,
-    HAS_IB: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
-):
-    """Forward pass 1: per chunk, sums of (v - v0) and its square."""
-    g, chunk, c, c_mask = chunk_program(C, BLOCK_C)
-    shift = _row_shift(x_ptr, ib_ptr, g, c, c_mask, S, stride_n, stride_c, HAS_IB, COMPUTE)
-    # per-lane sums, reduced once after the loop
+def _value_sums(x_ptr, ib_ptr, g, chunk, c, c_mask, shift, P, S, T, chunk_tiles, stride_n,
+                stride_c, stride_p, HAS_IB: tl.constexpr, BLOCK_C: tl.constexpr,
+                BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr):
+    """Per-lane sums of (v - shift) and its square over a chunk's tiles (reduced by the
+    caller, once)."""
     s1 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
     s2 = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
     for t in range(chunk * chunk_tiles, (chunk + 1) * chunk_tiles):
@@ -130,6 +130,37 @@ def norm_act_stats_kernel(
         d = tl.where(mask, v - shift[:, None], 0)
         s1 += d
         s2 += d * d
+    return s1, s2
+
+
+@triton.jit
+def _grad_sums(dy_ptr, x_ptr, ib_ptr, g_id, chunk, c, c_mask, mean, rstd, w, b, slope, P, S, T,
+               chunk_tiles, stride_n, stride_c, stride_p, HAS_IB: tl.constexpr,
+               ACT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+               COMPUTE: tl.constexpr):
+    """Per-lane sums of g and g * z over a chunk's tiles (reduced by the caller, once)."""
+    acc_g = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    acc_gz = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
+    for t in range(chunk * chunk_tiles, (chunk + 1) * chunk_tiles):
+        v, base, offsets, mask = _tile(x_ptr, ib_ptr, g_id, t, c, c_mask, P, S, T,
+                                       stride_n, stride_c, stride_p, HAS_IB, BLOCK_P, COMPUTE)
+        z, g = _pre_activation_grad(dy_ptr, base, offsets, mask, v, mean, rstd, w, b, slope,
+                                    ACT, COMPUTE)
+        acc_g += g
+        acc_gz += g * z
+    return acc_g, acc_gz
+
+
+@triton.jit
+def norm_act_stats_kernel(
+    x_ptr, ib_ptr, partial_ptr, C, P, S, T, chunk_tiles, stride_n, stride_c, stride_p,
+    HAS_IB: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """Forward pass 1: per chunk, sums of (v - v0) and its square."""
+    g, chunk, c, c_mask = chunk_program(C, BLOCK_C)
+    shift = _row_shift(x_ptr, ib_ptr, g, c, c_mask, S, stride_n, stride_c, HAS_IB, COMPUTE)
+    s1, s2 = _value_sums(x_ptr, ib_ptr, g, chunk, c, c_mask, shift, P, S, T, chunk_tiles,
+                         stride_n, stride_c, stride_p, HAS_IB, BLOCK_C, BLOCK_P, COMPUTE)
     store_chunk_sums(partial_ptr, g, chunk, c, c_mask, C, s1, s2)
 
 
@@ -138,15 +169,23 @@ def norm_act_fwd_kernel(
     x_ptr, ib_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, var_ptr, partial_ptr,
     C, P, S, T, chunk_tiles, inv_count, stride_n, stride_c, stride_p, slope, eps,
     HAS_IB: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-    STATS_GIVEN: tl.constexpr, ACT: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+    STATS_GIVEN: tl.constexpr, ONE_PASS: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    """Forward pass 2: the rows' statistics from the chunk sums (or as given), then y."""
+    """Forward pass 2: the rows' statistics from the chunk sums (or as given), then y.
+    ONE_PASS (a row is one chunk): the statistics summed here, pass 1 not launched."""
     g, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     if not STATS_GIVEN:
         shift = _row_shift(x_ptr, ib_ptr, g, c, c_mask, S, stride_n, stride_c, HAS_IB,
                            COMPUTE)
-        s1, s2 = combine_chunks(partial_ptr, g, c, c_mask, C, COMPUTE)
+        if ONE_PASS:
+            a1, a2 = _value_sums(x_ptr, ib_ptr, g, 0, c, c_mask, shift, P, S, T, chunk_tiles,
+                                 stride_n, stride_c, stride_p, HAS_IB, BLOCK_C, BLOCK_P,
+                                 COMPUTE)
+            s1 = tl.sum(a1, axis=1)
+            s2 = tl.sum(a2, axis=1)
+        else:
+            s1, s2 = combine_chunks(partial_ptr, g, c, c_mask, C, COMPUTE)
         mean_d = s1 * inv_count
         # a NaN must survive, as in the reference (tl.maximum would drop it by default)
         var = tl.maximum(s2 * inv_count - mean_d * mean_d, 0,
@@ -178,15 +217,9 @@ def norm_act_grad_sums_kernel(
     g_id, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     mean, rstd = _row_statistics(mean_ptr, var_ptr, g_id, c, c_mask, C, eps)
     w, b = _affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B, COMPUTE)
-    acc_g = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-    acc_gz = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
-    for t in range(chunk * chunk_tiles, (chunk + 1) * chunk_tiles):
-        v, base, offsets, mask = _tile(x_ptr, ib_ptr, g_id, t, c, c_mask, P, S, T,
-                                       stride_n, stride_c, stride_p, HAS_IB, BLOCK_P, COMPUTE)
-        z, g = _pre_activation_grad(dy_ptr, base, offsets, mask, v, mean, rstd, w, b, slope,
-                                    ACT, COMPUTE)
-        acc_g += g
-        acc_gz += g * z
+    acc_g, acc_gz = _grad_sums(dy_ptr, x_ptr, ib_ptr, g_id, chunk, c, c_mask, mean, rstd, w, b,
+                               slope, P, S, T, chunk_tiles, stride_n, stride_c, stride_p,
+                               HAS_IB, ACT, BLOCK_C, BLOCK_P, COMPUTE)
     store_chunk_sums(partial_ptr, g_id, chunk, c, c_mask, C, acc_g, acc_gz)
 
 
@@ -195,19 +228,27 @@ def norm_act_grad_kernel(
     dy_ptr, x_ptr, ib_ptr, w_ptr, b_ptr, mean_ptr, var_ptr, dx_ptr, rows_ptr, sums_ptr,
     partial_ptr, C, P, S, T, chunk_tiles, inv_count, stride_n, stride_c, stride_p, slope, eps,
     HAS_IB: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-    STATS_GIVEN: tl.constexpr, ACT: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+    STATS_GIVEN: tl.constexpr, ONE_PASS: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     """Backward pass 2: dx for this chunk. With batch statistics, from the row sums of
-    pass 1 (sums), which chunk 0 stores in rows (2, groups, C); with given statistics,
-    this chunk's sums of g and g * z go to partial."""
+    pass 1 (sums; summed here with ONE_PASS, a row being one chunk), which chunk 0 stores
+    in rows (2, groups, C); with given statistics, this chunk's sums of g and g * z go to
+    partial."""
     g_id, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     mean, rstd = _row_statistics(mean_ptr, var_ptr, g_id, c, c_mask, C, eps)
     w, b = _affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B, COMPUTE)
     mean_g = tl.zeros(c.shape, COMPUTE)
     mean_gz = tl.zeros(c.shape, COMPUTE)
     if not STATS_GIVEN:
-        sum_g, sum_gz = combine_chunks(sums_ptr, g_id, c, c_mask, C, COMPUTE)
+        if ONE_PASS:
+            row_g, row_gz = _grad_sums(dy_ptr, x_ptr, ib_ptr, g_id, 0, c, c_mask, mean, rstd, w,
+                                       b, slope, P, S, T, chunk_tiles, stride_n, stride_c,
+                                       stride_p, HAS_IB, ACT, BLOCK_C, BLOCK_P, COMPUTE)
+            sum_g = tl.sum(row_g, axis=1)
+            sum_gz = tl.sum(row_gz, axis=1)
+        else:
+            sum_g, sum_gz = combine_chunks(sums_ptr, g_id, c, c_mask, C, COMPUTE)
         first_chunk = c_mask & ((c * 0 + chunk) == 0)
         tl.store(rows_ptr + g_id * C + c, sum_g, mask=first_chunk)
         tl.store(rows_ptr + tl.num_programs(2) * C + g_id * C + c, sum_gz, mask=first_chunk)
@@ -229,6 +270,29 @@ def norm_act_grad_kernel(
         tl.store(dx_ptr + base + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
     if STATS_GIVEN:
         store_chunk_sums(partial_ptr, g_id, chunk, c, c_mask, C, acc_g, acc_gz)
+
+
+@triton.jit
+def running_update_kernel(
+    rmean_ptr, rvar_ptr, mean_ptr, var_ptr, C, groups, inv_groups, momentum, unbias,
+    BLOCK_C: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    """running = momentum * batch + (1 - momentum) * running (PyTorch's formula) for the
+    mean and the unbiased variance, each first averaged over the groups' rows (instance
+    norm's samples), in place in the running statistics' own dtype."""
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    mean = tl.zeros([BLOCK_C], COMPUTE)
+    var = tl.zeros([BLOCK_C], COMPUTE)
+    for g in range(groups):
+        mean += tl.load(mean_ptr + g * C + c, mask=c_mask, other=0)
+        var += tl.load(var_ptr + g * C + c, mask=c_mask, other=0)
+    for running_ptr, batch in ((rmean_ptr, mean * inv_groups),
+                               (rvar_ptr, var * (inv_groups * unbias))):
+        running = tl.load(running_ptr + c, mask=c_mask, other=0).to(COMPUTE)
+        tl.store(running_ptr + c,
+                 (momentum * batch + (1 - momentum) * running).to(running_ptr.dtype.element_ty),
+                 mask=c_mask)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -262,6 +326,7 @@ class _Launch:
         self.chunks, self.chunk_tiles = row_chunks(x.device, self.c_blocks * groups,
                                                    samples * self.tiles_per_sample)
         self.grid = (self.c_blocks, self.chunks, groups)
+        self.one_pass = self.chunks == 1  # the second kernel sums the row itself
         self.count = samples * p
         self.optional = tuple(x if t is None else t for t in (input_bias, weight, bias))
         self.slope = float(slope)
@@ -293,13 +358,13 @@ def norm_act_forward(x: torch.Tensor, input_bias: torch.Tensor | None,
     g = _Launch(x, input_bias, weight, bias, per_sample=per_sample and not stats_given,
                 act=act, slope=slope)
     partial = mean
-    if not stats_given:
+    if not (stats_given or g.one_pass):
         partial = g.partial(mean)
         norm_act_stats_kernel[g.grid](x, g.optional[0], partial, *g.shape(), *g.strides,
                                       **_only(g.meta, norm_act_stats_kernel))
     norm_act_fwd_kernel[g.grid](x, *g.optional, y, mean, var, partial, *g.shape(),
                                 1.0 / g.count, *g.strides, g.slope, float(eps),
-                                STATS_GIVEN=stats_given, **g.meta)
+                                STATS_GIVEN=stats_given, ONE_PASS=g.one_pass, **g.meta)
 
 
 def norm_act_backward(dy: torch.Tensor, x: torch.Tensor, input_bias: torch.Tensor | None,
@@ -313,49 +378,72 @@ def norm_act_backward(dy: torch.Tensor, x: torch.Tensor, input_bias: torch.Tenso
                 act=act, slope=slope)
     partial = g.partial(rows)
     sums = partial
-    if not stats_given:
+    if not (stats_given or g.one_pass):
         sums = g.partial(rows)
         norm_act_grad_sums_kernel[g.grid](dy, x, *g.optional, mean, var, sums, *g.shape(),
                                           *g.strides, g.slope, float(eps),
                                           **_only(g.meta, norm_act_grad_sums_kernel))
     norm_act_grad_kernel[g.grid](dy, x, *g.optional, mean, var, dx, rows, sums, partial,
                                  *g.shape(), 1.0 / g.count, *g.strides, g.slope, float(eps),
-                                 STATS_GIVEN=stats_given, **g.meta)
+                                 STATS_GIVEN=stats_given, ONE_PASS=g.one_pass, **g.meta)
     if stats_given:
-        rows.copy_(partial.sum(dim=2))
+        torch.sum(partial, dim=2, out=rows)
+
+
+def running_update(running_mean: torch.Tensor, running_var: torch.Tensor,
+                   mean: torch.Tensor, var: torch.Tensor, *, count: int,
+                   momentum: float) -> None:
+    """Updates the contiguous (C,) running statistics in place from the (groups, C) rows'
+    mean and biased variance over ``count`` values each (one launch)."""
+    groups, c = mean.shape
+    block_c = min(next_power_of_2(c), 1024)
+    running_update_kernel[(cdiv(c, block_c),)](
+        running_mean, running_var, mean, var, c, groups, 1.0 / groups, float(momentum),
+        count / (count - 1), BLOCK_C=block_c, COMPUTE=compute_dtype(mean.dtype),
+        num_warps=4)
 
 
 # ------------------------------------------------------------------- ahead-of-time specs
 
 
 def aot_specs() -> list[Spec]:
-    """Every kernel in both layouts at the issue's benchmark shapes, batch statistics for
-    batch norm and instance norm, with the widest activation (sigmoid)."""
+    """Every kernel in both layouts at the issue's benchmark shapes (batch statistics, the
+    widest activation: sigmoid), and the one-pass variant at a pix2pix 8x8 instance norm,
+    whose rows are one tile."""
     shapes = {"bn_64x256x32x32": (64, 256, 32 * 32, False),
-              "in_1x64x256x256": (1, 64, 256 * 256, True)}  # (N, C, P, per sample)
+              "in_1x64x256x256": (1, 64, 256 * 256, True),
+              "in_16x256x8x8": (16, 256, 8 * 8, True)}  # (N, C, P, per sample)
     specs = []
     for dtype, (compute, elem_bytes) in STORAGE_DTYPES.items():
         for layout, unit in UNIT_STRIDES.items():
             for shape_name, (n, c, p, per_sample) in shapes.items():
-                samples, pixels = (1, p) if per_sample or layout != "nchw" else (n, p)
+                samples, pixels = (1, p) if per_sample else (n, p)
                 if not per_sample and layout != "nchw":
-                    pixels = n * p  # the batch folded into the pixel axis
+                    samples, pixels = 1, n * p  # the batch folded into the pixel axis
                 block_c, block_p, num_warps = row_tiles(c, pixels, layout == "nchw",
                                                         elem_bytes)
+                one_pass = samples * cdiv(pixels, block_p) == 1
                 constexprs = dict(HAS_IB=True, HAS_W=True, HAS_B=True, STATS_GIVEN=False,
-                                  ACT=ACT_SIGMOID, BLOCK_C=block_c, BLOCK_P=block_p,
-                                  COMPUTE=compute, num_warps=num_warps, **unit)
+                                  ONE_PASS=one_pass, ACT=ACT_SIGMOID, BLOCK_C=block_c,
+                                  BLOCK_P=block_p, COMPUTE=compute, num_warps=num_warps,
+                                  **unit)
                 strides = ({"stride_c": p, "stride_p": 1} if layout == "nchw"
                            else {"stride_c": 1, "stride_p": c})
                 ints = dict(C=c, P=pixels, S=samples, T=cdiv(pixels, block_p), chunk_tiles=8,
                             stride_n=c * p, **strides)
                 # big tensors each kernel reads or writes: x; x, y; dy, x; dy, x, dx
-                kernels = ((norm_act_stats_kernel, 1), (norm_act_fwd_kernel, 2),
-                           (norm_act_grad_sums_kernel, 2), (norm_act_grad_kernel, 3))
+                kernels = ((norm_act_fwd_kernel, 2), (norm_act_grad_kernel, 3))
+                if not one_pass:
+                    kernels += ((norm_act_stats_kernel, 1), (norm_act_grad_sums_kernel, 2))
                 specs += [spec(kernel, f"{layout}/{shape_name}", dtype, constexprs,
                                stat_buffers=("mean_ptr", "var_ptr", "partial_ptr", "sums_ptr",
                                              "rows_ptr"),
                                fp32_args=("inv_count", "slope", "eps"), ints=ints,
                                bytes_moved=big * n * c * p * elem_bytes)
                           for kernel, big in kernels]
+        specs.append(spec(running_update_kernel, "c256", dtype,
+                          dict(BLOCK_C=256, COMPUTE=compute, num_warps=4),
+                          stat_buffers=("mean_ptr", "var_ptr", "rmean_ptr", "rvar_ptr"),
+                          fp32_args=("inv_groups", "momentum", "unbias"),
+                          ints=dict(C=256, groups=1), bytes_moved=6 * 256 * 4))
     return specs

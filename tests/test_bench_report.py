@@ -41,6 +41,21 @@ def test_resampling_targets_take_the_faster_baseline_and_the_smaller_peak():
     ) == ["met", "MISSED", "MISSED", "incomplete"]
 
 
+def test_norm_act_targets_hold_the_step_to_eager_and_compile_and_the_pass_to_85_percent():
+    fused = {"us_per_call": 100.0, "pct_of_copy_bw": 86.0}
+    assert _verdicts(
+        _row("norm_act", fused=fused, eager={"us_per_call": 150.0},
+             compiled={"us_per_call": 110.0}),
+        _row("norm_act", fused=fused, eager={"us_per_call": 149.0},
+             compiled={"us_per_call": 200.0}),
+        _row("norm_act", fused=fused, eager={"us_per_call": 200.0},
+             compiled={"us_per_call": 109.0}),
+        _row("norm_act", fused=fused, eager={"us_per_call": 200.0}),
+        _row("norm_act_eval", fused=fused),
+        _row("norm_act_eval", fused={"us_per_call": 100.0, "pct_of_copy_bw": 84.9}),
+    ) == ["met", "MISSED", "MISSED", "incomplete", "met", "MISSED"]
+
+
 def test_rows_no_target_covers_get_no_verdict():
     fused = {"us_per_call": 100.0, "peak_mib": 500.0, "pct_of_copy_bw": 50.0}
     assert _verdicts(_row("pixel_norm", fused=fused),

@@ -32,7 +32,9 @@ def test_bias_act_module_matches_its_formula(device, lr_mul):
 def test_bias_act_without_bias_and_bad_settings():
     assert BiasAct(4, bias=False).bias is None
     with pytest.raises(ValueError, match="activation must be one of"):
-        BiasAct(4, "tanh")
+        BiasAct(4, "gelu")
+    with pytest.raises(ValueError, match="pixel norm follows linear, relu or lrelu"):
+        BiasAct(4, "tanh", pixel_norm=True)
 
 
 def test_to_rgb_is_linear_1x1_with_unit_gain():

@@ -216,6 +216,9 @@ def test_opcheck(device):
         args = (x, input_bias, weight, bias, *(given or (None, None)), True, 1, 0.0, 1e-5)
         torch.library.opcheck(torch.ops.fastpgan.norm_act.default, args)
         y, mean, var = torch.ops.fastpgan.norm_act(*args)
+        if given is None:
+            torch.library.opcheck(torch.ops.fastpgan.norm_act_running.default,
+                                  (*(s.clone() for s in stats), mean, var, 35, 0.1))
         mean, var = given or (mean, var)
         torch.library.opcheck(torch.ops.fastpgan.norm_act_backward.default,
                               (torch.randn_like(y), x, input_bias, weight, bias, mean, var,

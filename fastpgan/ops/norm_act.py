@@ -10,8 +10,10 @@ moves here) is added before the statistics.
 
 Fused path: the custom ops ``fastpgan::norm_act`` (y and the rows' mean and biased
 variance) and ``fastpgan::norm_act_backward`` on the kernels of
-``fastpgan.kernels.norm_act``. The running statistics are updated outside the custom
-op, from its mean and variance, so the op itself mutates nothing. Statistics are float32
+``fastpgan.kernels.norm_act``. The running statistics are updated after it, from its
+mean and variance, by ``fastpgan::norm_act_running`` (one small kernel, mutating them
+in place as declared, so torch.compile functionalizes it), outside the differentiable
+op, which mutates nothing. Statistics are float32
 (float64 for float64 input) whatever x's dtype, and reduced in a fixed order.
 
 Double backward: the backward op's autograd differentiates the closed-form backward
@@ -38,7 +40,7 @@ from fastpgan.backend import (
 )
 from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.checks import check_nonnegative
-from fastpgan.ops.dispatch import FusedOp
+from fastpgan.ops.dispatch import FusedOp, watched
 from fastpgan.ops.epilogue import (
     ACTIVATIONS,
     activation_derivative_reference,
@@ -186,20 +188,25 @@ def norm_act(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
         x, input_bias, weight, bias, *(given or (None, None)), instance,
         ACTIVATIONS[act].code, activation_slope(act, negative_slope), float(eps))
     if given is None and running_mean is not None and x.numel():
-        _update_running_statistics(running_mean, running_var, mean, var,
-                                   _count(x, instance), momentum)
+        _update_running(running_mean, running_var, mean, var, _count(x, instance),
+                        float(momentum))
     return y
 
 
 def _update_running_statistics(running_mean: Tensor, running_var: Tensor, mean: Tensor,
                                var: Tensor, count: int, momentum: float) -> None:
     """running = (1 - momentum) * running + momentum * the batch's, with the unbiased
-    variance and, for instance norm's (N, C) statistics, their mean over the batch."""
+    variance and, for instance norm's (N, C) statistics, their mean over the batch.
+
+    Three small ops for batch norm (each a kernel launch on a GPU: this runs every
+    training step of every layer)."""
     with torch.no_grad():
-        unbiased = var * (count / (count - 1))
-        for buffer, batch in ((running_mean, mean), (running_var, unbiased)):
-            updated = buffer.to(batch.dtype) * (1 - momentum) + batch.mean(dim=0) * momentum
-            buffer.copy_(updated)
+        if mean.shape[0] > 1:
+            mean, var = mean.mean(dim=0), var.mean(dim=0)
+        else:
+            mean, var = mean[0], var[0]
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_((var * (count / (count - 1))).to(running_var.dtype), momentum)
 
 
 def _validate(x: Tensor, weight: Tensor | None, bias: Tensor | None,
@@ -265,6 +272,7 @@ def _norm_act_impl(x: Tensor, input_bias: Tensor | None, weight: Tensor | None,
                    bias: Tensor | None, running_mean: Tensor | None,
                    running_var: Tensor | None, instance: bool, act: int, slope: float,
                    eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalizes by the given running statistics, or by the rows' own without them."""
     given = running_mean is not None
     x = x.contiguous(memory_format=memory_format(x))
     y, (mean, var) = _output(x), _row_statistics(x, instance, given)
@@ -306,7 +314,7 @@ def _norm_act_grad(ctx, grad_y: Tensor | None, grad_mean: Tensor | None,
                                                       ctx.needs_input_grad[1:4])
     return (dx, *(None if g is None else g.to(dtype) for g, dtype in
                   zip((d_input_bias, d_weight, d_bias), ctx.dtypes, strict=True)),
-            None, None, None, None, None, None)
+            *(None,) * 6)
 
 
 def _parameter_grads(rows: Tensor, weight: Tensor | None, var: Tensor,
@@ -315,8 +323,9 @@ def _parameter_grads(rows: Tensor, weight: Tensor | None, var: Tensor,
     """(d input_bias, d weight, d bias) from the per-row sums of g and g z. Normalized by
     the batch's own statistics, a constant added before them has no effect: its
     gradient is exactly zero."""
-    d_weight = rows[1].sum(0) if needed[1] else None
-    d_bias = rows[0].sum(0) if needed[2] else None
+    sums = rows.sum(dim=1) if rows.shape[1] > 1 else rows[:, 0]  # over the groups
+    d_weight = sums[1] if needed[1] else None
+    d_bias = sums[0] if needed[2] else None
     d_input_bias = None
     if needed[0]:
         d_input_bias = torch.zeros_like(rows[0, 0])
@@ -396,6 +405,30 @@ _norm_act_op = FusedOp("norm_act", _norm_act_impl, fake=_norm_act_fake,
                        setup_context=_norm_act_setup, backward=_norm_act_grad)
 
 
+def _running_impl(running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor,
+                  count: int, momentum: float) -> None:
+    """The running statistics updated in place by one kernel (no gradient: buffers)."""
+    if running_mean.is_contiguous() and running_var.is_contiguous():
+        kernel_module("norm_act").running_update(running_mean, running_var, mean, var,
+                                                 count=count, momentum=momentum)
+    else:  # a strided view of other buffers: the kernel addresses dense ones
+        _update_running_statistics(running_mean, running_var, mean, var, count, momentum)
+
+
+_running_op = torch.library.custom_op("fastpgan::norm_act_running",
+                                      mutates_args=("running_mean", "running_var"))(
+    _running_impl)
+_running_op.register_fake(lambda running_mean, running_var, mean, var, count, momentum: None)
+
+
+def _update_running(running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor,
+                    count: int, momentum: float) -> None:
+    """The fused path's running-statistics update: the operator where something traces
+    or watches (see :func:`fastpgan.ops.dispatch.watched`), the function otherwise."""
+    update = _running_op if watched(running_mean) else _running_impl
+    update(running_mean, running_var, mean, var, count, momentum)
+
+
 # ---------------------------------------------------------------- registration
 
 
@@ -438,7 +471,8 @@ def _half_precision() -> HalfPrecisionCase:
 
 register(OpInfo(
     "norm_act", norm_act, norm_act_reference, "triton", kernels="norm_act",
-    library_ops=("fastpgan::norm_act", "fastpgan::norm_act_backward"),
+    library_ops=("fastpgan::norm_act", "fastpgan::norm_act_backward",
+                 "fastpgan::norm_act_running"),
     double_backward="autograd through the closed-form backward (PyTorch), as AdaIN's",
     tests=OpTests(_sample, lambda f: f(torch.randn(4)), "norm_act: x must be",
                   ("tests/test_norm_act.py",), _half_precision)))
