@@ -30,9 +30,11 @@ import torch
 import triton
 import triton.language as tl
 from benchutil import host_us_per_call
+from torch import nn
 
 from fastpgan import ops
 from fastpgan.data import build_cache
+from fastpgan.nn import BatchNormAct2d
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
@@ -40,6 +42,10 @@ from fastpgan.train.loop import Trainer
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 SQRT2 = 2 ** 0.5
+TORCH_BATCH_NORM = nn.Sequential(nn.BatchNorm2d(8), nn.LeakyReLU(0.2)).to(DEVICE)
+"""The torch modules a BatchNormAct2d replaces (their parameters need no gradient input)."""
+BATCH_NORM_ACT = {backend: BatchNormAct2d(8, activation="lrelu", backend=backend).to(DEVICE)
+                  for backend in ("reference", "fused")}
 
 
 @triton.jit
@@ -84,6 +90,8 @@ OP_CASES = {
         functools.partial(plain.conv_downsample, weight_gain=0.5, gain=SQRT2),
         lambda x, w, b, backend: ops.conv2d_downsample(x, w, b, weight_gain=0.5, act="lrelu",
                                                        gain=SQRT2, backend=backend)),
+    "BatchNorm2d+LeakyReLU": ([(8, 8, 4, 4)], TORCH_BATCH_NORM,
+                              lambda x, backend: BATCH_NORM_ACT[backend](x)),
 }
 """Small shapes, where a call's host cost is all there is to it."""
 

@@ -287,12 +287,17 @@ def running_update_kernel(
     for g in range(groups):
         mean += tl.load(mean_ptr + g * C + c, mask=c_mask, other=0)
         var += tl.load(var_ptr + g * C + c, mask=c_mask, other=0)
-    for running_ptr, batch in ((rmean_ptr, mean * inv_groups),
-                               (rvar_ptr, var * (inv_groups * unbias))):
-        running = tl.load(running_ptr + c, mask=c_mask, other=0).to(COMPUTE)
-        tl.store(running_ptr + c,
-                 (momentum * batch + (1 - momentum) * running).to(running_ptr.dtype.element_ty),
-                 mask=c_mask)
+    _fold_in(rmean_ptr, c, c_mask, mean * inv_groups, momentum, COMPUTE)
+    _fold_in(rvar_ptr, c, c_mask, var * (inv_groups * unbias), momentum, COMPUTE)
+
+
+@triton.jit
+def _fold_in(running_ptr, c, c_mask, batch, momentum, COMPUTE: tl.constexpr):
+    """running[c] = momentum * batch + (1 - momentum) * running[c], stored in its dtype."""
+    running = tl.load(running_ptr + c, mask=c_mask, other=0).to(COMPUTE)
+    tl.store(running_ptr + c,
+             (momentum * batch + (1 - momentum) * running).to(running_ptr.dtype.element_ty),
+             mask=c_mask)
 
 
 # ----------------------------------------------------------------------------- host side
