@@ -30,7 +30,9 @@ which the caller adds up). The activation is recomputed from x, not saved.
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -233,8 +235,8 @@ def norm_act_grad_kernel(
 ):
     """Backward pass 2: dx for this chunk. With batch statistics, from the row sums of
     pass 1 (sums; summed here with ONE_PASS, a row being one chunk), which chunk 0 stores
-    in rows (2, groups, C); with given statistics, this chunk's sums of g and g * z go to
-    partial."""
+    in rows (3, groups, C) beside a plane of zeros (the input bias's gradient); with given
+    statistics, this chunk's sums of g and g * z go to partial."""
     g_id, chunk, c, c_mask = chunk_program(C, BLOCK_C)
     mean, rstd = _row_statistics(mean_ptr, var_ptr, g_id, c, c_mask, C, eps)
     w, b = _affine(w_ptr, b_ptr, c, c_mask, HAS_W, HAS_B, COMPUTE)
@@ -250,8 +252,11 @@ def norm_act_grad_kernel(
         else:
             sum_g, sum_gz = combine_chunks(sums_ptr, g_id, c, c_mask, C, COMPUTE)
         first_chunk = c_mask & ((c * 0 + chunk) == 0)
+        plane = tl.num_programs(2) * C
         tl.store(rows_ptr + g_id * C + c, sum_g, mask=first_chunk)
-        tl.store(rows_ptr + tl.num_programs(2) * C + g_id * C + c, sum_gz, mask=first_chunk)
+        tl.store(rows_ptr + plane + g_id * C + c, sum_gz, mask=first_chunk)
+        tl.store(rows_ptr + 2 * plane + g_id * C + c, tl.zeros(c.shape, COMPUTE),
+                 mask=first_chunk)
         mean_g = sum_g * inv_count
         mean_gz = sum_gz * inv_count
     acc_g = tl.zeros([BLOCK_C, BLOCK_P], COMPUTE)
@@ -303,54 +308,68 @@ def _fold_in(running_ptr, c, c_mask, batch, momentum, COMPUTE: tl.constexpr):
 # ----------------------------------------------------------------------------- host side
 
 
-class _Launch:
-    """The row geometry, tiles, chunks and optional-input arguments of one call."""
+@dataclass(frozen=True)
+class _Plan:
+    """The row geometry, tiles, chunks and compile-time settings of a call, the same for
+    every call of one shape and layout (cached: a layer calls it every step)."""
 
-    def __init__(self, x: torch.Tensor, input_bias: torch.Tensor | None,
-                 weight: torch.Tensor | None, bias: torch.Tensor | None, *, per_sample: bool,
-                 act: int, slope: float) -> None:
-        n, c = x.shape[:2]
-        p = math.prod(x.shape[2:])
-        # from the shape, as a size-1 dimension may carry any stride; x is contiguous or
-        # channels_last(_3d)
-        stride_n, stride_c, stride_p = (c * p, p, 1) if x.is_contiguous() else (c * p, 1, c)
-        if p == 1:
-            stride_p = stride_n
-        groups, samples = (n, 1) if per_sample else (1, n)
-        if samples > 1 and stride_n == p * stride_p:  # the batch lies along the pixel axis
-            samples, p, stride_n = 1, samples * p, 0
-        if c * p * samples >= 2**31:
-            raise ValueError(f"norm_act kernels take fewer than 2^31 elements per group of "
-                             f"rows, got shape {tuple(x.shape)}")
-        self.groups, self.samples, self.c, self.p = groups, samples, c, p
-        self.strides = (stride_n, stride_c, stride_p)
-        self.block_c, self.block_p, num_warps = row_tiles(c, p, stride_p == 1,
-                                                          x.element_size())
-        self.c_blocks = cdiv(c, self.block_c)
-        self.tiles_per_sample = cdiv(p, self.block_p)
-        self.chunks, self.chunk_tiles = row_chunks(x.device, self.c_blocks * groups,
-                                                   samples * self.tiles_per_sample)
-        self.grid = (self.c_blocks, self.chunks, groups)
-        self.one_pass = self.chunks == 1  # the second kernel sums the row itself
-        self.count = samples * p
-        self.optional = tuple(x if t is None else t for t in (input_bias, weight, bias))
-        self.slope = float(slope)
-        self.meta = dict(HAS_IB=input_bias is not None, HAS_W=weight is not None,
-                         HAS_B=bias is not None, ACT=act, BLOCK_C=self.block_c,
-                         BLOCK_P=self.block_p, COMPUTE=compute_dtype(x.dtype),
-                         num_warps=num_warps)
+    groups: int
+    chunks: int
+    count: int
+    shape: tuple[int, int, int, int, int]  # C, P, S, T and the chunk length in tiles
+    strides: tuple[int, int, int]
+    grid: tuple[int, int, int]
+    meta: dict
+    stats_meta: dict  # the settings the statistics kernel takes
 
-    def shape(self) -> tuple[int, ...]:
-        """C, P, S, T and the chunk length in tiles: the kernels' row geometry."""
-        return self.c, self.p, self.samples, self.tiles_per_sample, self.chunk_tiles
+    @property
+    def one_pass(self) -> bool:
+        """A row is one chunk: the second kernel sums it itself."""
+        return self.chunks == 1
 
     def partial(self, like: torch.Tensor) -> torch.Tensor:
         """A (2, groups, chunks, C) buffer of per-chunk sums."""
-        return like.new_empty((2, self.groups, self.chunks, self.c))
+        return like.new_empty((2, self.groups, self.chunks, self.shape[0]))
 
 
-def _only(meta: dict, kernel) -> dict:
-    return {k: v for k, v in meta.items() if k in kernel.arg_names or k == "num_warps"}
+def _plan(x: torch.Tensor, input_bias: torch.Tensor | None, weight: torch.Tensor | None,
+          bias: torch.Tensor | None, *, per_sample: bool, act: int) -> _Plan:
+    return _cached_plan(tuple(x.shape), x.is_contiguous(), x.element_size(), x.dtype,
+                        x.device, per_sample, act, input_bias is not None, weight is not None,
+                        bias is not None)
+
+
+@functools.cache
+def _cached_plan(shape: tuple[int, ...], contiguous: bool, elem_bytes: int,
+                 dtype: torch.dtype, device: torch.device, per_sample: bool, act: int,
+                 has_ib: bool, has_w: bool, has_b: bool) -> _Plan:
+    n, c = shape[:2]
+    p = math.prod(shape[2:])
+    # from the shape, as a size-1 dimension may carry any stride; x is contiguous or
+    # channels_last(_3d)
+    stride_n, stride_c, stride_p = (c * p, p, 1) if contiguous else (c * p, 1, c)
+    if p == 1:
+        stride_p = stride_n
+    groups, samples = (n, 1) if per_sample else (1, n)
+    if samples > 1 and stride_n == p * stride_p:  # the batch lies along the pixel axis
+        samples, p, stride_n = 1, samples * p, 0
+    if c * p * samples >= 2**31:
+        raise ValueError(f"norm_act kernels take fewer than 2^31 elements per group of "
+                         f"rows, got shape {shape}")
+    block_c, block_p, num_warps = row_tiles(c, p, stride_p == 1, elem_bytes)
+    c_blocks, tiles_per_sample = cdiv(c, block_c), cdiv(p, block_p)
+    chunks, chunk_tiles = row_chunks(device, c_blocks * groups, samples * tiles_per_sample)
+    meta = dict(HAS_IB=has_ib, HAS_W=has_w, HAS_B=has_b, ACT=act, BLOCK_C=block_c,
+                BLOCK_P=block_p, COMPUTE=compute_dtype(dtype), num_warps=num_warps)
+    return _Plan(groups, chunks, samples * p, (c, p, samples, tiles_per_sample, chunk_tiles),
+                 (stride_n, stride_c, stride_p), (c_blocks, chunks, groups), meta,
+                 {k: meta[k] for k in ("HAS_IB", "BLOCK_C", "BLOCK_P", "COMPUTE",
+                                       "num_warps")})
+
+
+def _optional(x: torch.Tensor, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """The optional inputs, x standing in for each absent one (its HAS_ flag is off)."""
+    return tuple(x if t is None else t for t in tensors)
 
 
 def norm_act_forward(x: torch.Tensor, input_bias: torch.Tensor | None,
@@ -360,16 +379,17 @@ def norm_act_forward(x: torch.Tensor, input_bias: torch.Tensor | None,
     """Fills y (laid out like x). With ``stats_given`` mean and var (C,) are read (one
     group: the batch); otherwise the rows' mean and biased variance are written to them,
     (groups, C): (N, C) with ``per_sample``, (1, C) without."""
-    g = _Launch(x, input_bias, weight, bias, per_sample=per_sample and not stats_given,
-                act=act, slope=slope)
+    plan = _plan(x, input_bias, weight, bias, per_sample=per_sample and not stats_given,
+                 act=act)
     partial = mean
-    if not (stats_given or g.one_pass):
-        partial = g.partial(mean)
-        norm_act_stats_kernel[g.grid](x, g.optional[0], partial, *g.shape(), *g.strides,
-                                      **_only(g.meta, norm_act_stats_kernel))
-    norm_act_fwd_kernel[g.grid](x, *g.optional, y, mean, var, partial, *g.shape(),
-                                1.0 / g.count, *g.strides, g.slope, float(eps),
-                                STATS_GIVEN=stats_given, ONE_PASS=g.one_pass, **g.meta)
+    if not (stats_given or plan.one_pass):
+        partial = plan.partial(mean)
+        norm_act_stats_kernel[plan.grid](x, _optional(x, input_bias)[0], partial,
+                                         *plan.shape, *plan.strides, **plan.stats_meta)
+    norm_act_fwd_kernel[plan.grid](x, *_optional(x, input_bias, weight, bias), y, mean, var,
+                                   partial, *plan.shape, 1.0 / plan.count, *plan.strides,
+                                   float(slope), float(eps), STATS_GIVEN=stats_given,
+                                   ONE_PASS=plan.one_pass, **plan.meta)
 
 
 def norm_act_backward(dy: torch.Tensor, x: torch.Tensor, input_bias: torch.Tensor | None,
@@ -377,20 +397,23 @@ def norm_act_backward(dy: torch.Tensor, x: torch.Tensor, input_bias: torch.Tenso
                       mean: torch.Tensor, var: torch.Tensor, dx: torch.Tensor,
                       rows: torch.Tensor, *, per_sample: bool, stats_given: bool, act: int,
                       slope: float, eps: float) -> None:
-    """Fills dx (laid out like x; dy too) and rows (2, groups, C): per row the sums of
-    g = dy * act'(h) and of g * z, z the normalized value."""
-    g = _Launch(x, input_bias, weight, bias, per_sample=per_sample and not stats_given,
-                act=act, slope=slope)
-    partial = g.partial(rows)
+    """Fills dx (laid out like x; dy too) and rows: per row the sums of g = dy * act'(h)
+    and of g * z, z the normalized value, (2, 1, C) by given statistics and by the batch's
+    (3, groups, C) with a third plane of zeros."""
+    plan = _plan(x, input_bias, weight, bias, per_sample=per_sample and not stats_given,
+                 act=act)
+    optional = _optional(x, input_bias, weight, bias)
+    partial = plan.partial(rows)
     sums = partial
-    if not (stats_given or g.one_pass):
-        sums = g.partial(rows)
-        norm_act_grad_sums_kernel[g.grid](dy, x, *g.optional, mean, var, sums, *g.shape(),
-                                          *g.strides, g.slope, float(eps),
-                                          **_only(g.meta, norm_act_grad_sums_kernel))
-    norm_act_grad_kernel[g.grid](dy, x, *g.optional, mean, var, dx, rows, sums, partial,
-                                 *g.shape(), 1.0 / g.count, *g.strides, g.slope, float(eps),
-                                 STATS_GIVEN=stats_given, ONE_PASS=g.one_pass, **g.meta)
+    if not (stats_given or plan.one_pass):
+        sums = plan.partial(rows)
+        norm_act_grad_sums_kernel[plan.grid](dy, x, *optional, mean, var, sums, *plan.shape,
+                                             *plan.strides, float(slope), float(eps),
+                                             **plan.meta)
+    norm_act_grad_kernel[plan.grid](dy, x, *optional, mean, var, dx, rows, sums, partial,
+                                    *plan.shape, 1.0 / plan.count, *plan.strides, float(slope),
+                                    float(eps), STATS_GIVEN=stats_given,
+                                    ONE_PASS=plan.one_pass, **plan.meta)
     if stats_given:
         torch.sum(partial, dim=2, out=rows)
 

@@ -24,6 +24,7 @@ runs the fused kernels.
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -64,7 +65,7 @@ def _row_dims(x: Tensor, instance: bool) -> tuple[int, ...]:
 
 def _count(x: Tensor, instance: bool) -> int:
     """Elements per row."""
-    return x[0, 0].numel() * (1 if instance else x.shape[0])
+    return math.prod(x.shape[2:]) * (1 if instance else x.shape[0])
 
 
 def norm_act_reference(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -322,18 +323,18 @@ def _parameter_grads(rows: Tensor, weight: Tensor | None, var: Tensor,
                      ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """(d input_bias, d weight, d bias) from the per-row sums of g and g z. Normalized by
     the batch's own statistics, a constant added before them has no effect: its
-    gradient is exactly zero."""
+    gradient is exactly zero, the third plane the kernels zero (no launch of its own)."""
     sums = rows.sum(dim=1) if rows.shape[1] > 1 else rows[:, 0]  # over the groups
     d_weight = sums[1] if needed[1] else None
     d_bias = sums[0] if needed[2] else None
     d_input_bias = None
-    if needed[0]:
-        d_input_bias = torch.zeros_like(rows[0, 0])
-        if given:
-            scale = torch.rsqrt(var.to(rows.dtype) + eps)
-            if weight is not None:
-                scale = scale * weight.to(rows.dtype)
-            d_input_bias = rows[0, 0] * scale
+    if needed[0] and not given:
+        d_input_bias = sums[2]
+    elif needed[0]:
+        scale = torch.rsqrt(var.to(rows.dtype) + eps)
+        if weight is not None:
+            scale = scale * weight.to(rows.dtype)
+        d_input_bias = sums[0] * scale
     return d_input_bias, d_weight, d_bias
 
 
@@ -355,9 +356,12 @@ def _norm_act_backward_impl(grad_y: Tensor, x: Tensor, input_bias: Tensor | None
 
 
 def _row_sums(x: Tensor, instance: bool, given: bool) -> Tensor:
-    """The (2, groups, C) per-row sums of g and g z to fill."""
-    groups = x.shape[0] if instance and not given else 1
-    return x.new_empty((2, groups, x.shape[1]), dtype=stat_dtype(x))
+    """The per-row sums of g and g z to fill, (2, 1, C) by given statistics, and by the
+    batch's (3, groups, C), the third plane zeros (the input bias's gradient)."""
+    if given:
+        return x.new_empty((2, 1, x.shape[1]), dtype=stat_dtype(x))
+    groups = x.shape[0] if instance else 1
+    return x.new_empty((3, groups, x.shape[1]), dtype=stat_dtype(x))
 
 
 def _norm_act_backward_fake(grad_y, x, input_bias, weight, bias, mean, var, given, instance,
@@ -392,7 +396,7 @@ def _backward_grad(ctx, grad_dx: Tensor | None, grad_rows: Tensor | None):
     needed = ctx.needs_input_grad
     grads = closed_form_vjp(closed_form, (grad_y, x, weight, bias, input_bias),
                             (needed[0], needed[1], needed[3], needed[4], needed[2]),
-                            (grad_dx, grad_rows))
+                            (grad_dx, None if grad_rows is None else grad_rows[:2]))
     d_grad_y, d_x, d_weight, d_bias, d_input_bias = grads
     return (d_grad_y, d_x, d_input_bias, d_weight, d_bias, None, None, None, None, None, None,
             None)
