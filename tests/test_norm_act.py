@@ -26,6 +26,7 @@ CASES = [  # (shape, channels_last, instance, batch statistics, act, affine, inp
     ((2, 5, 3, 1, 2), False, True, True, "sigmoid", False, True),
     ((4, 21, 4, 4), True, False, False, "lrelu", True, True),  # running statistics
     ((2, 5, 3, 4, 2), False, True, False, "tanh", True, False),
+    ((4, 3, 1, 1, 1), True, False, True, "relu", True, True),  # 1x1x1 maps
 ]
 
 
