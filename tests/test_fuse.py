@@ -293,3 +293,16 @@ def test_what_cannot_be_fused_is_left_alone_and_listed(build, reason):
 def _with_hook(model: nn.Module) -> nn.Module:
     model[1].register_forward_hook(lambda module, inputs, output: None)
     return model
+
+
+def test_a_fused_model_compiles_without_graph_breaks(device):
+    plain = dcgan_discriminator()
+    _randomize(plain)
+    fused = fuse(copy.deepcopy(plain), backend="fused").to(device)
+    compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
+    x = torch.randn(4, 3, 32, 32)
+    _assert_matches(_outputs_and_grads(compiled, x.to(device), 0),
+                    _outputs_and_grads(plain, x, 0), "compiled")
+    # the running statistics moved inside the compiled graph as eagerly
+    for key, value in plain.state_dict().items():
+        assert_close(fused.state_dict()[key].float(), value.float(), 1e-5, key)
