@@ -25,3 +25,12 @@ def load_faces(resolution: int = 32) -> torch.Tensor:
     faces = torch.cat([faces, faces.flip(3)]) * 2 - 1
     return faces.clamp(-1, 1)
 
+
+
+def edge_maps(faces: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Canny edge maps (scikit-image's ``feature.canny``) of faces in [-1, 1]: 1 on an
+    edge, -1 elsewhere, the same shape (pix2pix's edges -> faces input)."""
+    from skimage.feature import canny
+
+    edges = [torch.from_numpy(canny(face[0].numpy(), sigma=sigma)) for face in faces]
+    return torch.stack(edges).unsqueeze(1).float() * 2 - 1

@@ -32,6 +32,19 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str) ->
     assert err < tol, f"{what}: relative error {err:.3e} >= {tol:.0e}"
 
 
+def assert_matches_plain(fused: list[torch.Tensor], plain: list[torch.Tensor], what: str) -> None:
+    """Each fused value within 1e-5 of the plain model's. Where the plain model's is
+    rounding noise around zero (a convolution's bias before a norm by the batch's
+    statistics, which cancels it exactly) the fused one must be as small."""
+    scale = max(t.norm().item() for t in plain)
+    for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
+        name = f"{what}: {'value' if i == 0 else f'gradient {i}'}"
+        if b.norm() < 1e-5 * scale:
+            assert a.norm() < 1e-5 * scale, name
+        else:
+            assert_close(a, b, 1e-5, name)
+
+
 def random_input(shape: tuple[int, ...], device: str, dtype: torch.dtype = torch.float32,
                  channels_last: bool = False) -> torch.Tensor:
     """A random leaf tensor (requires grad) in the asked-for memory format

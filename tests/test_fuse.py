@@ -1,6 +1,7 @@
-"""fastpgan.nn.fuse on plain-PyTorch GAN models in the shapes of DCGAN, pix2pix and
-CycleGAN: the fused model's outputs, gradients, running statistics and R1 penalty equal
-the original's, its state_dict loads both ways, and what cannot be fused is listed."""
+"""fastpgan.nn.fuse on the examples' plain-PyTorch GAN models (DCGAN, pix2pix's U-Net and
+PatchGAN, CycleGAN's ResNet generator): the fused model's outputs, gradients, running
+statistics and R1 penalty equal the original's, its state_dict loads both ways, and what
+cannot be fused is listed."""
 
 from __future__ import annotations
 
@@ -8,118 +9,24 @@ import copy
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, assert_matches_plain
 from torch import Tensor, nn
 
+from examples import dcgan_plain
+from examples.cyclegan.models import resnet_generator
+from examples.pix2pix.models import patchgan, unet
 from fastpgan.nn import BatchNormAct2d, InstanceNormAct2d, fuse
 from fastpgan.nn.fuse import FusedConv2d, FusedConvTranspose2d
 
-# ------------------------------------------------------- the models, as their papers' code
-
-def dcgan_generator(latent: int = 16, width: int = 8) -> nn.Module:
-    """Radford et al. 2016 as PyTorch's DCGAN example builds it: (N, latent, 1, 1) -> 32x32."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(latent, 4 * width, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * width),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(2 * width), nn.ReLU(True),
-        nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh())
-
-
-def dcgan_discriminator(width: int = 8) -> nn.Module:
-    """32x32 -> a logit per image; the first convolution with a bias and no norm."""
-    return nn.Sequential(
-        nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
-        nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * width),
-        nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False), nn.Flatten())
-
-
-class UnetBlock(nn.Module):
-    """pix2pix's U-Net skip block (Isola et al. 2017): down, the inner block, up, and the
-    input concatenated to the output (not at the outermost level)."""
-
-    def __init__(self, outer: int, inner: int, sub: nn.Module | None = None, *,
-                 outermost: bool = False, norm: type[nn.Module] = nn.InstanceNorm2d) -> None:
-        super().__init__()
-        self.outermost = outermost
-        bias = norm is nn.InstanceNorm2d  # as pix2pix: no bias before a batch norm
-        down = nn.Conv2d(outer if not outermost else 3, inner, 4, 2, 1, bias=bias)
-        if outermost:
-            layers = [down, sub, nn.ReLU(True), nn.ConvTranspose2d(2 * inner, 3, 4, 2, 1),
-                      nn.Tanh()]
-        elif sub is None:  # innermost
-            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True),
-                      nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias), norm(outer)]
-        else:
-            layers = [nn.LeakyReLU(0.2, True), down, norm(inner), sub, nn.ReLU(True),
-                      nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1, bias=bias), norm(outer)]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.model(x)
-        return y if self.outermost else torch.cat([x, y], 1)
-
-
-def unet(width: int = 4, norm: type[nn.Module] = nn.InstanceNorm2d) -> nn.Module:
-    """A 4-level U-Net for 32x32 images (pix2pix's unet_32 has 5)."""
-    block = UnetBlock(4 * width, 4 * width, norm=norm)
-    block = UnetBlock(2 * width, 4 * width, block, norm=norm)
-    block = UnetBlock(width, 2 * width, block, norm=norm)
-    return UnetBlock(3, width, block, outermost=True, norm=norm)
-
-
-def patchgan(width: int = 8, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Module:
-    """pix2pix's 3-layer PatchGAN discriminator: a logit per 70x70 patch."""
-    bias = norm is nn.InstanceNorm2d
-    return nn.Sequential(
-        nn.Conv2d(6, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
-        nn.Conv2d(width, 2 * width, 4, 2, 1, bias=bias), norm(2 * width), nn.LeakyReLU(0.2, True),
-        nn.Conv2d(2 * width, 4 * width, 4, 1, 1, bias=bias), norm(4 * width),
-        nn.LeakyReLU(0.2, True),
-        nn.Conv2d(4 * width, 1, 4, 1, 1))
-
-
-class ResnetBlock(nn.Module):
-    """CycleGAN's residual block (Zhu et al. 2017): x + (pad, conv, norm, relu, pad, conv,
-    norm)(x)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv_block(x)
-
-
-def resnet_generator(width: int = 8, blocks: int = 2) -> nn.Module:
-    """CycleGAN's ResNet generator with instance norm (its convolutions keep their bias)."""
-    return nn.Sequential(
-        nn.ReflectionPad2d(3), nn.Conv2d(3, width, 7), nn.InstanceNorm2d(width), nn.ReLU(True),
-        nn.Conv2d(width, 2 * width, 3, 2, 1), nn.InstanceNorm2d(2 * width), nn.ReLU(True),
-        nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.InstanceNorm2d(4 * width), nn.ReLU(True),
-        *[ResnetBlock(4 * width) for _ in range(blocks)],
-        nn.ConvTranspose2d(4 * width, 2 * width, 3, 2, 1, output_padding=1),
-        nn.InstanceNorm2d(2 * width), nn.ReLU(True),
-        nn.ConvTranspose2d(2 * width, width, 3, 2, 1, output_padding=1),
-        nn.InstanceNorm2d(width), nn.ReLU(True),
-        nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh())
-
-
 MODELS = {  # name: (model, input shape, a discriminator (R1 is checked), chains fused)
-    "dcgan_generator": (dcgan_generator, (4, 16, 1, 1), False, 4),
-    "dcgan_discriminator": (dcgan_discriminator, (4, 3, 32, 32), True, 3),
-    "unet_instance_norm": (unet, (2, 3, 32, 32), False, 7),
-    "unet_batch_norm": (lambda: unet(norm=nn.BatchNorm2d), (2, 3, 32, 32), False, 1),
+    "dcgan_generator": (lambda: dcgan_plain.Generator(16, 8), (4, 16), False, 7),
+    "dcgan_discriminator": (lambda: dcgan_plain.Discriminator(8), (4, 1, 32, 32), True, 5),
+    "unet_instance_norm": (lambda: unet(norm=nn.InstanceNorm2d), (2, 3, 32, 32), False, 7),
+    "unet_batch_norm": (unet, (2, 3, 32, 32), False, 1),
     "patchgan": (patchgan, (2, 6, 32, 32), True, 3),
     "cyclegan_resnet": (resnet_generator, (2, 3, 32, 32), False, 17),
 }
+"""The examples' plain models (examples/), so the examples and these tests cannot drift."""
 
 
 # ------------------------------------------------------------------------------- tests
@@ -157,26 +64,13 @@ def _with_zeros(y: Tensor, leaves: list[Tensor], grad_y: Tensor | None = None) -
                                 for t, g in zip(leaves, grads, strict=True))]
 
 
-def _assert_matches(fused: list[Tensor], plain: list[Tensor], what: str) -> None:
-    """Each fused value within 1e-5 of the plain model's. Where the plain model's is
-    rounding noise around zero (a convolution's bias before a norm by the batch's
-    statistics, which cancels it exactly) the fused one must be as small."""
-    scale = max(t.norm().item() for t in plain)
-    for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
-        name = f"{what}: {'value' if i == 0 else f'gradient {i}'}"
-        if b.norm() < 1e-5 * scale:
-            assert a.norm() < 1e-5 * scale, name
-        else:
-            assert_close(a, b, 1e-5, name)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_fused_model_equals_the_original_in_training_and_evaluation(device, name):
     plain, fused, shape, _, _ = _pair(name, device)
     for step, mode in enumerate(("train", "train", "train", "eval")):  # statistics move, serve
         plain.train(mode == "train"), fused.train(mode == "train")
         x = torch.randn(shape)
-        _assert_matches(_outputs_and_grads(fused, x.to(device), step),
+        assert_matches_plain(_outputs_and_grads(fused, x.to(device), step),
                         _outputs_and_grads(plain, x, step), f"{name} {mode} step {step}")
     for key, value in plain.state_dict().items():
         assert_close(fused.state_dict()[key].float(), value.float(), 1e-5, key)
@@ -195,21 +89,22 @@ def test_r1_penalty_gradients_equal_the_originals(device, name):
         (grad,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
         return _with_zeros(grad.square().sum(), list(model.parameters()))
 
-    _assert_matches(r1(fused, x.to(device)), r1(plain, x), f"{name} R1")
+    assert_matches_plain(r1(fused, x.to(device)), r1(plain, x), f"{name} R1")
 
 
 def test_what_is_fused_keeps_every_parameter_object_and_key(device):
-    model = dcgan_discriminator()
+    model = dcgan_plain.Discriminator(8)
     params = {name: p for name, p in model.named_parameters()}
     keys = list(model.state_dict())
     optimizer = torch.optim.Adam(model.parameters())
     fused, report = fuse(model, report=True)
     assert fused is model and list(model.state_dict()) == keys
     assert all(p is params[name] for name, p in model.named_parameters())
-    assert type(model[0]) is FusedConv2d and type(model[1]) is nn.Identity  # bias_act
-    assert type(model[3]) is BatchNormAct2d and model[3].activation == "lrelu"
-    assert "0 -> 1: Conv2d -> LeakyReLU: bias and activation in bias_act" in report.fused
-    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    net = model.net
+    assert type(net[0]) is FusedConv2d and type(net[1]) is nn.Identity  # bias_act
+    assert type(net[3]) is BatchNormAct2d and net[3].activation == "lrelu"
+    assert "net.0 -> net.1: Conv2d -> LeakyReLU: bias and activation in bias_act" in report.fused
+    model(torch.randn(2, 1, 32, 32)).sum().backward()
     optimizer.step()  # the optimizer built before fuse trains the fused model
     assert fuse(model, report=True)[1].fused == []  # nothing left to fuse
 
@@ -264,7 +159,7 @@ def test_traced_chains_fuse_and_equal_the_original(device):
     assert type(fused.norm) is BatchNormAct2d and type(fused.act) is nn.Identity, str(report)
     assert type(fused.conv) is FusedConv2d
     x = torch.randn(2, 3, 5, 5)
-    _assert_matches(_outputs_and_grads(fused.to(device), x.to(device), 0),
+    assert_matches_plain(_outputs_and_grads(fused.to(device), x.to(device), 0),
                     _outputs_and_grads(plain, x, 0), "traced block")
 
 
@@ -296,12 +191,12 @@ def _with_hook(model: nn.Module) -> nn.Module:
 
 
 def test_a_fused_model_compiles_without_graph_breaks(device):
-    plain = dcgan_discriminator()
+    plain = dcgan_plain.Discriminator(8)
     _randomize(plain)
     fused = fuse(copy.deepcopy(plain), backend="fused").to(device)
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
-    x = torch.randn(4, 3, 32, 32)
-    _assert_matches(_outputs_and_grads(compiled, x.to(device), 0),
+    x = torch.randn(4, 1, 32, 32)
+    assert_matches_plain(_outputs_and_grads(compiled, x.to(device), 0),
                     _outputs_and_grads(plain, x, 0), "compiled")
     # the running statistics moved inside the compiled graph as eagerly
     for key, value in plain.state_dict().items():

@@ -1,0 +1,195 @@
+"""What every example system shares: its command line, the training loop around the
+system's own step, checkpoints that resume exactly, sample grids and a loss plot.
+
+A system (pix2pix, CycleGAN, ...) is an :class:`ExampleSystem`: its networks (plain
+PyTorch, fused with :func:`fastpgan.nn.fuse` when asked), their optimizers, a training
+step that returns its losses, and a picture of its samples. :func:`run` does the rest:
+
+    python -m examples.<system> [--steps N] [--fused] [--device cuda] [--out DIR]
+
+writes ``DIR/samples.png`` (and every ``--sample-every`` steps ``samples-<step>.png``),
+``DIR/losses.png``, and every CHECKPOINT_EVERY steps ``DIR/checkpoint.safetensors`` (the
+networks, the optimizers, the step, the losses and every RNG state, written atomically
+through :func:`fastpgan.files.write_tree`: no pickle) with ``DIR/losses.jsonl``; run
+again with the same ``--out`` it resumes from there, exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from fastpgan.atomic import atomic_write
+from fastpgan.files import read_tree, write_tree
+from fastpgan.nn import fuse
+from fastpgan.runs.pictures import save_grid
+
+CHECKPOINT_KIND = "example checkpoint"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An example's command line."""
+
+    out: Path
+    steps: int
+    batch: int
+    device: str
+    fused: bool
+    seed: int
+    sample_every: int
+
+
+class ExampleSystem(Protocol):
+    """One GAN system as the harness drives it."""
+
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
+        """One training step on a batch; the losses by name."""
+
+    def batches(self, size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+        """Training batches drawn with ``generator``, forever."""
+
+    def samples(self) -> Tensor:
+        """Images in [-1, 1] to show, (N, C, H, W), in rows of the grid's columns."""
+
+
+def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -> Settings:
+    """The example's settings from its command line (``steps`` and ``batch``: its
+    defaults, sized to train in a few minutes on two CPU cores)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=steps, help="training steps in all")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--fused", action="store_true",
+                        help="run the networks through fastpgan.nn.fuse")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample-every", type=int, default=0,
+                        help="also write samples-<step>.png every this many steps")
+    parser.add_argument("--out", default=None, help="the run's folder (resumed if it has a "
+                        "checkpoint)")
+    args = parser.parse_args(argv)
+    if args.steps < 0 or args.batch < 1:
+        parser.error("--steps must be >= 0 and --batch >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA GPU")
+    name = description.split(":")[0].strip().lower().replace(" ", "-")
+    out = Path(args.out or f"runs/{name}{'-fused' if args.fused else ''}")
+    return Settings(out, args.steps, args.batch, args.device, args.fused, args.seed,
+                    args.sample_every)
+
+
+def prepare(networks: dict[str, nn.Module], settings: Settings) -> dict[str, nn.Module]:
+    """The networks on the device, fused when asked (in place: the optimizers built
+    afterwards see the same parameters)."""
+    for net in networks.values():
+        net.to(settings.device)
+        if settings.fused:
+            fuse(net)
+    return networks
+
+
+CHECKPOINT_EVERY = 100
+"""Steps between checkpoints (and at the end)."""
+
+
+def run(system: ExampleSystem, settings: Settings) -> list[dict[str, float]]:
+    """Trains ``system`` to ``settings.steps`` (resuming the checkpoint in ``out``);
+    returns every step's losses, from the first step of the first run."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = settings.out / "checkpoint.safetensors"
+    generator = torch.Generator().manual_seed(settings.seed)
+    step, losses = load(system, checkpoint, generator)
+    batches = system.batches(settings.batch, generator)
+    while step < settings.steps:
+        losses.append(system.step(tuple(t.to(settings.device) for t in next(batches))))
+        step += 1
+        if settings.sample_every and step % settings.sample_every == 0:
+            write_samples(system, settings.out / f"samples-{step:06d}.png")
+        if step % CHECKPOINT_EVERY == 0 or step == settings.steps:
+            save(system, checkpoint, step, losses, generator)
+    write_samples(system, settings.out / "samples.png")
+    plot_losses(losses, settings.out / "losses.png")
+    return losses
+
+
+def report(settings: Settings, losses: list[dict[str, float]]) -> None:
+    """One line: the run's steps, its last losses and where its files are."""
+    last = ", ".join(f"{k} {v:.3f}" for k, v in losses[-1].items()) if losses else "none"
+    print(f"{len(losses)} steps{' (fused)' if settings.fused else ''}, last losses {last}; "
+          f"samples, losses and checkpoint in {settings.out}")
+
+
+def write_samples(system: ExampleSystem, path: Path) -> None:
+    """The system's samples as a grid, its networks in evaluation mode meanwhile."""
+    modes = {name: net.training for name, net in system.networks.items()}
+    for net in system.networks.values():
+        net.eval()
+    with torch.no_grad():
+        images = system.samples()
+    for name, net in system.networks.items():
+        net.train(modes[name])
+    save_grid(images.float().cpu(), path, columns=getattr(system, "columns", None))
+
+
+def save(system: ExampleSystem, path: Path, step: int, losses: list[dict[str, float]],
+         generator: torch.Generator) -> None:
+    """Everything a resumed run needs, atomically, as safetensors + JSON; and the losses
+    so far as ``losses.jsonl`` beside it."""
+    atomic_write(path.with_name("losses.jsonl"), lambda tmp: tmp.write_text(
+        "".join(json.dumps({"step": i + 1, **entry}) + "\n" for i, entry in enumerate(losses)),
+        encoding="utf-8"))
+    write_tree(path, {
+        "step": step, "losses": losses,
+        "networks": {n: net.state_dict() for n, net in system.networks.items()},
+        "optimizers": {n: opt.state_dict() for n, opt in system.optimizers.items()},
+        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }, kind=CHECKPOINT_KIND, version=1)
+
+
+def load(system: ExampleSystem, path: Path,
+         generator: torch.Generator) -> tuple[int, list[dict[str, float]]]:
+    """(step, losses) of the checkpoint at ``path``, its state loaded into ``system`` and
+    the RNGs; (0, []) when there is none."""
+    if not path.exists():
+        return 0, []
+    _, value = read_tree(path, CHECKPOINT_KIND)
+    for name, net in system.networks.items():
+        net.load_state_dict(value["networks"][name])
+    for name, opt in system.optimizers.items():
+        opt.load_state_dict(value["optimizers"][name])
+    torch.set_rng_state(value["rng"]["torch"])
+    generator.set_state(value["rng"]["data"])
+    if value["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(value["rng"]["cuda"])
+    return value["step"], list(value["losses"])
+
+
+def plot_losses(losses: list[dict[str, float]], path: Path) -> None:
+    """Each loss over the steps, one line each, in a PNG."""
+    if not losses:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name in losses[0]:
+        ax.plot([entry[name] for entry in losses], label=name, linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""The GAN systems of examples/ (python -m examples.<system>): each trains a few steps with
+finite losses, plain and fused, writes its samples and loss plot, resumes from its
+checkpoint exactly, and its fused networks equal its plain ones at initialization."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+
+import pytest
+import torch
+from helpers import assert_matches_plain
+
+from examples.harness import CHECKPOINT_KIND, parse
+from fastpgan.files import read_tree
+from fastpgan.nn import fuse
+
+SYSTEMS = {"pix2pix": "Pix2Pix", "cyclegan": "CycleGAN"}
+
+
+def _main(system: str):
+    return importlib.import_module(f"examples.{system}.__main__")
+
+
+def _checkpoint(folder) -> dict:
+    return read_tree(folder / "checkpoint.safetensors", CHECKPOINT_KIND)[1]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused"])
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_trains_with_finite_losses_and_writes_its_pictures(tmp_path, system, fused):
+    losses = _main(system).main(["--steps", "2", "--batch", "2", "--out", str(tmp_path),
+                                 "--sample-every", "1", *(["--fused"] if fused else [])])
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(list(step.values()))).all()
+                                    for step in losses)
+    for name in ("samples.png", "samples-000001.png", "losses.png", "losses.jsonl",
+                 "checkpoint.safetensors"):
+        assert (tmp_path / name).exists(), name
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, system):
+    main = _main(system).main
+    main(["--steps", "3", "--batch", "2", "--out", str(tmp_path / "straight")])
+    main(["--steps", "2", "--batch", "2", "--out", str(tmp_path / "resumed")])
+    main(["--steps", "3", "--batch", "2", "--out", str(tmp_path / "resumed")])
+    straight, resumed = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
+    assert straight["losses"] == resumed["losses"]
+    for net, state in straight["networks"].items():
+        for key, value in state.items():
+            assert torch.equal(value, resumed["networks"][net][key]), f"{net}.{key}"
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_fused_networks_equal_the_plain_ones_at_initialization(device, tmp_path, system):
+    settings = parse(system, ["--out", str(tmp_path)], steps=1, batch=2)
+    plain = getattr(_main(system), SYSTEMS[system])(settings)
+    batch = next(plain.batches(2, torch.Generator().manual_seed(0)))
+    for name, net in plain.networks.items():
+        fused = fuse(copy.deepcopy(net), backend="fused").to(device)
+        x = batch[0] if name in ("G", "G_AB", "D_A") else batch[1]
+        if name == "D":  # pix2pix's D sees the input beside the output
+            x = torch.cat(batch, 1)
+        results = []
+        for model, inputs in ((fused, x.to(device)), (net, x)):
+            torch.manual_seed(1)  # the same dropout masks
+            inputs = inputs.clone().requires_grad_()
+            y = model(inputs)
+            grads = torch.autograd.grad(y.square().sum(), [inputs, *model.parameters()],
+                                        allow_unused=True)
+            results.append([y.detach().cpu(), *(torch.zeros_like(p).cpu() if g is None
+                                                 else g.cpu() for p, g in
+                                                 zip([inputs, *model.parameters()], grads,
+                                                     strict=True))])
+        assert_matches_plain(*results, f"{system} {name}")
