@@ -60,7 +60,9 @@ class ExampleSystem(Protocol):
         """Training batches drawn with ``generator``, forever."""
 
     def samples(self) -> Tensor:
-        """Images in [-1, 1] to show, (N, C, H, W), in rows of the grid's columns."""
+        """Images in [-1, 1] to show, (N, C, H, W), in rows of the grid's columns (a
+        system may also have ``columns`` and a ``render(path)`` writing another picture
+        beside each grid)."""
 
 
 def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -> Settings:
@@ -136,6 +138,9 @@ def write_samples(system: ExampleSystem, path: Path) -> None:
         net.eval()
     with torch.no_grad():
         images = system.samples()
+        render = getattr(system, "render", None)  # a picture beyond the grid (3-D shapes)
+        if render is not None:
+            render(path.with_name(path.stem.replace("samples", "render") + ".png"))
     for name, net in system.networks.items():
         net.train(modes[name])
     save_grid(images.float().cpu(), path, columns=getattr(system, "columns", None))

@@ -15,7 +15,16 @@ from examples.harness import CHECKPOINT_KIND, parse
 from fastpgan.files import read_tree
 from fastpgan.nn import fuse
 
-SYSTEMS = {"pix2pix": "Pix2Pix", "cyclegan": "CycleGAN"}
+SYSTEMS = {"pix2pix": "Pix2Pix", "cyclegan": "CycleGAN", "gan3d": "Gan3D", "srgan": "SRGAN"}
+"""Each example package and its system class."""
+INPUTS = {
+    "pix2pix": {"G": lambda b: b[0], "D": lambda b: torch.cat(b, 1)},  # D: input + output
+    "cyclegan": {"G_AB": lambda b: b[0], "G_BA": lambda b: b[1], "D_A": lambda b: b[0],
+                 "D_B": lambda b: b[1]},
+    "gan3d": {"G": lambda b: b[1], "D": lambda b: b[0]},
+    "srgan": {"G": lambda b: b[0], "D": lambda b: b[1]},
+}
+"""What each network takes from a training batch."""
 
 
 def _main(system: str):
@@ -58,9 +67,7 @@ def test_fused_networks_equal_the_plain_ones_at_initialization(device, tmp_path,
     batch = next(plain.batches(2, torch.Generator().manual_seed(0)))
     for name, net in plain.networks.items():
         fused = fuse(copy.deepcopy(net), backend="fused").to(device)
-        x = batch[0] if name in ("G", "G_AB", "D_A") else batch[1]
-        if name == "D":  # pix2pix's D sees the input beside the output
-            x = torch.cat(batch, 1)
+        x = INPUTS[system][name](batch)
         results = []
         for model, inputs in ((fused, x.to(device)), (net, x)):
             torch.manual_seed(1)  # the same dropout masks
