@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ def run(system: ExampleSystem, settings: Settings) -> list[dict[str, float]]:
     generator = torch.Generator().manual_seed(settings.seed)
     step, losses = load(system, checkpoint, generator)
     batches = system.batches(settings.batch, generator)
+    first, start = step, time.perf_counter()
     while step < settings.steps:
         losses.append(system.step(tuple(t.to(settings.device) for t in next(batches))))
         step += 1
@@ -119,6 +121,9 @@ def run(system: ExampleSystem, settings: Settings) -> list[dict[str, float]]:
             write_samples(system, settings.out / f"samples-{step:06d}.png")
         if step % CHECKPOINT_EVERY == 0 or step == settings.steps:
             save(system, checkpoint, step, losses, generator)
+    if step > first:
+        print(f"{(step - first) / (time.perf_counter() - start):.2f} steps/s "
+              f"({step - first} steps on {settings.device}, checkpoints included)")
     write_samples(system, settings.out / "samples.png")
     plot_losses(losses, settings.out / "losses.png")
     return losses
