@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastpgan.atomic import atomic_write
@@ -89,6 +90,34 @@ def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -
     out = Path(args.out or f"runs/{name}{'-fused' if args.fused else ''}")
     return Settings(out, args.steps, args.batch, args.device, args.fused, args.seed,
                     args.sample_every)
+
+
+def main(system: Callable[[Settings], ExampleSystem], doc: str, argv: list[str] | None, *,
+         steps: int, batch: int) -> list[dict[str, float]]:
+    """An example's command line: parse it (``doc``'s first line describes the example),
+    build the system, train it, report; returns every step's losses."""
+    settings = parse(doc.splitlines()[0], argv, steps=steps, batch=batch)
+    losses = run(system(settings), settings)
+    report(settings, losses)
+    return losses
+
+
+def update(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """One optimizer step on ``loss``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def real_fake_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """D's binary cross-entropy: real logits toward 1, generated ones toward 0."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def fooling_loss(logits: Tensor) -> Tensor:
+    """G's non-saturating loss: D's logits on generated images toward 1."""
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
 def prepare(networks: dict[str, nn.Module], settings: Settings) -> dict[str, nn.Module]:

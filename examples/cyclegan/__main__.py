@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from examples import harness
 from examples.cyclegan.models import resnet_generator
 from examples.faces import edge_maps, load_faces
-from examples.harness import Settings, parse, prepare, report, run
+from examples.harness import Settings, prepare, update
 from examples.pix2pix.models import patchgan
 
 CYCLE_WEIGHT, IDENTITY_WEIGHT = 10.0, 5.0
@@ -72,20 +73,15 @@ class CycleGAN:
                  + F.l1_loss(nets["G_AB"](fake_a), real_b))
         identity = (F.l1_loss(nets["G_AB"](real_b), real_b)
                     + F.l1_loss(nets["G_BA"](real_a), real_a))
-        self._update("G", gan + CYCLE_WEIGHT * cycle + IDENTITY_WEIGHT * identity)
+        update(self.optimizers["G"], gan + CYCLE_WEIGHT * cycle + IDENTITY_WEIGHT * identity)
         d_loss = 0.5 * (_least_squares(nets["D_A"](real_a), 1)
                         + _least_squares(nets["D_A"](fake_a.detach()), 0)
                         + _least_squares(nets["D_B"](real_b), 1)
                         + _least_squares(nets["D_B"](fake_b.detach()), 0))
-        self._update("D", d_loss)
+        update(self.optimizers["D"], d_loss)
         return {"D": d_loss.item(), "G_gan": gan.item(), "cycle": cycle.item(),
                 "identity": identity.item()}
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def samples(self) -> Tensor:
         """Rows: edge maps, their faces; faces, their edge maps."""
@@ -101,10 +97,7 @@ def _least_squares(logits: Tensor, target: float) -> Tensor:
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     """Trains CycleGAN from the command line; returns the losses."""
-    settings = parse(__doc__.splitlines()[0], argv, steps=3000, batch=4)
-    losses = run(CycleGAN(settings), settings)
-    report(settings, losses)
-    return losses
+    return harness.main(CycleGAN, __doc__, argv, steps=3000, batch=4)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from examples import harness
 from examples.gan3d.models import Discriminator, Generator
 from examples.gan3d.shapes import random_shapes
-from examples.harness import Settings, parse, prepare, report, run
+from examples.harness import Settings, fooling_loss, prepare, real_fake_loss, update
 
 LATENT = 64
 G_ADAM = dict(lr=2e-4, betas=(0.5, 0.999))
@@ -59,22 +59,15 @@ class Gan3D:
         G, D = self.networks["G"], self.networks["D"]
         fake = G(z)
         real_logits, fake_logits = D(real), D(fake.detach())
-        d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits,
-                                                       torch.zeros_like(fake_logits)))
+        d_loss = real_fake_loss(real_logits, fake_logits)
         accuracy = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
         if accuracy.item() < D_ACCURACY_LIMIT:
-            self._update("D", d_loss)
+            update(self.optimizers["D"], d_loss)
         logits = D(fake)
-        g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        self._update("G", g_loss)
+        g_loss = fooling_loss(logits)
+        update(self.optimizers["G"], g_loss)
         return {"D": d_loss.item(), "G": g_loss.item(), "D_accuracy": accuracy.item()}
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def samples(self) -> Tensor:
         """Generated, then real grids seen from above, in [-1, 1]."""
@@ -101,10 +94,7 @@ class Gan3D:
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     """Trains 3D-GAN from the command line; returns the losses."""
-    settings = parse(__doc__.splitlines()[0], argv, steps=2000, batch=8)
-    losses = run(Gan3D(settings), settings)
-    report(settings, losses)
-    return losses
+    return harness.main(Gan3D, __doc__, argv, steps=2000, batch=8)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from examples import harness
 from examples.faces import edge_maps, load_faces
-from examples.harness import Settings, parse, prepare, report, run
+from examples.harness import Settings, fooling_loss, prepare, real_fake_loss, update
 from examples.pix2pix.models import patchgan, unet
 
 L1_WEIGHT = 100.0
@@ -55,22 +56,14 @@ class Pix2Pix:
         fake = G(edges)
         real_logits = D(torch.cat([edges, real], 1))
         fake_logits = D(torch.cat([edges, fake.detach()], 1))
-        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logits,
-                                                           torch.ones_like(real_logits))
-                        + F.binary_cross_entropy_with_logits(fake_logits,
-                                                             torch.zeros_like(fake_logits)))
-        self._update("D", d_loss)
+        d_loss = 0.5 * real_fake_loss(real_logits, fake_logits)  # the paper halves D's
+        update(self.optimizers["D"], d_loss)
         logits = D(torch.cat([edges, fake], 1))
-        gan = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        gan = fooling_loss(logits)
         l1 = F.l1_loss(fake, real)
-        self._update("G", gan + L1_WEIGHT * l1)
+        update(self.optimizers["G"], gan + L1_WEIGHT * l1)
         return {"D": d_loss.item(), "G_gan": gan.item(), "G_L1": l1.item()}
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def samples(self) -> Tensor:
         """Rows of edge maps, generated faces and real faces."""
@@ -81,10 +74,7 @@ class Pix2Pix:
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     """Trains pix2pix from the command line; returns the losses."""
-    settings = parse(__doc__.splitlines()[0], argv, steps=5000, batch=16)
-    losses = run(Pix2Pix(settings), settings)
-    report(settings, losses)
-    return losses
+    return harness.main(Pix2Pix, __doc__, argv, steps=5000, batch=16)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from examples import harness
 from examples.faces import load_faces
-from examples.harness import Settings, parse, prepare, report, run
+from examples.harness import Settings, fooling_loss, prepare, real_fake_loss, update
 from examples.srgan.models import Discriminator, Generator
 
 ADVERSARIAL_WEIGHT = 1e-3
@@ -56,22 +57,15 @@ class SRGAN:
         G, D = self.networks["G"], self.networks["D"]
         fake = G(low)
         real_logits, fake_logits = D(high), D(fake.detach())
-        d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits,
-                                                       torch.zeros_like(fake_logits)))
-        self._update("D", d_loss)
+        d_loss = real_fake_loss(real_logits, fake_logits)
+        update(self.optimizers["D"], d_loss)
         logits = D(fake)
-        adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        adversarial = fooling_loss(logits)
         content = F.mse_loss(fake, high)
-        self._update("G", content + ADVERSARIAL_WEIGHT * adversarial)
+        update(self.optimizers["G"], content + ADVERSARIAL_WEIGHT * adversarial)
         return {"D": d_loss.item(), "G_content": content.item(),
                 "G_adversarial": adversarial.item()}
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def samples(self) -> Tensor:
         """Rows: inputs (nearest-neighbour upsampled), outputs, originals."""
@@ -82,10 +76,7 @@ class SRGAN:
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     """Trains SRGAN from the command line; returns the losses."""
-    settings = parse(__doc__.splitlines()[0], argv, steps=3000, batch=16)
-    losses = run(SRGAN(settings), settings)
-    report(settings, losses)
-    return losses
+    return harness.main(SRGAN, __doc__, argv, steps=3000, batch=16)
 
 
 if __name__ == "__main__":
