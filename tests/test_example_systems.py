@@ -9,22 +9,31 @@ import importlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_matches_plain
 
 from examples.harness import CHECKPOINT_KIND, parse
 from fastpgan.files import read_tree
 from fastpgan.nn import fuse
 
-SYSTEMS = {"pix2pix": "Pix2Pix", "cyclegan": "CycleGAN", "gan3d": "Gan3D", "srgan": "SRGAN"}
+SYSTEMS = {"pix2pix": "Pix2Pix", "cyclegan": "CycleGAN", "gan3d": "Gan3D", "srgan": "SRGAN",
+           "stackgan": "StackGAN", "agecgan": "AgeCGAN"}
 """Each example package and its system class."""
 INPUTS = {
-    "pix2pix": {"G": lambda b: b[0], "D": lambda b: torch.cat(b, 1)},  # D: input + output
-    "cyclegan": {"G_AB": lambda b: b[0], "G_BA": lambda b: b[1], "D_A": lambda b: b[0],
-                 "D_B": lambda b: b[1]},
-    "gan3d": {"G": lambda b: b[1], "D": lambda b: b[0]},
-    "srgan": {"G": lambda b: b[0], "D": lambda b: b[1]},
+    "pix2pix": {"G": lambda s, b: (b[0],), "D": lambda s, b: (torch.cat(b, 1),)},
+    "cyclegan": {"G_AB": lambda s, b: (b[0],), "G_BA": lambda s, b: (b[1],),
+                 "D_A": lambda s, b: (b[0],), "D_B": lambda s, b: (b[1],)},
+    "gan3d": {"G": lambda s, b: (b[1],), "D": lambda s, b: (b[0],)},
+    "srgan": {"G": lambda s, b: (b[0],), "D": lambda s, b: (b[1],)},
+    "stackgan": {"G1": lambda s, b: (b[3], s.embedding(b[1])),
+                 "D1": lambda s, b: (F.avg_pool2d(b[0], 2), s.embedding(b[1])),
+                 "G2": lambda s, b: (F.avg_pool2d(b[0], 2), s.embedding(b[1])),
+                 "D2": lambda s, b: (b[0], s.embedding(b[1]))},
+    "agecgan": {"G": lambda s, b: (b[2], b[1]), "D": lambda s, b: (b[0], b[1]),
+                "E": lambda s, b: (b[0],)},
 }
-"""What each network takes from a training batch."""
+"""What each network takes from a training batch (the system at hand, the batch): the
+input differentiated first."""
 
 
 def _main(system: str):
@@ -51,7 +60,7 @@ def test_trains_with_finite_losses_and_writes_its_pictures(tmp_path, system, fus
 def test_a_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, system):
     main = _main(system).main
     main(["--steps", "3", "--batch", "2", "--out", str(tmp_path / "straight")])
-    main(["--steps", "2", "--batch", "2", "--out", str(tmp_path / "resumed")])
+    main(["--steps", "3", "--until", "2", "--batch", "2", "--out", str(tmp_path / "resumed")])
     main(["--steps", "3", "--batch", "2", "--out", str(tmp_path / "resumed")])
     straight, resumed = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
     assert straight["losses"] == resumed["losses"]
@@ -67,12 +76,14 @@ def test_fused_networks_equal_the_plain_ones_at_initialization(device, tmp_path,
     batch = next(plain.batches(2, torch.Generator().manual_seed(0)))
     for name, net in plain.networks.items():
         fused = fuse(copy.deepcopy(net), backend="fused").to(device)
-        x = INPUTS[system][name](batch)
+        x, *rest = INPUTS[system][name](plain, batch)
         results = []
-        for model, inputs in ((fused, x.to(device)), (net, x)):
-            torch.manual_seed(1)  # the same dropout masks
+        for model, inputs, others in ((fused, x.to(device), [t.to(device) for t in rest]),
+                                      (net, x, rest)):
+            torch.manual_seed(1)  # the same dropout masks and conditioning draws
             inputs = inputs.clone().requires_grad_()
-            y = model(inputs)
+            y = model(inputs, *others)
+            y = y[0] if isinstance(y, tuple) else y  # StackGAN's generators add mu, logvar
             grads = torch.autograd.grad(y.square().sum(), [inputs, *model.parameters()],
                                         allow_unused=True)
             results.append([y.detach().cpu(), *(torch.zeros_like(p).cpu() if g is None

@@ -63,7 +63,7 @@ class CycleGAN:
             b = torch.randint(len(self.domain_b), (size,), generator=generator)
             yield self.domain_a[a], self.domain_b[b]
 
-    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
+    def step(self, batch: tuple[Tensor, ...], index: int) -> dict[str, float]:
         """Both generators on the GAN, cycle and identity terms, then both discriminators."""
         real_a, real_b = batch
         nets = self.networks

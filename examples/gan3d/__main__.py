@@ -53,7 +53,7 @@ class Gan3D:
         while True:
             yield random_shapes(size, generator), torch.randn(size, LATENT, generator=generator)
 
-    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
+    def step(self, batch: tuple[Tensor, ...], index: int) -> dict[str, float]:
         """D (while it is not too accurate), then G."""
         real, z = batch
         G, D = self.networks["G"], self.networks["D"]

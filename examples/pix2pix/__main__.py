@@ -49,7 +49,7 @@ class Pix2Pix:
             index = torch.randint(len(self.targets), (size,), generator=generator)
             yield self.inputs[index], self.targets[index]
 
-    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
+    def step(self, batch: tuple[Tensor, ...], index: int) -> dict[str, float]:
         """D on real and generated pairs, then G on the GAN and L1 terms."""
         edges, real = batch
         G, D = self.networks["G"], self.networks["D"]

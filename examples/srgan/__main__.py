@@ -51,7 +51,7 @@ class SRGAN:
             index = torch.randint(len(self.high), (size,), generator=generator)
             yield self.low[index], self.high[index]
 
-    def step(self, batch: tuple[Tensor, ...]) -> dict[str, float]:
+    def step(self, batch: tuple[Tensor, ...], index: int) -> dict[str, float]:
         """D on originals and super-resolved images, then G on content + adversarial."""
         low, high = batch
         G, D = self.networks["G"], self.networks["D"]
