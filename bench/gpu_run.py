@@ -169,14 +169,17 @@ def prewarm_command() -> list[str]:
 def train_commands() -> list[list[str]]:
     if DRY:
         return [[PY, "bench/train_bench.py", "--resolution", "8", "--steps", "1",
-                 "--warmup", "0", "--impls", "fused"]]
+                 "--warmup", "0", "--impls", "fused"],
+                [PY, "bench/examples_speed.py", "--steps", "2"]]
     return [[PY, "bench/train_bench.py", "--resolution", "1024", "--resolutions",
              *TRAIN_RESOLUTIONS, "--steps", "10", "--warmup", "3",
              "--impls", "fused,reference,fused-graphs"],  # a cut loses the last
             # where the host bounds a step, torch.compile's own CUDA graphs of G, if time is left
             [PY, "bench/train_bench.py", "--resolution", "64", "--resolutions", "4", "64",
              "--steps", "10", "--warmup", "3",
-             "--impls", "fused-graphs,compiled-G-reduce-overhead"]]
+             "--impls", "fused-graphs,compiled-G-reduce-overhead"],
+            # the examples' GPU column (README), plain and fused, last: a cut loses it
+            [PY, "bench/examples_speed.py", "--steps", "100"]]
 
 
 def run_commands() -> list[list[str]]:
