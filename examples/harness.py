@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastpgan.atomic import atomic_write
-from fastpgan.files import read_tree, write_tree
+from fastpgan.atomic import atomic_write, writable_folder
+from fastpgan.files import RefusedFileError, read_tree, write_tree
 from fastpgan.nn import fuse
 from fastpgan.runs.pictures import save_grid
 
@@ -93,7 +93,11 @@ def parse(description: str, argv: list[str] | None, *, steps: int, batch: int) -
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: this machine has no CUDA GPU")
     name = description.split(":")[0].strip().lower().replace(" ", "-")
-    out = Path(args.out or f"runs/{name}{'-fused' if args.fused else ''}")
+    try:
+        out = writable_folder(args.out or f"runs/{name}{'-fused' if args.fused else ''}",
+                              "--out")
+    except ValueError as exc:
+        parser.error(str(exc))
     until = args.steps if args.until is None else min(args.until, args.steps)
     return Settings(out, args.steps, until, args.batch, args.device, args.fused, args.seed,
                     args.sample_every)
@@ -144,7 +148,6 @@ CHECKPOINT_EVERY = 100
 def run(system: ExampleSystem, settings: Settings) -> list[dict[str, float]]:
     """Trains ``system`` to ``settings.until`` of its ``steps`` (resuming the checkpoint in
     ``out``); returns every step's losses, from the first step of the first run."""
-    settings.out.mkdir(parents=True, exist_ok=True)
     checkpoint = settings.out / "checkpoint.safetensors"
     generator = torch.Generator().manual_seed(settings.seed)
     step, losses = load(system, checkpoint, generator)
@@ -195,7 +198,7 @@ def save(system: ExampleSystem, path: Path, step: int, losses: list[dict[str, fl
         "".join(json.dumps({"step": i + 1, **entry}) + "\n" for i, entry in enumerate(losses)),
         encoding="utf-8"))
     write_tree(path, {
-        "step": step, "losses": losses,
+        "system": type(system).__name__, "step": step, "losses": losses,
         "networks": {n: net.state_dict() for n, net in system.networks.items()},
         "optimizers": {n: opt.state_dict() for n, opt in system.optimizers.items()},
         "rng": {"torch": torch.get_rng_state(), "data": generator.get_state(),
@@ -209,9 +212,20 @@ def load(system: ExampleSystem, path: Path,
     the RNGs; (0, []) when there is none."""
     if not path.exists():
         return 0, []
-    _, value = read_tree(path, CHECKPOINT_KIND)
-    for name, net in system.networks.items():
-        net.load_state_dict(value["networks"][name])
+    try:
+        _, value = read_tree(path, CHECKPOINT_KIND)
+    except RefusedFileError as exc:
+        raise SystemExit(f"error: {exc}; remove it, or choose another --out") from None
+    name = type(system).__name__
+    if value.get("system") != name:
+        raise SystemExit(f"error: {path} is another system's checkpoint "
+                         f"({value.get('system')}, not {name}); choose another --out")
+    try:
+        for net_name, net in system.networks.items():
+            net.load_state_dict(value["networks"][net_name])
+    except (KeyError, RuntimeError) as exc:
+        raise SystemExit(f"error: {path} does not fit this {name} ({str(exc)[:200]}); "
+                         "choose another --out") from None
     for name, opt in system.optimizers.items():
         opt.load_state_dict(value["optimizers"][name])
     torch.set_rng_state(value["rng"]["torch"])

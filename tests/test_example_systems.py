@@ -91,3 +91,17 @@ def test_fused_networks_equal_the_plain_ones_at_initialization(device, tmp_path,
                                                  zip([inputs, *model.parameters()], grads,
                                                      strict=True))])
         assert_matches_plain(*results, f"{system} {name}")
+
+
+def test_bad_folders_and_other_checkpoints_are_refused_in_one_line(tmp_path, capsys):
+    main = _main("srgan").main
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SystemExit):
+        main(["--steps", "1", "--out", str(tmp_path / "file")])
+    assert "--out" in (err := capsys.readouterr().err) and "a file of that name exists" in err
+    _main("pix2pix").main(["--steps", "1", "--batch", "2", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="another system's checkpoint"):
+        main(["--steps", "2", "--out", str(tmp_path / "run")])
+    (tmp_path / "run" / "checkpoint.safetensors").write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="remove it, or choose another --out"):
+        _main("pix2pix").main(["--steps", "2", "--out", str(tmp_path / "run")])
