@@ -32,6 +32,15 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str) ->
     assert err < tol, f"{what}: relative error {err:.3e} >= {tol:.0e}"
 
 
+def value_and_gradients(y: torch.Tensor, leaves: list[torch.Tensor],
+                        grad_y: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """[y, d<grad_y, y>/d leaf for each leaf] on the CPU, a zero gradient for a leaf the
+    graph does not reach (a fused model's bias moved into a norm, for one)."""
+    grads = torch.autograd.grad(y, leaves, grad_y, allow_unused=True)
+    return [y.detach().cpu(), *(torch.zeros_like(t).cpu() if g is None else g.cpu()
+                                for t, g in zip(leaves, grads, strict=True))]
+
+
 def assert_matches_plain(fused: list[torch.Tensor], plain: list[torch.Tensor], what: str) -> None:
     """Each fused value within 1e-5 of the plain model's. Where the plain model's is
     rounding noise around zero (a convolution's bias before a norm by the batch's

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from helpers import assert_close, assert_matches_plain
+from helpers import assert_close, assert_matches_plain, value_and_gradients
 from torch import Tensor, nn
 
 from examples import dcgan_plain
@@ -55,13 +55,7 @@ def _outputs_and_grads(model: nn.Module, x: Tensor, seed: int) -> list[Tensor]:
     x = x.detach().requires_grad_()
     y = model(x)
     grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y)
-    return _with_zeros(y, [x, *model.parameters()], grad_y)
-
-
-def _with_zeros(y: Tensor, leaves: list[Tensor], grad_y: Tensor | None = None) -> list[Tensor]:
-    grads = torch.autograd.grad(y, leaves, grad_y, allow_unused=True)
-    return [y.detach().cpu(), *(torch.zeros_like(t).cpu() if g is None else g.cpu()
-                                for t, g in zip(leaves, grads, strict=True))]
+    return value_and_gradients(y, [x, *model.parameters()], grad_y)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -87,7 +81,7 @@ def test_r1_penalty_gradients_equal_the_originals(device, name):
     def r1(model, x):
         x = x.detach().requires_grad_()
         (grad,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
-        return _with_zeros(grad.square().sum(), list(model.parameters()))
+        return value_and_gradients(grad.square().sum(), list(model.parameters()))
 
     assert_matches_plain(r1(fused, x.to(device)), r1(plain, x), f"{name} R1")
 
