@@ -34,7 +34,7 @@ from fastpgan.backend import (
 from fastpgan.ops.autograd import closed_form_vjp
 from fastpgan.ops.checks import check_nonnegative
 from fastpgan.ops.dispatch import FusedOp
-from fastpgan.ops.layout import memory_format, stat_dtype
+from fastpgan.ops.layout import dense, memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, feature_map, like
 
 
@@ -191,10 +191,6 @@ def _validate(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
 # ---------------------------------------------------------------- fused path (custom ops)
 
 
-def _dense(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.contiguous()
-
-
 def _adain_impl(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
                 noise_weight: Tensor | None, bias: Tensor | None, slope: float | None,
                 eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -202,8 +198,8 @@ def _adain_impl(x: Tensor, scale: Tensor, shift: Tensor, noise: Tensor | None,
     y, mean, rstd = _forward_outputs(x)
     if x.numel():
         kernel_module("adain").adain_forward(
-            x, scale.contiguous(), shift.contiguous(), _dense(noise), _dense(noise_weight),
-            _dense(bias), y, mean, rstd, slope=slope, eps=eps)
+            x, scale.contiguous(), shift.contiguous(), dense(noise), dense(noise_weight),
+            dense(bias), y, mean, rstd, slope=slope, eps=eps)
     else:
         mean.zero_(), rstd.zero_()
     return y, mean, rstd
@@ -252,7 +248,7 @@ def _adain_backward_impl(grad_y: Tensor, x: Tensor, scale: Tensor, noise: Tensor
     dx, rows = _backward_outputs(x)
     if x.numel():
         kernel_module("adain").adain_backward(
-            grad_y, x, scale.contiguous(), _dense(noise), _dense(noise_weight), _dense(bias),
+            grad_y, x, scale.contiguous(), dense(noise), dense(noise_weight), dense(bias),
             mean, rstd, dx, rows, slope=slope)
     else:
         rows.zero_()

@@ -1,4 +1,4 @@
-"""Memory-format and statistic-dtype helpers shared by the fused ops."""
+"""Memory-format, statistic-dtype and dense-argument helpers shared by the fused ops."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def memory_format(t: Tensor) -> torch.memory_format:
 def stat_dtype(x: Tensor) -> torch.dtype:
     """The dtype of statistics kept for x: float64 for float64, else float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def dense(t: Tensor | None) -> Tensor | None:
+    """t contiguous (a (C,) parameter or map a kernel addresses densely), or None."""
+    return None if t is None else t.contiguous()

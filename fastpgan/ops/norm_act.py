@@ -49,7 +49,7 @@ from fastpgan.ops.epilogue import (
     activation_slope,
     check_activation,
 )
-from fastpgan.ops.layout import memory_format, stat_dtype
+from fastpgan.ops.layout import dense, memory_format, stat_dtype
 from fastpgan.ops.samples import activations, feature_map, like
 
 
@@ -197,10 +197,9 @@ def norm_act(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None
 def _update_running_statistics(running_mean: Tensor, running_var: Tensor, mean: Tensor,
                                var: Tensor, count: int, momentum: float) -> None:
     """running = (1 - momentum) * running + momentum * the batch's, with the unbiased
-    variance and, for instance norm's (N, C) statistics, their mean over the batch.
-
-    Three small ops for batch norm (each a kernel launch on a GPU: this runs every
-    training step of every layer)."""
+    variance and, for instance norm's (N, C) statistics, their mean over the batch: the
+    reference's update, and the fused path's for running statistics in strided views
+    (``running_update_kernel`` does the rest in one launch)."""
     with torch.no_grad():
         if mean.shape[0] > 1:
             mean, var = mean.mean(dim=0), var.mean(dim=0)
@@ -247,10 +246,6 @@ def _validate(x: Tensor, weight: Tensor | None, bias: Tensor | None,
 # ---------------------------------------------------------------- fused path (custom ops)
 
 
-def _dense(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.contiguous()
-
-
 def _statistics(t: Tensor | None, x: Tensor) -> Tensor | None:
     """A given statistic, contiguous in the statistics' dtype."""
     return None if t is None else t.to(stat_dtype(x)).contiguous()
@@ -279,7 +274,7 @@ def _norm_act_impl(x: Tensor, input_bias: Tensor | None, weight: Tensor | None,
     y, (mean, var) = _output(x), _row_statistics(x, instance, given)
     if x.numel():
         kernel_module("norm_act").norm_act_forward(
-            x, _dense(input_bias), _dense(weight), _dense(bias), y,
+            x, dense(input_bias), dense(weight), dense(bias), y,
             *((_statistics(running_mean, x), _statistics(running_var, x)) if given
               else (mean, var)),
             per_sample=instance, stats_given=given, act=act, slope=slope, eps=eps)
@@ -347,7 +342,7 @@ def _norm_act_backward_impl(grad_y: Tensor, x: Tensor, input_bias: Tensor | None
     dx, rows = _output(x), _row_sums(x, instance, given)
     if x.numel():
         kernel_module("norm_act").norm_act_backward(
-            grad_y, x, _dense(input_bias), _dense(weight), _dense(bias),
+            grad_y, x, dense(input_bias), dense(weight), dense(bias),
             _statistics(mean, x), _statistics(var, x), dx, rows, per_sample=instance,
             stats_given=given, act=act, slope=slope, eps=eps)
     else:
