@@ -91,8 +91,22 @@ def real(low: float | None = None, *, above: bool = False) -> OptionType:
     return OptionType("finite number", parse, (*_NUMBERS, *below))
 
 
+def fraction(name: str, *, below_one: bool = False) -> OptionType:
+    """Numbers in [0, 1] (or [0, 1) with ``below_one``): probabilities, Adam's betas."""
+    def parse(text: str) -> float:
+        value = finite_float.parse(text)
+        if not 0.0 <= value <= 1.0 or (below_one and value == 1.0):
+            raise ValueError(f"expected a number in [0, {'1)' if below_one else '1]'}, "
+                             f"got {text}")
+        return value
+
+    return OptionType(name, parse, (*_NUMBERS, "-0.1", "1.5", *(("1",) if below_one else ())))
+
+
 finite_float = real()
 """Any finite number (NaN and infinities mean nothing for fastpgan's options)."""
+PROBABILITY = fraction("probability")
+BETA = fraction("beta", below_one=True)
 
 
 def _power_of_two(text: str) -> int:

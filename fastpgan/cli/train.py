@@ -12,9 +12,11 @@ import sys
 
 from fastpgan.atomic import DiskFullError
 from fastpgan.cli.options import (
+    BETA,
     CLAMP,
     DEVICE,
     PATH,
+    PROBABILITY,
     RESOLUTION,
     SEED_MAX,
     Parser,
@@ -23,6 +25,7 @@ from fastpgan.cli.options import (
     real,
 )
 from fastpgan.models.architectures import architecture
+from fastpgan.train.augment import ADA_TARGET, AUGMENTATIONS
 from fastpgan.train.config import (
     ARCHS,
     BATCH_NAMES,
@@ -111,6 +114,30 @@ def build_parser() -> Parser:
                         "NVlabs .pkl, a 'fastpgan convert' folder or a saved generator), whose "
                         "architecture must be the run's (--resolution, --latent-dim, --fmap-base, "
                         "--fmap-max, --conv-clamp, --mapping-layers)")
+    p.add_argument("--aug", choices=AUGMENTATIONS,
+                   help="augment every image the discriminator sees: ada (ADA's bgc pipeline, "
+                        "p adapted towards --aug-target; NVlabs' default for small data sets), "
+                        "fixed (bgc at --aug-p), diffaug (DiffAugment: colour, translation, "
+                        "cutout) or none (default: ada for stylegan2 on your --data, else none)")
+    p.add_argument("--aug-p", type=PROBABILITY,
+                   help="bgc's probability of each transform: ada's start (default 0) or "
+                        "fixed's value")
+    p.add_argument("--aug-target", type=PROBABILITY,
+                   help=f"ada's target for r_t = E[sign(D(real))] (default: {ADA_TARGET:g})")
+    p.add_argument("--lr", type=real(0, above=True),
+                   help="Adam's learning rate of both networks (default: 0.001; 0.002 for "
+                        "stylegan2)")
+    p.add_argument("--g-lr", type=real(0, above=True),
+                   help="the generator's own learning rate (default: --lr)")
+    p.add_argument("--d-lr", type=real(0, above=True),
+                   help="the discriminator's own learning rate (default: --lr)")
+    p.add_argument("--betas", type=BETA, nargs=2, metavar=("BETA1", "BETA2"),
+                   help="Adam's betas (default: 0 0.99)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                   help="x-flip each real image with probability 1/2 (NVlabs' --mirror=1)")
+    p.add_argument("--channels", type=int, choices=(1, 3),
+                   help="image channels when --data is an image folder or zip (default: 1 "
+                        "when every image in it is grey, else 3)")
     p.add_argument("--log-every", type=integer(1, 10 ** 9), default=default("log_every"),
                    help="steps between reads of the losses from the device (each read "
                         "waits for the GPU): logged, checked for NaN, shown")
@@ -201,13 +228,15 @@ def config_from_args(args: argparse.Namespace):
     if (values["total_kimg"] is None and values["batch"] == "official"
             and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
-    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, pl_weight=args.pl_weight)
+    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, pl_weight=args.pl_weight,
+                  aug=args.aug, lr=args.lr, betas=args.betas)
     arch = architecture(args.arch)  # its own defaults, where not given
     values.update({k: v for k, v in arch.defaults.items() if getattr(args, k) is None})
     if args.data is not None:
         values.update({k: v for k, v in arch.data_defaults.items() if getattr(args, k) is None})
-    if values["pl_weight"] is None:
-        values["pl_weight"] = default("pl_weight")
+    for name in ("pl_weight", "aug", "lr", "betas"):
+        if values[name] is None:
+            values[name] = default(name)
     if args.conv_clamp is not None:
         values["conv_clamp"] = None if args.conv_clamp == "none" else args.conv_clamp
     return TrainConfig(data=args.data, arch=args.arch, precision=args.precision,
@@ -221,7 +250,9 @@ def config_from_args(args: argparse.Namespace):
                        gp_lambda=args.gp_lambda, drift=args.drift, r1_gamma=args.r1_gamma,
                        reg_interval=args.reg_interval, pl_interval=args.pl_interval,
                        mapping_layers=args.mapping_layers, init=args.init,
-                       log_every=args.log_every, **values)
+                       log_every=args.log_every, g_lr=args.g_lr, d_lr=args.d_lr,
+                       mirror=args.mirror, aug_p=args.aug_p, aug_target=args.aug_target,
+                       channels=args.channels, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,6 +207,28 @@ def _fingerprint(entries: list[SourceImage]) -> str:
     return hashlib.sha1(json.dumps([[e.name, *e.identity] for e in entries]).encode()).hexdigest()
 
 
+GREY_MODES = ("1", "L", "LA", "F", *SIXTEEN_BIT_GRAY)
+"""Pillow's modes of a grey image."""
+
+
+def source_channels(src: str | os.PathLike) -> int:
+    """1 when every readable image in the folder or zip ``src`` is grey (by its Pillow
+    mode, read from its header), else 3. Unreadable images do not count (caching skips
+    them and says why)."""
+    from PIL import Image
+
+    modes = set()
+    for entry in _sources(Path(src)):
+        try:
+            with entry.open() as f, Image.open(f) as image:
+                modes.add(image.mode)
+        except (*UNREADABLE, Image.DecompressionBombError):
+            continue
+        if modes - set(GREY_MODES):
+            return 3
+    return 1 if modes else 3
+
+
 def load_square(opener: Callable, resolution: int, channels: int, *,
                 upscale: bool = False) -> np.ndarray:
     """An image file as float32 (C, R, R) in [0, 255]: center crop, then Lanczos resize.

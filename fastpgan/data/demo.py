@@ -15,6 +15,7 @@ from fastpgan.data.cache import (
     ImageCache,
     build_cache,
     prepare_dataset,
+    source_channels,
     source_fingerprint,
 )
 
@@ -68,12 +69,14 @@ def _cache_demo_faces(folder: Path, resolution: int) -> None:
                 overwrite=True)
 
 
-def open_training_data(data: str | None, resolution: int, channels: int) -> Path:
+def open_training_data(data: str | None, resolution: int, channels: int | None) -> Path:
     """The cache folder to train from: the demo faces, a cache, or a folder/zip cached once.
 
     An image folder or zip is cached under :func:`cache_root`, in a folder named after
-    its absolute path and the resolution; the cache is built again, saying so on stderr,
-    when the images in it have changed since (its fingerprint differs).
+    its absolute path, the resolution and the channels; the cache is built again, saying
+    so on stderr, when the images in it have changed since (its fingerprint differs).
+    With ``channels`` None, a folder whose images are all grey is cached as one channel,
+    saying so on stderr, and any other as RGB.
     """
     if data is None:
         return demo_faces_cache(resolution)
@@ -82,6 +85,11 @@ def open_training_data(data: str | None, resolution: int, channels: int) -> Path
         raise ValueError(f"--data {data}: no such file or folder")
     if (path / MANIFEST).exists():
         return path
+    if channels is None:
+        channels = source_channels(path)
+        if channels == 1:
+            print(f"fastpgan: every image in {path} is grey: training one channel "
+                  "(--channels 3 trains RGB)", file=sys.stderr, flush=True)
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     folder = cache_root() / f"{path.stem}-{key}-{resolution}-c{channels}"
     with building(folder):

@@ -69,8 +69,8 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 
 def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path | None:
-    """A PNG of the losses, SWD and FID over kimg from the JSONL log; None if nothing to
-    plot."""
+    """A PNG of the losses, ADA's p with r_t = E[sign(D(real))], SWD and FID over kimg
+    from the JSONL log; None if nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,8 +83,9 @@ def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path |
     metrics = [(key, label) for key, label in (("swd_avg", "SWD x1e3 (mean over levels)"),
                                                ("fid", "FID"))
                if any(key in r for r in records)]
-    fig, axes = plt.subplots(1 + len(metrics), 1, figsize=(9, 3.5 + 2.5 * len(metrics)),
-                             squeeze=False)
+    adaptive = any("aug_p" in r for r in steps)
+    panels = 1 + adaptive + len(metrics)
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.5 + 2.5 * (panels - 1)), squeeze=False)
     loss_ax = axes[0][0]
     kimg = [r["kimg"] for r in steps]
     loss_ax.plot(kimg, [r["d_loss"] for r in steps], label="D loss", linewidth=0.8)
@@ -94,7 +95,15 @@ def plot_training(log_path: str | os.PathLike, out: str | os.PathLike) -> Path |
             loss_ax.axvline(r["kimg"], color="grey", linewidth=0.5, linestyle=":")
     loss_ax.set_ylabel("loss")
     loss_ax.legend(loc="upper right")
-    for (key, label), (axis,) in zip(metrics, axes[1:], strict=True):
+    if adaptive:
+        augment_ax = axes[1][0]
+        for key, label in (("aug_p", "augmentation p"), ("real_sign", "r_t = E[sign(D(real))]")):
+            points = [r for r in steps if key in r]
+            augment_ax.plot([r["kimg"] for r in points], [r[key] for r in points], label=label,
+                            linewidth=0.8)
+        augment_ax.set_ylabel("ADA")
+        augment_ax.legend(loc="upper right")
+    for (key, label), (axis,) in zip(metrics, axes[1 + adaptive:], strict=True):
         measured = [r for r in records if key in r]
         for res in sorted({r["resolution"] for r in measured}):  # comparable within one
             points = [r for r in measured if r["resolution"] == res]

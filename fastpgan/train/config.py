@@ -11,6 +11,7 @@ from fastpgan.models.architectures import architecture, foreign_setting
 from fastpgan.models.common import check_channels
 from fastpgan.runs.schedule import BATCH_SCHEDULES
 from fastpgan.sizes import check_resolution
+from fastpgan.train.augment import AUGMENTATIONS, build_augmentation
 from fastpgan.train.graphs import GRAPH_MODES
 from fastpgan.train.losses import LOSSES, Objective, PathLengthPenalty, build_loss
 
@@ -65,8 +66,16 @@ class TrainConfig:
         init: start a stylegan2 run from these networks (a published ``.pkl``, a
             ``fastpgan convert`` folder or a saved generator), for fine-tuning; their
             architecture must be the run's.
-        channels: image channels (3 RGB, 1 grayscale).
+        channels: image channels (3 RGB, 1 grayscale); None: as the data (a folder whose
+            images are all grey trains as one channel).
         lr, betas, eps: Adam's (Karras et al. 2017, A.1: 0.001, (0, 0.99), 1e-8).
+        g_lr, d_lr: the generator's and the discriminator's own lr (None: ``lr``).
+        mirror: x-flip each real image with probability 1/2 (NVlabs' --mirror=1 doubles
+            the data set with flipped copies: the same distribution).
+        aug: augmentation of every image the discriminator sees: "none", "ada" (ADA's
+            bgc pipeline, p adapted), "fixed" (bgc at ``aug_p``), "diffaug" (DiffAugment).
+        aug_p: bgc's probability (ada: its start, 0 if None; fixed: required).
+        aug_target: ada's target for r_t = E[sign(D(real))] (None: 0.6).
         reset_optimizer: fresh optimizer state at each new resolution (official code).
         checkpoint_activations: recompute the two highest resolutions' blocks of G and D
             in the backward pass instead of storing their activations.
@@ -116,13 +125,19 @@ class TrainConfig:
     latent_dim: int = 512
     fmap_base: int = 8192
     fmap_max: int = 512
-    channels: int = 3
+    channels: int | None = None
     conv_clamp: float | None = None
     mapping_layers: int = 8
     init: str | None = None
     lr: float = 1e-3
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
+    g_lr: float | None = None
+    d_lr: float | None = None
+    mirror: bool = True
+    aug: str = "none"
+    aug_p: float | None = None
+    aug_target: float | None = None
     reset_optimizer: bool = True
     checkpoint_activations: bool = False
     compile: bool = False
@@ -146,7 +161,9 @@ class TrainConfig:
         for name, value, allowed in (("arch", self.arch, ARCHS), ("loss", self.loss, LOSSES),
                                      ("precision", self.precision, (*PRECISIONS, None)),
                                      ("memory-format", self.memory_format, MEMORY_FORMATS),
-                                     ("cuda-graphs", self.cuda_graphs, GRAPH_MODES)):
+                                     ("cuda-graphs", self.cuda_graphs, GRAPH_MODES),
+                                     ("aug", self.aug, AUGMENTATIONS),
+                                     ("channels", self.channels, (1, 3, None))):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
         if isinstance(self.batch, str) and self.batch not in BATCH_NAMES:
@@ -165,6 +182,8 @@ class TrainConfig:
                                  ("swd-images", self.swd_images, 0),
                                  ("fid-images", self.fid_images, 0),
                                  ("workers", self.workers, 0), ("lr", self.lr, 1e-30),
+                                 ("g-lr", self.g_lr or 1, 1e-30),
+                                 ("d-lr", self.d_lr or 1, 1e-30),
                                  ("log-every", self.log_every, 1)):
             if value < low:
                 raise ValueError(f"--{name} must be {'positive' if low else '>= 0'}, got "
@@ -191,16 +210,24 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be positive, got {value:g}")
         if self.pl_weight < 0:
             raise ValueError(f"--pl-weight must be >= 0, got {self.pl_weight:g}")
+        if not all(0.0 <= b < 1.0 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"--betas must be two numbers in [0, 1), got {tuple(self.betas)}")
         self.build_objective()
 
     def build_objective(self) -> Objective:
-        """The run's objective: the loss with this run's weights and, with pl_weight,
-        StyleGAN2's path length penalty."""
+        """The run's objective: the loss with this run's weights, with pl_weight
+        StyleGAN2's path length penalty, and the augmentation --aug names."""
         loss = build_loss(self.loss, gp_lambda=self.gp_lambda, drift=self.drift,
                           r1_gamma=self.r1_gamma, reg_interval=self.reg_interval)
         penalty = (PathLengthPenalty(weight=self.pl_weight, reg_interval=self.pl_interval)
                    if self.pl_weight else None)
-        return Objective(loss, penalty)
+        return Objective(loss, penalty, build_augmentation(self.aug, self.aug_p,
+                                                           self.aug_target))
+
+    def network_lr(self, net: str) -> float:
+        """Adam's lr for ``net`` ("G" or "D") before lazy regularization's scaling."""
+        own = self.g_lr if net == "G" else self.d_lr
+        return self.lr if own is None else own
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values."""

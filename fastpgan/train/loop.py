@@ -120,7 +120,7 @@ class Trainer:
                     print(f"fastpgan-train: {note}", file=sys.stderr)
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
-        self.data = RealImages(self.cache, config.seed, rank=self.rank,
+        self.data = RealImages(self.cache, config.seed, rank=self.rank, mirror=config.mirror,
                                workers=config.workers, pin_memory=self.device.type == "cuda")
         # its state (a running mean) lives on the device, updated in place
         self.objective = config.build_objective().to(self.device)
@@ -209,10 +209,10 @@ class Trainer:
             return
         # capturable: the step counts live on the device, as a replayed graph needs
         capturable = self.graphs is not None
-        lr_g, betas_g = self.objective.adam("G", c.lr, tuple(c.betas))
+        lr_g, betas_g = self.objective.adam("G", c.network_lr("G"), tuple(c.betas))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr_g, betas=betas_g, eps=c.eps,
                                       capturable=capturable)
-        lr_d, betas_d = self.objective.adam("D", c.lr, tuple(c.betas))
+        lr_d, betas_d = self.objective.adam("D", c.network_lr("D"), tuple(c.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas_d, eps=c.eps,
                                       capturable=capturable)
         self.opt_resolution = resolution
@@ -393,6 +393,7 @@ class Trainer:
         else:
             variant = (resolution, fading, phases, tuple(real_u8.shape), self.micro_batch)
             keys = self.graphs.run(variant, real_u8, step)
+        self.objective.end_step(self.phase_step, len(real_u8) * self.world)
         self.window.count(keys, self.shown, self.shown + len(real_u8) * self.world)
 
     def _device_step(self, real_u8: Tensor, resolution: int, fading: bool,

@@ -6,7 +6,8 @@ the Adam settings their lazy intervals imply and the state to checkpoint. It joi
 loss (:class:`WGANGP`, :class:`LogisticR1`: the discriminator's terms and penalty, the
 generator's term) and an optional regularizer of the generator
 (:class:`PathLengthPenalty`, or anything with :class:`GeneratorPenalty`'s methods); a new
-regularizer, or something every discriminator call must pass through, is a change here.
+regularizer, or something every discriminator call must pass through (the augmentation:
+ADA or DiffAugment, :mod:`fastpgan.train.augment`), is a change here.
 
 A training step runs the discriminator's phases, then the generator's. With
 ``reg_interval`` K = 1 the discriminator has one phase, "D": main loss and penalty in one
@@ -33,6 +34,8 @@ from typing import ClassVar, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from fastpgan.train.augment import Augmentation
 
 Critic = Callable[[Tensor], Tensor]
 """The discriminator at the step's resolution and alpha: images (N, C, r, r) -> (N, 1)."""
@@ -108,6 +111,14 @@ class GANLoss:
         raise NotImplementedError
 
 
+def main_stats(real_scores: Tensor, fake_scores: Tensor) -> dict[str, Tensor]:
+    """The discriminator's mean scores, and r_t = E[sign(D(real))], ADA's overfitting
+    heuristic (Karras et al. 2020, section 3: it rises towards 1 as D memorizes the reals)."""
+    real_scores = real_scores.detach()
+    return {"d_real": real_scores.mean(), "d_fake": fake_scores.detach().mean(),
+            "real_sign": real_scores.sign().mean()}
+
+
 @dataclass
 class WGANGP(GANLoss):
     """WGAN-GP (Gulrajani et al. 2017) with ProGAN's drift term (Karras et al. 2017, A.1):
@@ -126,7 +137,7 @@ class WGANGP(GANLoss):
         if phase.main:
             real_scores, fake_scores = D(real).float(), D(fake).float()
             loss = (fake_scores - real_scores + self.drift * real_scores.square()).mean()
-            stats = {"d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
+            stats = main_stats(real_scores, fake_scores)
         if phase.penalty_gain:
             weight = mix.to(real.device, real.dtype).view(-1, 1, 1, 1)
             # under autocast the generator's images are bfloat16/float16 and the reals float32
@@ -163,7 +174,7 @@ class LogisticR1(GANLoss):
         if phase.main:
             fake_scores = D(fake).float()
             loss = (F.softplus(fake_scores) + F.softplus(-real_scores)).mean()
-            stats = {"d_real": real_scores.detach().mean(), "d_fake": fake_scores.detach().mean()}
+            stats = main_stats(real_scores, fake_scores)
         if phase.penalty_gain:
             (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
             r1 = grad.float().flatten(1).square().sum(1)
@@ -302,11 +313,13 @@ G_MAIN_ONLY = (LossPhase("G", True, 0.0),)
 
 @dataclass
 class Objective:
-    """A run's whole objective: the GAN loss and an optional regularizer of the
-    generator (see the module docstring)."""
+    """A run's whole objective: the GAN loss, an optional regularizer of the generator
+    and an optional augmentation of every image the discriminator sees (see the module
+    docstring)."""
 
     loss: GANLoss
     g_penalty: GeneratorPenalty | None = None
+    augment: Augmentation | None = None
 
     def phases(self, step: int) -> tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]]:
         """(the discriminator's, the generator's) phases at minibatch ``step`` (0, 1, ...)."""
@@ -323,16 +336,25 @@ class Objective:
 
     def terms(self, phase: LossPhase, inputs: PhaseInputs) -> list[Term]:
         """The loss terms of ``phase`` on ``inputs``, in the order to backpropagate."""
+        critic, augment = inputs.critic, self.augment
+        if augment is not None:
+            def critic(images: Tensor) -> Tensor:
+                return inputs.critic(augment(images, inputs.rng))
         if phase.net == "D":
             def discriminator() -> tuple[Tensor, dict[str, Tensor]]:
-                loss, stats = self.loss.d_loss(phase, inputs.critic, inputs.real, inputs.fake,
+                loss, stats = self.loss.d_loss(phase, critic, inputs.real, inputs.fake,
                                                inputs.mix)
-                return loss, {**stats, "d_loss": loss} if phase.main else stats
+                if not phase.main:
+                    return loss, stats
+                if augment is not None:
+                    augment.observe(stats["real_sign"])
+                    stats.update(augment.stats())
+                return loss, {**stats, "d_loss": loss}
             return [discriminator]
         n, terms = len(inputs.real), []
         if phase.main:
             def generator() -> tuple[Tensor, dict[str, Tensor]]:
-                loss = self.loss.g_loss(inputs.critic(inputs.generate(n)))
+                loss = self.loss.g_loss(critic(inputs.generate(n)))
                 return loss, {"g_loss": loss}
             terms.append(generator)
         if phase.penalty_gain:
@@ -344,19 +366,31 @@ class Objective:
             terms.append(regularizer)
         return terms
 
+    def end_step(self, step: int, images: int) -> None:
+        """After minibatch ``step`` (0, 1, ... in its phase) of ``images`` images in all
+        processes: the augmentation adapts its p (ADA)."""
+        if self.augment is not None:
+            self.augment.adjust(step, images)
+
+    def _parts(self) -> list[GeneratorPenalty | Augmentation]:
+        return [part for part in (self.g_penalty, self.augment) if part is not None]
+
     def state_dict(self) -> dict[str, Tensor]:
-        """The objective's state (the regularizer's), as checkpoints hold it."""
-        return self.g_penalty.state_dict() if self.g_penalty else {}
+        """The objective's state (the regularizer's and the augmentation's), as
+        checkpoints hold it."""
+        return {k: v for part in self._parts() for k, v in part.state_dict().items()}
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Takes a checkpoint's objective state."""
-        if self.g_penalty:
-            self.g_penalty.load_state_dict(state)
+        for part in self._parts():
+            part.load_state_dict(state)
 
     def to(self, device: torch.device) -> Objective:
         """Moves its state to ``device``."""
         if self.g_penalty:
             self.g_penalty = self.g_penalty.to(device)
+        if self.augment:
+            self.augment = self.augment.to(device)
         return self
 
 
