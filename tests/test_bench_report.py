@@ -61,3 +61,4 @@ def test_rows_no_target_covers_get_no_verdict():
     assert _verdicts(_row("pixel_norm", fused=fused),
                      _row("upsample_conv2d", dtype="torch.float32", fused=fused),
                      _row("fir_upsample_conv2d", fused=fused)) == []
+

@@ -42,10 +42,13 @@ def _logged_losses(out) -> list[dict]:
             if "d_loss" in r]
 
 
-@pytest.mark.parametrize("arch, loss", [("progan", "wgan-gp"), ("stylegan", "logistic-r1"),
-                                        ("stylegan2", "logistic-r1")])
+@pytest.mark.parametrize("arch, loss, aug", [
+    ("progan", "wgan-gp", "none"), ("stylegan", "logistic-r1", "none"),
+    ("stylegan2", "logistic-r1", "none"),
+    # ADA: draws from the device generator, p read on the device and adapted between steps
+    ("progan", "logistic-r1", "ada")])
 def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, monkeypatch,
-                                                            arch, loss):
+                                                            arch, loss, aug):
     """The step as a CUDA graph replays it (tests/helpers.py's GraphEmulator: the recorded
     ops run again on the same tensors, the step's Python code does not): through a
     fade-in, its stabilization and lazy penalty steps, with capturable Adam, the weights
@@ -58,6 +61,8 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
                     stable_kimg=0.032, total_kimg=0.064 if arch == "stylegan2" else None)
     if arch == "stylegan2":  # with the path length penalty on R1's steps
         settings.update(pl_weight=2.0, pl_interval=2)
+    if aug == "ada":
+        settings.update(aug=aug, aug_p=0.3, aug_target=0.0)
     replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
                             GraphEmulator)
     replayed.run()

@@ -3,7 +3,8 @@
 Every JPEG, PNG, WebP or BMP image is center-cropped to a square, resized to R with a
 Lanczos filter and stored with its 2x2-averaged lower resolutions down to 4x4, one
 memory-mappable uint8 array per resolution plus manifest.json. Unreadable and too-small
-images are skipped and listed in the manifest and here.
+images are skipped and listed in the manifest and here. Class labels, from NVlabs'
+dataset.json or one subfolder per class, are kept with the images.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = ImageCache.open(folder)
     for item in cache.skipped:
         print(f"skipped {item['file']}: {item['reason']}", file=sys.stderr)
+    labels = (f", {cache.labels.count} classes from {cache.labels.origin}" if cache.labels
+              else "")
     print(f"fastpgan-dataset: {cache.count} images at 4..{cache.resolution}px in {folder}"
-          f" ({len(cache.skipped)} skipped)")
+          f" ({len(cache.skipped)} skipped{labels})")
     return 0
 
 

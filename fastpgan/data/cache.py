@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fastpgan.atomic import disk_full_error, is_disk_full, temporary_folder, writable_folder
+from fastpgan.data.labels import read_class_labels
 from fastpgan.sizes import check_resolution
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -60,12 +61,15 @@ def pyramid(image: np.ndarray) -> Iterator[np.ndarray]:
 
 def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution: int,
                 channels: int, *, source: str, skipped: list[dict] | None = None,
-                overwrite: bool = False, fingerprint: str | None = None) -> Path:
+                overwrite: bool = False, fingerprint: str | None = None,
+                labels: CacheLabels | None = None) -> Path:
     """Writes a cache from float32 (C, R, R) images in [0, 255]; returns its folder.
 
     The folder appears only when complete (built beside it, then renamed). An existing
     cache is replaced only with ``overwrite``. ``fingerprint`` (of the source's
-    contents, :func:`source_fingerprint`) is kept in the manifest.
+    contents, :func:`source_fingerprint`) is kept in the manifest, and so are
+    ``labels``, whose classes are filled in while ``images`` is consumed (one per
+    image).
     """
     check_resolution("build_cache", resolution)
     out = Path(out)
@@ -93,7 +97,8 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
             raise ValueError(f"no usable images in {source}{skip_summary(skipped or [])}")
         manifest = {"source": source, "count": count, "channels": channels,
                     "resolution": resolution, "resolutions": sorted(resolutions),
-                    "skipped": skipped or [], "fingerprint": fingerprint}
+                    "skipped": skipped or [], "fingerprint": fingerprint,
+                    "labels": labels.manifest() if labels else None}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -108,11 +113,40 @@ def build_cache(images: Iterable[np.ndarray], out: str | os.PathLike, resolution
 
 
 @dataclass
+class CacheLabels:
+    """A cache's class labels: one class index per cached image, the number of classes,
+    where they came from ("dataset.json" or "subfolders") and the classes' names (the
+    subfolders') if they have them."""
+
+    classes: list[int]
+    count: int
+    origin: str
+    names: list[str] | None = None
+
+    def manifest(self) -> dict:
+        """As the manifest holds them."""
+        return {"classes": self.classes, "count": self.count, "origin": self.origin,
+                "names": self.names}
+
+    @classmethod
+    def from_manifest(cls, entry: dict, images: int) -> CacheLabels:
+        """From the manifest; ValueError unless there is one class in range per image."""
+        labels = cls(list(entry["classes"]), int(entry["count"]), str(entry["origin"]),
+                     entry.get("names"))
+        if len(labels.classes) != images or not all(
+                type(c) is int and 0 <= c < labels.count for c in labels.classes):
+            raise ValueError(f"its labels are not one class in [0, {labels.count}) for each "
+                             f"of its {images} images")
+        return labels
+
+
+@dataclass
 class ImageCache:
     """A cache folder opened for reading; ``level(res)`` memory-maps one resolution.
 
     ``fingerprint`` is that of the source's contents when it was cached (None for a
-    cache of images given in memory, or one made before fingerprints were kept).
+    cache of images given in memory, or one made before fingerprints were kept);
+    ``labels`` its images' classes, or None.
     """
 
     path: Path
@@ -121,6 +155,7 @@ class ImageCache:
     resolution: int
     skipped: list[dict]
     fingerprint: str | None = None
+    labels: CacheLabels | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ImageCache:
@@ -128,10 +163,13 @@ class ImageCache:
         path = Path(path)
         try:
             manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-            cache = cls(path, int(manifest["count"]), int(manifest["channels"]),
+            count = int(manifest["count"])
+            labels = manifest.get("labels")
+            cache = cls(path, count, int(manifest["channels"]),
                         int(manifest["resolution"]), list(manifest.get("skipped", [])),
-                        manifest.get("fingerprint"))
-        except (OSError, ValueError, KeyError) as exc:
+                        manifest.get("fingerprint"),
+                        CacheLabels.from_manifest(labels, count) if labels else None)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a fastpgan image cache (no readable "
                              f"{MANIFEST}: {exc}); build one with fastpgan-dataset") from exc
         return cache
@@ -165,7 +203,7 @@ def _sources(src: Path) -> list[SourceImage]:
     if src.is_dir():
         files = sorted(f for f in src.rglob("*")
                        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        return [SourceImage(str(f.relative_to(src)), lambda f=f: f.open("rb"),
+        return [SourceImage(f.relative_to(src).as_posix(), lambda f=f: f.open("rb"),
                             (f.stat().st_size, f.stat().st_mtime_ns)) for f in files]
     if zipfile.is_zipfile(src):
         archive = zipfile.ZipFile(src)
@@ -273,8 +311,10 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
     Skipped images (unreadable, damaged in the zip, too small, or larger than Pillow's
     decompression-bomb limit) are listed in the manifest with the reason.
     ``max_image_pixels`` raises that limit (Pillow's ``Image.MAX_IMAGE_PIXELS``, about
-    179 million pixels by default) for genuinely huge images. Raises ValueError if
-    ``src`` is missing or holds no usable image.
+    179 million pixels by default) for genuinely huge images. Class labels, from a
+    ``dataset.json`` or one subfolder per class (:mod:`fastpgan.data.labels`), are kept
+    for the cached images. Raises ValueError if ``src`` is missing, holds no usable image
+    or has a label file that is not one.
     """
     from PIL import Image
 
@@ -288,6 +328,9 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
     entries = _sources(src)
     if not entries:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+    found = read_class_labels(src, [entry.name for entry in entries])
+    labels = (CacheLabels([], found.count, found.origin, list(found.names or []) or None)
+              if found else None)
     skipped: list[dict] = []
 
     def images() -> Iterator[np.ndarray]:
@@ -296,7 +339,7 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
         for entry in tqdm(entries, desc=f"caching {src.name} at {resolution}px",
                           unit="img", disable=not progress):
             try:
-                yield load_square(entry.open, resolution, channels)
+                image = load_square(entry.open, resolution, channels)
             except Image.DecompressionBombError as exc:
                 skipped.append({"file": entry.name, "reason": (
                     f"{exc} If the image is genuine, cache the data with fastpgan-dataset "
@@ -305,12 +348,16 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, resolution: 
             except UNREADABLE as exc:
                 skipped.append({"file": entry.name,
                                 "reason": str(exc) or type(exc).__name__})
+            else:
+                if labels:
+                    labels.classes.append(found.classes[entry.name])
+                yield image
 
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_image_pixels or limit
     try:
         return build_cache(images(), out, resolution, channels, source=str(src),
                            skipped=skipped, overwrite=overwrite,
-                           fingerprint=_fingerprint(entries))
+                           fingerprint=_fingerprint(entries), labels=labels)
     finally:
         Image.MAX_IMAGE_PIXELS = limit

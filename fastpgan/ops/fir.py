@@ -39,6 +39,7 @@ from torch import Tensor
 from fastpgan.backend import OpInfo, OpSample, OpTests, register, use_fused
 from fastpgan.ops.checks import check_resample_conv
 from fastpgan.ops.epilogue import Epilogue, apply_epilogue, epilogue_reference
+from fastpgan.ops.layout import device_constant
 from fastpgan.ops.resample_conv import derived_weight
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations, conv_sample, feature_map
 
@@ -48,8 +49,10 @@ FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 
 def fir_filter(taps: Sequence[float], *, gain: float = 1.0, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None) -> Tensor:
-    """The 2-D filter of ``taps``: their outer product, normalized to sum 1, times gain."""
-    t = torch.as_tensor([float(v) for v in taps], dtype=dtype, device=device)
+    """The 2-D filter of ``taps``: their outer product, normalized to sum 1, times gain
+    (a constant made once per device: never write to it)."""
+    t = device_constant(tuple(float(v) for v in taps), dtype,
+                        torch.device(device if device is not None else "cpu"))
     f = torch.outer(t, t)
     return f * (gain / f.sum())
 

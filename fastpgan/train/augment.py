@@ -19,8 +19,9 @@ same transforms. :func:`apply_bgc_reference` applies them as that code does: the
 reflect-padded by the margin the batch's transforms reach (zeros beyond it), upsampled 2x
 with the sym6 wavelet's low-pass filter, sampled bilinearly, downsampled 2x with the same
 filter (so the resampling does not alias) and its colours transformed. The margin is
-computed on the device and applied as a mask over the largest padding, so nothing waits
-for the device and a step with it can be replayed as a CUDA graph. It is linear in the
+computed on the device and applied as a mask over the largest padding, and the constants
+are made once per device, so nothing waits for the device or copies from the host, and a
+step with it can be replayed as a CUDA graph. It is linear in the
 images, so it is differentiable to any order through ATen operations (grid_sample is
 twice differentiable in its input, which NVlabs' ``grid_sample_gradfix`` once worked
 around).
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastpgan.ops.fir import upfirdn2d_reference
+from fastpgan.ops.layout import device_constant
 
 SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057,
         -0.048311742585633, 0.4910559419267466, 0.787641141030194, 0.3379294217276218,
@@ -185,7 +187,7 @@ def _contrast(d: Draws) -> Tensor:
 
 
 def _luma_projection(device: torch.device) -> Tensor:
-    v = torch.tensor(LUMA_AXIS, device=device)
+    v = device_constant(LUMA_AXIS, torch.float32, device)
     return torch.outer(v, v)
 
 
@@ -256,14 +258,12 @@ def batch_margin(g_inv: Tensor, height: int, width: int) -> Tensor:
     the batch's transforms reach outside the image, plus the filters' reach: NVlabs'
     padding, as a float tensor on the device."""
     cx, cy = (width - 1) / 2, (height - 1) / 2
-    corners = torch.tensor([[-cx, cx, cx, -cx], [-cy, -cy, cy, cy], [1.0, 1, 1, 1]],
-                           dtype=g_inv.dtype, device=g_inv.device)
-    reach = (g_inv @ corners)[:, :2, :]  # (N, xy, corner)
+    reach = torch.stack([g_inv[:, :2, 0] * x + g_inv[:, :2, 1] * y + g_inv[:, :2, 2]
+                         for x, y in ((-cx, -cy), (cx, -cy), (cx, cy), (-cx, cy))], dim=2)
     extent = torch.cat([-reach, reach], dim=1).amax(dim=(0, 2))  # x0, y0, x1, y1
-    low = torch.tensor([FILTER_REACH - cx, FILTER_REACH - cy] * 2, dtype=g_inv.dtype,
-                       device=g_inv.device)
-    high = torch.tensor([width - 1, height - 1] * 2, dtype=g_inv.dtype, device=g_inv.device)
-    return torch.minimum(torch.clamp(extent + low, min=0), high).ceil()
+    limits = ((cx, width - 1), (cy, height - 1)) * 2
+    return torch.stack([(extent[i] + FILTER_REACH - centre).clamp(0, top)
+                        for i, (centre, top) in enumerate(limits)]).ceil()
 
 
 def _span(length: int, start: Tensor, stop: Tensor) -> Tensor:

