@@ -197,6 +197,17 @@ def blob_cache(folder: Path) -> Path:
     return build_cache(iter(images), folder, 8, 1, source="blobs")
 
 
+def labelled_blobs(folder: Path, classes: int = 3) -> Path:
+    """:func:`blob_cache`'s images, image i of class i % ``classes``."""
+    from fastpgan.data import build_cache
+    from fastpgan.data.cache import CacheLabels, ImageCache
+
+    blobs = ImageCache.open(blob_cache(folder.with_name(folder.name + "-blobs")))
+    labels = CacheLabels([i % classes for i in range(blobs.count)], classes, "subfolders")
+    images = (level.astype(np.float32) for level in blobs.level(8))
+    return build_cache(images, folder, 8, 1, source="labelled blobs", labels=labels)
+
+
 def tiny(faces: Path, out: Path, **changes) -> TrainConfig:
     """A training run small enough for the CPU: 8x8 on ``faces``, a few dozen images a
     phase, tiny networks, a checkpoint every 8 images; ``changes`` override."""

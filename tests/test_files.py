@@ -170,6 +170,21 @@ def test_kinds_come_from_content(tmp_path):
         identify(tmp_path / "missing.pkl")
 
 
+@pytest.mark.parametrize("header_length", [0x280, 0x380, 0x580, 40, 93, 125])
+def test_a_safetensors_header_length_that_opens_like_a_pickle_is_still_safetensors(
+        tmp_path, header_length):
+    """A header of 0x280 bytes starts the file 80 02, pickle protocol 2's opening; one of
+    40, 93 or 125 bytes starts it as protocols 0 and 1 do. The structure decides."""
+    import struct
+
+    from fastpgan.files.kinds import Kind, identify
+
+    header = b'{"__metadata__":{}}'.ljust(header_length)
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(struct.pack("<Q", header_length) + header)
+    assert identify(path) is Kind.SAFETENSORS
+
+
 def _zip_of(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
     import io
 

@@ -280,9 +280,9 @@ def test_generate_streams_images_to_disk_and_keeps_the_grid_bounded(tmp_path, mo
     G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
     real_render, written_before = gen.render, []
 
-    def render(G, z, stage, truncation):
+    def render(G, z, stage, truncation, classes=None):
         written_before.append(len(list(tmp_path.glob("out/seed*.png"))))
-        return real_render(G, z, stage, truncation)
+        return real_render(G, z, stage, truncation, classes)
 
     monkeypatch.setattr(gen, "render", render)
     monkeypatch.setattr(gen, "GRID_LIMIT", 40)

@@ -43,7 +43,7 @@ def test_losses_and_their_phases_on_a_linear_critic():
         (LogisticR1(), main_only, logistic_main, "d_fake", critic(fake).mean()),
     ]
     for loss, phase, expected, key, value in cases:
-        got, stats = loss.d_loss(phase, critic, real, fake, mix)
+        got, stats = loss.d_loss(phase, critic, critic, real, fake, mix)
         assert torch.allclose(got, expected, rtol=1e-5), (loss, phase)
         assert torch.allclose(stats[key], value, rtol=1e-5), (loss, phase, key)
         assert ("gp" in stats or "r1" in stats) == bool(phase.penalty_gain)
@@ -80,7 +80,7 @@ class _LinearStyles(torch.nn.Module):
         self.M = torch.nn.Parameter(torch.randn(2, 2, dtype=torch.float64))
         self.A = torch.nn.Parameter(torch.randn(1 * 2 * 3, 3 * 2, dtype=torch.float64))
 
-    def ws(self, z):
+    def ws(self, z, c=None):
         return z.view(-1, 3, 2) @ self.M
 
     def synthesis(self, ws):
@@ -126,7 +126,7 @@ class _ToyPenalty:
     def batch(self, n):
         return n
 
-    def penalty(self, phase, G, z, generator=None):
+    def penalty(self, phase, G, z, generator=None, labels=None):
         images = G.synthesis(G.ws(z))
         self.calls += 1
         loss = 0.1 * phase.penalty_gain * images.float().square().mean()

@@ -118,18 +118,37 @@ def test_checkpoints_from_elsewhere_are_checked_field_by_field(tmp_path, damage,
 
 
 def test_a_new_setting_needs_a_new_checkpoint_version():
-    """Version 2 checkpoints hold exactly today's settings; one added to TrainConfig must
-    come with a version 3 whose migration says what a run did before it (runs.checkpoint)."""
-    from fastpgan.runs.checkpoint import VERSION_2_SETTINGS
+    """Version 3 checkpoints hold exactly today's settings; one added to TrainConfig must
+    come with a version 4 whose migration says what a run did before it (runs.checkpoint)."""
+    from fastpgan.runs.checkpoint import VERSION_3_SETTINGS
 
-    assert {f.name for f in fields(TrainConfig)} == VERSION_2_SETTINGS
+    assert {f.name for f in fields(TrainConfig)} == VERSION_3_SETTINGS
 
 
 @pytest.mark.parametrize("path", VERSION_1, ids=lambda p: p.stem)
 def test_version_1_configs_are_completed_with_what_runs_did_then(path):
-    from fastpgan.runs.checkpoint import VERSION_2_SETTINGS
+    from fastpgan.runs.checkpoint import VERSION_3_SETTINGS
 
     config = Checkpoint.read(path).config
-    assert set(config) == VERSION_2_SETTINGS
+    assert set(config) == VERSION_3_SETTINGS
     if "043145c" in path.name:  # before lazy regularization: the penalty every minibatch
         assert config["reg_interval"] == 1 and config["mapping_layers"] == 8
+
+
+def test_version_2_checkpoints_are_completed_with_what_runs_did_then(tmp_path):
+    """Version 3 added augmentation, per-network learning rates, mirror and conditional
+    training; a version 2 checkpoint resumes as the run it was: no augmentation, both
+    networks at lr, mirrored, unconditional."""
+    from dataclasses import asdict
+
+    from fastpgan.files import write_tree
+    from fastpgan.runs.checkpoint import KIND, SETTINGS_ADDED_IN_VERSION_3, VERSION_3_SETTINGS
+
+    config = {k: v for k, v in asdict(TrainConfig()).items()
+              if k not in SETTINGS_ADDED_IN_VERSION_3}
+    value = {"config": config, "shown": 8, "G_ema": {"w": torch.ones(1)}}
+    write_tree(tmp_path / "c.safetensors", value, kind=KIND, version=2)
+    read = Checkpoint.read(tmp_path / "c.safetensors").config
+    assert set(read) == VERSION_3_SETTINGS
+    assert (read["aug"], read["mirror"], read["g_lr"], read["cond"], read["classes"]) == (
+        "none", True, None, False, 0)

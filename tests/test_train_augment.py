@@ -51,12 +51,13 @@ class Marking:
 def test_every_image_the_discriminator_sees_is_augmented(loss, calls):
     seen, weight = [], torch.nn.Parameter(torch.ones(()))
 
-    def critic(x):
+    def critic(x, labels):
         seen.append(x.detach())
         return weight * (x - 1000).flatten(1).sum(1, keepdim=True)
 
     real, fake = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
-    inputs = PhaseInputs(real, fake, torch.rand(3), critic, lambda n: torch.randn(n, 1, 4, 4),
+    inputs = PhaseInputs(real, fake, torch.rand(3), critic,
+                         lambda n: (torch.randn(n, 1, 4, 4), None),
                          lambda n: torch.randn(n, 2), G=None)
     objective, logged = Objective(loss, augment=Marking()), {}
     for phase in (LossPhase("D", True, 1.0), LossPhase("G", True, 0.0)):

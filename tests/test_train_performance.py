@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import GraphEmulator, assert_close, tiny, training_weights
+from helpers import GraphEmulator, assert_close, labelled_blobs, tiny, training_weights
 
 from fastpgan.runs.checkpoint import Checkpoint, latest_checkpoint
 from fastpgan.train.graphs import CudaGraphs, StepGraphs
@@ -46,7 +46,9 @@ def _logged_losses(out) -> list[dict]:
     ("progan", "wgan-gp", "none"), ("stylegan", "logistic-r1", "none"),
     ("stylegan2", "logistic-r1", "none"),
     # ADA: draws from the device generator, p read on the device and adapted between steps
-    ("progan", "logistic-r1", "ada")])
+    ("progan", "logistic-r1", "ada"),
+    # conditional: labels a second static input, the fakes' labels drawn on the device
+    ("stylegan2", "logistic-r1", "cond")])
 def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, monkeypatch,
                                                             arch, loss, aug):
     """The step as a CUDA graph replays it (tests/helpers.py's GraphEmulator: the recorded
@@ -63,11 +65,15 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
         settings.update(pl_weight=2.0, pl_interval=2)
     if aug == "ada":
         settings.update(aug=aug, aug_p=0.3, aug_target=0.0)
-    replayed = _with_graphs(Trainer(tiny(faces, tmp_path / "replayed", **settings)),
+    data = faces
+    if aug == "cond":
+        data = labelled_blobs(tmp_path / "labelled")
+        settings.update(cond=True)
+    replayed = _with_graphs(Trainer(tiny(data, tmp_path / "replayed", **settings)),
                             GraphEmulator)
     replayed.run()
     with pytest.warns(RuntimeWarning, match="capture refused"):
-        eager = _with_graphs(Trainer(tiny(faces, tmp_path / "eager", **settings)),
+        eager = _with_graphs(Trainer(tiny(data, tmp_path / "eager", **settings)),
                              _CaptureFails)
         eager.run()
     # ProGAN, StyleGAN: 4x4 stable, 8x8 fade-in and stable, 8 steps each; StyleGAN2: one
@@ -81,9 +87,9 @@ def test_steps_replayed_from_graphs_train_as_eager_steps_do(faces, tmp_path, mon
     assert all(torch.equal(a[k], b[k]) for k in a), "replayed and eager steps differ"
     logged = _logged_losses(tmp_path / "replayed")
     assert len(logged) >= 6 and logged == _logged_losses(tmp_path / "eager")
-    first = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings)), GraphEmulator)
+    first = _with_graphs(Trainer(tiny(data, tmp_path / "resumed", **settings)), GraphEmulator)
     first.run(stop_at=44)
-    resumed = _with_graphs(Trainer(tiny(faces, tmp_path / "resumed", **settings),
+    resumed = _with_graphs(Trainer(tiny(data, tmp_path / "resumed", **settings),
                                    resume="latest"), GraphEmulator)
     resumed.run()
     c = training_weights(resumed)

@@ -43,7 +43,7 @@ from fastpgan.generate import SEED_RNGS, commands
 from fastpgan.generate.project import load_target, project, save_projection
 from fastpgan.metrics import evaluate as metrics
 from fastpgan.models import GrowthStage, convert, load
-from fastpgan.models.sampling import is_style_based
+from fastpgan.models.sampling import class_labels, is_style_based
 from fastpgan.runs import TrainedGenerator, load_trained
 from fastpgan.sizes import check_resolution
 
@@ -63,6 +63,9 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
     sub.add_argument("--resolution", type=RESOLUTION, default=None,
                      help="render at this resolution (default: the one a checkpoint was "
                           "training, at its fade-in alpha; a finished generator's own)")
+    sub.add_argument("--class", dest="class_index", type=integer(0, 2 ** 31),
+                     help="the class a conditional generator renders (metrics: default the "
+                          "data's label distribution)")
     if seeded:
         sub.add_argument("--seed-rng", default="auto", choices=["auto", *SEED_RNGS],
                          help="how a seed becomes z: numpy draws RandomState(seed).randn as "
@@ -184,13 +187,15 @@ OUT_IS_A_FOLDER = {"generate": True, "project": True, "interpolate": False,
 
 def _run(args: argparse.Namespace, device: str) -> str:
     """Runs a generator subcommand; returns the line to print."""
+    trained = load_trained(args.ckpt)
+    G = trained.G
+    if args.class_index is not None or args.command != "metrics":  # before anything is written
+        class_labels(G, args.class_index, 1, "cpu")
     if args.out is not None:  # checked before any work
         out = Path(args.out)
         writable_folder(out if OUT_IS_A_FOLDER[args.command] else out.parent, "--out")
-    trained = load_trained(args.ckpt)
     for note in trained.notes:
         print(f"fastpgan {args.command}: note: {note}", file=sys.stderr)
-    G = trained.G
     if is_style_based(G):
         G.noise_mode = args.noise_mode
     if args.command == "metrics" and args.every_checkpoint:
@@ -204,31 +209,34 @@ def _run(args: argparse.Namespace, device: str) -> str:
         seeds = args.seeds
         files = commands.generate(G, seeds, args.out, columns=args.grid,
                                   truncation=args.truncation, device=device, stage=stage,
-                                  seed_rng=seed_rng)
+                                  seed_rng=seed_rng, classes=args.class_index)
         return f"{len(seeds)} images at {stage.resolution}px and {files[-1]}"
     if args.command == "interpolate":
         gif, strip = commands.interpolate(G, args.seeds, args.out,
                                           steps=args.steps, mode=args.mode, space=args.space,
                                           truncation=args.truncation, device=device,
-                                          stage=stage, seed_rng=seed_rng)
+                                          stage=stage, seed_rng=seed_rng,
+                                          classes=args.class_index)
         return f"{gif} and {strip}"
     if args.command == "project":
         target = load_target(args.target, stage.resolution, G.config["img_channels"])
         result = project(G, target, steps=args.steps, loss=args.loss,
                          learning_rate=args.lr, restarts=args.restarts, seed=args.seed,
-                         device=device, inception=args.inception, stage=stage)
+                         device=device, inception=args.inception, stage=stage,
+                         classes=args.class_index)
         save_projection(result, args.out)
         return (f"{args.loss} loss {result.losses[-1]:.4g} after {args.steps} steps; "
                 f"the {result.space} latent and pictures are in {args.out}")
     if args.command == "style-mix":
         grid = commands.style_mix(G, args.rows, args.cols, args.out,
                                   layers=args.layers, truncation=args.truncation,
-                                  device=device, stage=stage, seed_rng=seed_rng)
+                                  device=device, stage=stage, seed_rng=seed_rng,
+                                  classes=args.class_index)
         return f"{grid}"
     names = args.metrics
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
     options = dict(num=args.num, inception=args.inception, device=device, batch=args.batch,
-                   truncation=args.truncation, seed=args.seed)
+                   truncation=args.truncation, seed=args.seed, classes=args.class_index)
     if args.every_checkpoint:
         result = metrics.evaluate_checkpoints(args.ckpt, data, names,
                                               noise_mode=args.noise_mode, **options)

@@ -124,6 +124,11 @@ def build_parser() -> Parser:
                         "fixed's value")
     p.add_argument("--aug-target", type=PROBABILITY,
                    help=f"ada's target for r_t = E[sign(D(real))] (default: {ADA_TARGET:g})")
+    p.add_argument("--cond", action="store_true",
+                   help="train on the data set's class labels (dataset.json or one subfolder "
+                        "per class): progan with the official code's label input and "
+                        "auxiliary classifier, stylegan2 with NVlabs' label embedding and "
+                        "projection discriminator")
     p.add_argument("--lr", type=real(0, above=True),
                    help="Adam's learning rate of both networks (default: 0.001; 0.002 for "
                         "stylegan2)")
@@ -252,7 +257,7 @@ def config_from_args(args: argparse.Namespace):
                        mapping_layers=args.mapping_layers, init=args.init,
                        log_every=args.log_every, g_lr=args.g_lr, d_lr=args.d_lr,
                        mirror=args.mirror, aug_p=args.aug_p, aug_target=args.aug_target,
-                       channels=args.channels, **values)
+                       channels=args.channels, cond=args.cond, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

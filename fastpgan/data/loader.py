@@ -19,18 +19,19 @@ from fastpgan.data.cache import ImageCache
 
 
 class _StepBatches(Dataset):
-    """Item k is batch k: (batch, C, res, res) uint8, mirrored at random if asked."""
+    """Item k is batch k: (batch, C, res, res) uint8, mirrored at random if asked, and
+    with ``labels`` the images' classes (batch,) int64 beside them."""
 
     def __init__(self, cache: ImageCache, resolution: int, batch: int, seed: int,
-                 mirror: bool) -> None:
+                 mirror: bool, labels: torch.Tensor | None) -> None:
         self.cache, self.resolution, self.batch = cache, resolution, batch
-        self.seed, self.mirror = seed, mirror
+        self.seed, self.mirror, self.labels = seed, mirror, labels
         self._images: np.memmap | None = None  # opened in each worker
 
     def __len__(self) -> int:
         return 2 ** 62
 
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def __getitem__(self, step: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self._images is None:
             self._images = self.cache.level(self.resolution)
         generator = torch.Generator().manual_seed(
@@ -40,7 +41,7 @@ class _StepBatches(Dataset):
         if self.mirror:
             flip = torch.rand(self.batch, generator=generator) < 0.5
             images[flip] = images[flip].flip(-1)
-        return images
+        return images if self.labels is None else (images, self.labels[index])
 
 
 class RealImages:
@@ -51,19 +52,23 @@ class RealImages:
         seed: the run's seed; with ``rank`` it decides every batch.
         rank: this process's rank (each rank draws its own images).
         mirror: random horizontal flips (ProGAN's mirror augmentation).
+        labelled: each batch comes with its images' classes (the cache must have them).
         workers: DataLoader worker processes (0: load in this process).
         pin_memory: pin batches for fast copies to the GPU.
     """
 
     def __init__(self, cache: ImageCache, seed: int, *, rank: int = 0, mirror: bool = True,
-                 workers: int = 0, pin_memory: bool = False) -> None:
+                 labelled: bool = False, workers: int = 0, pin_memory: bool = False) -> None:
         self.cache, self.seed, self.rank, self.mirror = cache, seed, rank, mirror
+        self.labels = torch.tensor(cache.labels.classes) if labelled else None
         self.workers, self.pin_memory = workers, pin_memory
 
-    def batches(self, resolution: int, batch: int, start: int = 0) -> Iterator[torch.Tensor]:
-        """Batches start, start + 1, ... of this resolution: uint8 (batch, C, res, res)."""
+    def batches(self, resolution: int, batch: int, start: int = 0
+                ) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """Batches start, start + 1, ... of this resolution: uint8 (batch, C, res, res),
+        with their classes (batch,) int64 when labelled."""
         dataset = _StepBatches(self.cache, resolution, batch, self.seed * 65_537 + self.rank,
-                               self.mirror)
+                               self.mirror, self.labels)
         loader = DataLoader(dataset, batch_size=None, sampler=itertools.count(start),
                             num_workers=self.workers, pin_memory=self.pin_memory,
                             prefetch_factor=4 if self.workers else None,

@@ -59,12 +59,13 @@ def identify(path: str | os.PathLike) -> Kind:
         raise RefusedFileError(f"{path} is empty (an interrupted download or copy?)")
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)
+    # before the pickle openings, which a header length can begin with (0x280 bytes: 80 02)
+    if _is_safetensors(head, size):
+        return Kind.SAFETENSORS
     if head[0] == 0x80 and 2 <= head[1] <= 5:  # the PROTO opcode of pickle protocols 2-5
         return Kind.TORCH_LEGACY if head[2:].startswith(LEGACY_MAGIC) else Kind.PICKLE
     if head[:1] in (b"(", b"}", b"]") and size > 1:  # how protocols 0 and 1 open
         return Kind.PICKLE
-    if _is_safetensors(head, size):
-        return Kind.SAFETENSORS
     raise RefusedFileError(f"{path} is {describe(head)}, not a network, checkpoint or "
                            "weights file fastpgan reads")
 

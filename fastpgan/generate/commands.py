@@ -31,25 +31,26 @@ and keeping their images for it would grow memory with every seed."""
 
 
 def _image_chunks(G: nn.Module, latents: Iterable[Tensor], truncation: float, device: str,
-                  stage: GrowthStage | None) -> Iterator[Tensor]:
-    """G's images at ``stage`` (None: G's full resolution) for each chunk of latents, as
-    float32 on the CPU, one chunk at a time."""
+                  stage: GrowthStage | None, classes: int | None = None) -> Iterator[Tensor]:
+    """G's images at ``stage`` (None: G's full resolution) for each chunk of latents [of
+    class ``classes``, for a conditional G], as float32 on the CPU, one chunk at a time."""
     if truncation != 1.0 and not is_style_based(G):
         raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
     with torch.no_grad(), frozen_weights():
         for chunk in latents:
-            yield render(G, chunk.to(device), stage, truncation).float().cpu()
+            yield render(G, chunk.to(device), stage, truncation, classes).float().cpu()
 
 
 def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | None = None,
              truncation: float = 1.0, device: str = "cpu", stage: GrowthStage | None = None,
-             seed_rng: str = "torch") -> list[Path]:
+             seed_rng: str = "torch", classes: int | None = None) -> list[Path]:
     """Writes seed{N}.png for each seed and grid.png (the first GRID_LIMIT seeds) into
     ``out``; returns the files. Images are written as they are rendered, CHUNK at a time,
     so memory stays flat however many seeds are asked.
 
     ``stage``: the resolution and fade-in alpha to render at (None: G's full one).
     ``seed_rng``: how seeds become latents (:func:`~fastpgan.generate.seed_latents`).
+    ``classes``: the class of a conditional G's images.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,8 +58,8 @@ def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | 
     chunks = [seeds[start:start + CHUNK] for start in range(0, len(seeds), CHUNK)]
     latents = (seed_latents(chunk, G.latent_dim, seed_rng) for chunk in chunks)
     files, grid, shown = [], [], 0
-    for chunk, images in zip(chunks, _image_chunks(G, latents, truncation, device, stage),
-                             strict=True):
+    for chunk, images in zip(chunks, _image_chunks(G, latents, truncation, device, stage,
+                                                   classes), strict=True):
         files += [save_grid(image[None], out / f"seed{seed:04d}.png", columns=1)
                   for seed, image in zip(chunk, images, strict=True)]
         grid.append(images[:GRID_LIMIT - shown])
@@ -71,13 +72,13 @@ def generate(G: nn.Module, seeds: list[int], out: str | Path, *, columns: int | 
 def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int = 60,
                 mode: str = "slerp", space: str = "z", truncation: float = 1.0,
                 device: str = "cpu", frame_ms: int = 50, stage: GrowthStage | None = None,
-                seed_rng: str = "torch") -> tuple[Path, Path]:
+                seed_rng: str = "torch", classes: int | None = None) -> tuple[Path, Path]:
     """A looping walk through the seeds' latents: a GIF at ``out`` and a strip PNG beside it.
 
     ``steps`` frames go from each seed to the next (and from the last back to the first).
     In z, "slerp" follows great circles (z is Gaussian, so its norm concentrates); in
     StyleGAN's w space the walk is linear. Frame k * steps is exactly seed k's image.
-    ``stage`` and ``seed_rng`` as in :func:`generate`.
+    ``stage``, ``seed_rng`` and ``classes`` as in :func:`generate`.
     """
     if len(seeds) < 2:
         raise ValueError("interpolation needs at least two seeds")
@@ -97,10 +98,10 @@ def interpolate(G: nn.Module, seeds: list[int], out: str | Path, *, steps: int =
         walk = (slerp(z[:, None], ends[:, None], t) if mode == "slerp" else
                 torch.lerp(z[:, None].double(), ends[:, None].double(), t).float())
         frames = torch.cat(list(_image_chunks(G, walk.reshape(-1, G.latent_dim).split(CHUNK),
-                                              truncation, device, stage)))
+                                              truncation, device, stage, classes)))
     else:
         with torch.no_grad():
-            w = to_w(G, z.to(device)).cpu()
+            w = to_w(G, z.to(device), classes).cpu()
             if truncation != 1.0:
                 w = w_average(G).cpu().lerp(w, truncation)
             walk = torch.lerp(w[:, None].double(), torch.roll(w, -1, 0)[:, None].double(), t)
@@ -145,12 +146,13 @@ def mixing_layers(G: nn.Module, layers: str, stage: GrowthStage | None = None) -
 
 def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *,
               layers: str = "middle", truncation: float = 1.0, device: str = "cpu",
-              stage: GrowthStage | None = None, seed_rng: str = "torch") -> Path:
+              stage: GrowthStage | None = None, seed_rng: str = "torch",
+              classes: int | None = None) -> Path:
     """StyleGAN's style-mixing grid, saved as a PNG at ``out``.
 
     The first row shows the column seeds' images and the first column the row seeds';
     cell (i, j) is row seed i's image with the styles of ``layers`` taken from column
-    seed j. ``stage`` and ``seed_rng`` as in :func:`generate`.
+    seed j. ``stage``, ``seed_rng`` and ``classes`` as in :func:`generate`.
     """
     if not is_style_based(G):
         raise ValueError("style mixing needs a StyleGAN generator (ProGAN has no styles)")
@@ -161,7 +163,7 @@ def style_mix(G: nn.Module, rows: list[int], cols: list[int], out: str | Path, *
     picked = torch.tensor(mixing_layers(G, layers, stage), device=device)
     count = style_count(G, stage)
     with torch.no_grad(), frozen_weights():
-        w = to_w(G, seed_latents(rows + cols, G.latent_dim, seed_rng).to(device))
+        w = to_w(G, seed_latents(rows + cols, G.latent_dim, seed_rng).to(device), classes)
         w = w_average(G).lerp(w, truncation)
         w_rows, w_cols = w[:len(rows)], w[len(rows):]
         ws = w_rows[:, None, None].repeat(1, len(cols), count, 1)

@@ -26,7 +26,7 @@ from fastpgan.data.cache import load_square
 from fastpgan.generate.latents import seed_latents
 from fastpgan.metrics.inception import InceptionPerceptualDistance
 from fastpgan.models import GrowthStage
-from fastpgan.models.sampling import is_style_based, style_count, synthesize, to_w
+from fastpgan.models.sampling import is_style_based, render, style_count, synthesize, to_w
 from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
@@ -57,10 +57,11 @@ def load_target(path: str | os.PathLike, resolution: int, channels: int) -> Tens
     return torch.from_numpy(array)[None] / 127.5 - 1
 
 
-def _render(G: nn.Module, latents: Tensor, stage: GrowthStage) -> Tensor:
-    if is_style_based(G):
+def _render(G: nn.Module, latents: Tensor, stage: GrowthStage,
+            classes: int | None = None) -> Tensor:
+    if is_style_based(G):  # w: the class is in it already
         return synthesize(G, latents[:, None].expand(-1, style_count(G, stage), -1), stage)
-    return G(latents, stage.resolution, stage.alpha)
+    return render(G, latents, stage, classes=classes)
 
 
 def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
@@ -81,22 +82,23 @@ def _distance(loss: str, target: Tensor, inception: str | os.PathLike | None):
 
 
 def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: int,
-            device: torch.device, stage: GrowthStage) -> tuple[Tensor, float]:
+            device: torch.device, stage: GrowthStage,
+            classes: int | None) -> tuple[Tensor, float]:
     """The ``restarts`` starting latents and the spread (RMS per coordinate) of their
     distribution: the seeded candidates nearest the target in pixels, and for StyleGAN
     the mean w first."""
     with torch.no_grad():
         if is_style_based(G):
             z = torch.randn(W_SAMPLES, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-            w = torch.cat([to_w(G, chunk.to(device)) for chunk in z.split(512)])
+            w = torch.cat([to_w(G, chunk.to(device), classes) for chunk in z.split(512)])
             mean = w.mean(0)
             spread = float((w - mean).square().sum(1).mean().div(w.shape[1]).sqrt())
             pool, first = w[:candidates], [mean[None]]
         else:
             pool, first, spread = seed_latents(list(range(seed, seed + candidates)),
                                                G.latent_dim).to(device), [], 1.0
-        errors = torch.cat([(_render(G, chunk, stage) - target).square().mean((1, 2, 3))
-                            for chunk in pool.split(32)])
+        errors = torch.cat([(_render(G, chunk, stage, classes) - target).square()
+                            .mean((1, 2, 3)) for chunk in pool.split(32)])
         nearest = pool[errors.argsort()[:restarts - len(first)]]
         return torch.cat([*first, nearest]), spread
 
@@ -107,7 +109,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
             candidates: int = 64, seed: int = 0,
             frames: int = 50, device: str | torch.device = "cpu",
             inception: str | os.PathLike | None = None, progress: bool = True,
-            stage: GrowthStage | None = None) -> Projection:
+            stage: GrowthStage | None = None, classes: int | None = None) -> Projection:
     """Searches G's latent space for the image closest to ``target`` (1, C, R, R) in [-1, 1].
 
     Args:
@@ -125,6 +127,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         inception: the Inception file for loss="inception" (found if None).
         stage: the resolution and fade-in alpha G renders at (None: its full one); the
             target is at that resolution.
+        classes: the class a conditional G renders.
     """
     if loss not in PROJECTION_LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)}, got {loss!r}")
@@ -141,7 +144,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     target = target.to(device)
     distance = _distance(loss, target, inception)
     starts, spread = _starts(G, target, restarts, max(candidates, restarts), seed,
-                             device, stage)
+                             device, stage, classes)
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
     noise_rng = torch.Generator(device=device).manual_seed(seed)
@@ -157,7 +160,7 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         optimizer.param_groups[0]["lr"] = learning_rate * ramp
         shake = noise * spread * max(0.0, 1.0 - t / 0.75) ** 2
         images = _render(G, latents + shake * torch.randn(latents.shape, generator=noise_rng,
-                                                          device=device), stage)
+                                                          device=device), stage, classes)
         values = distance(images)
         optimizer.zero_grad(set_to_none=True)
         values.sum().backward()  # the starts are independent: each gets its own gradient
@@ -167,9 +170,9 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         if step % keep_every == 0:
             result.frames.append(images[best:best + 1].detach().float().cpu())
     with torch.no_grad():
-        best = int(distance(_render(G, latents, stage)).argmin())
+        best = int(distance(_render(G, latents, stage, classes)).argmin())
         result.latent = latents[best].detach().cpu()
-        result.image = _render(G, latents[best:best + 1], stage).float().cpu()
+        result.image = _render(G, latents[best:best + 1], stage, classes).float().cpu()
     result.frames.append(result.image)
     return result
 

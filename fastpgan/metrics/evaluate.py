@@ -30,7 +30,7 @@ from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_di
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import GrowthStage
-from fastpgan.models.sampling import is_style_based, render
+from fastpgan.models.sampling import class_labels, is_style_based, num_classes, render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import Checkpoint, checkpoint_generator, list_checkpoints
 
@@ -47,10 +47,22 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
+def real_indices(cache: ImageCache, num: int, seed: int = 0,
+                 label: int | None = None) -> np.ndarray:
+    """The indices of min(num, available) real images chosen by ``seed``: of all the
+    cache's images, or of class ``label``'s (ValueError if it has none)."""
+    if label is None:
+        return subset_indices(cache.count, num, seed)
+    members = np.flatnonzero(np.asarray(cache.labels.classes) == label)
+    if not len(members):
+        raise ValueError(f"the data has no image of class {label}")
+    return members[subset_indices(len(members), num, seed)]
+
+
 def real_batches(cache: ImageCache, resolution: int, num: int, batch: int,
-                 seed: int = 0) -> Iterator[Tensor]:
-    """uint8 batches of min(num, cache.count) real images chosen by ``seed``."""
-    pick = subset_indices(cache.count, num, seed)
+                 seed: int = 0, label: int | None = None) -> Iterator[Tensor]:
+    """uint8 batches of the real images :func:`real_indices` picks."""
+    pick = real_indices(cache, num, seed, label)
     level = cache.level(resolution)
     for start in range(0, len(pick), batch):
         yield torch.from_numpy(np.ascontiguousarray(level[pick[start:start + batch]]))
@@ -58,18 +70,21 @@ def real_batches(cache: ImageCache, resolution: int, num: int, batch: int,
 
 def generated_batches(G: nn.Module, num: int, batch: int, *, device: str | torch.device,
                       truncation: float = 1.0, seed: int = 0, resolution: int | None = None,
-                      alpha: float = 1.0) -> Iterator[Tensor]:
+                      alpha: float = 1.0, classes: Tensor | None = None) -> Iterator[Tensor]:
     """uint8 batches of ``num`` images from G's latents drawn with ``seed`` (StyleGAN's
     random noise too: it is drawn from the global RNG, seeded here and restored after), at
-    ``resolution`` (default G's full one) with the newest block weighted by ``alpha``."""
+    ``resolution`` (default G's full one) with the newest block weighted by ``alpha``; a
+    conditional G's of ``classes`` ((num,) class indices)."""
     stage = GrowthStage(resolution or G.resolution, alpha)
     latents = torch.randn(num, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        for z in latents.split(batch):
+        for start in range(0, num, batch):
+            z = latents[start:start + batch].to(device)
+            labels = None if classes is None else classes[start:start + batch].to(device)
             with torch.no_grad():
-                yield to_uint8(render(G, z.to(device), stage, truncation))
+                yield to_uint8(render(G, z, stage, truncation, labels))
 
 
 def _progress(batches: Iterator[Tensor], total: int, desc: str, enabled: bool = True
@@ -82,19 +97,20 @@ def _progress(batches: Iterator[Tensor], total: int, desc: str, enabled: bool = 
 
 def real_features(cache: ImageCache, resolution: int, num: int, extractor: InceptionFeatures,
                   *, batch: int = 64, seed: int = 0, folder: Path | None = None,
-                  progress: bool = True) -> Tensor:
-    """Inception features of the real images, read from (or written to) the feature cache.
+                  progress: bool = True, label: int | None = None) -> Tensor:
+    """Inception features of the real images (of class ``label`` only, if given), read
+    from (or written to) the feature cache.
 
     The cache key covers the data set (its path, manifest and the level file's
     modification time, so a rebuilt cache is read again), resolution, image count, subset
-    seed and the Inception file (path, size, modification time).
+    seed, class and the Inception file (path, size, modification time).
     """
     file_stat = extractor.file.stat()
     key = json.dumps({
         "data": str(cache.path.resolve()),
         "manifest": (cache.path / MANIFEST).read_text(encoding="utf-8"),
         "level": (cache.path / level_name(resolution)).stat().st_mtime_ns,
-        "resolution": resolution, "num": num, "seed": seed,
+        "resolution": resolution, "num": num, "seed": seed, "label": label,
         "inception": [str(extractor.file.resolve()), file_stat.st_size, file_stat.st_mtime_ns],
     }, sort_keys=True)
     folder = folder or cache_root() / "inception-features"
@@ -105,9 +121,10 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
             return read_tensors(path)["features"]
         except (ValueError, KeyError):
             path.unlink(missing_ok=True)  # unreadable: computed again below
-    count = min(num, cache.count)
+    count = len(real_indices(cache, num, seed, label))
     features = torch.cat([extractor(images) for images in _progress(
-        real_batches(cache, resolution, num, batch, seed), count, "real features", progress)])
+        real_batches(cache, resolution, num, batch, seed, label), count, "real features",
+        progress)])
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file({"features": features.contiguous()}, str(tmp)))
     return features
@@ -118,9 +135,13 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
              device: str | torch.device = "cpu",
              batch: int = 32, truncation: float = 1.0, seed: int = 0,
              feature_folder: Path | None = None, resolution: int | None = None,
-             alpha: float = 1.0, progress: bool = True) -> dict:
+             alpha: float = 1.0, progress: bool = True, classes: int | None = None) -> dict:
     """The metrics of G against the cache at ``data``, at ``resolution`` (default G's full
     one; a growing generator's current one, with its ``alpha``, for a checkpoint).
+
+    A conditional G generates labels drawn as the data's (its label distribution;
+    uniform, with a warning, for data without labels), or with ``classes`` = k class k
+    only, compared with the data's images of class k.
 
     Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
     "num_real": int, "num_fake": int, "resolution": int, "inception": path} for the metrics
@@ -138,7 +159,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if cache.channels != G.config["img_channels"]:
         raise ValueError(f"the data has {cache.channels} channels, the generator makes "
                          f"{G.config['img_channels']}")
-    num_real = min(num, cache.count)
+    fake_classes, label, notes = _classes(G, cache, classes, max(num, cache.count), seed)
+    num_real = len(real_indices(cache, num, seed, label))
     features = "fid" in metrics or "kid" in metrics
     if features and min(num_real, num) < 2:
         raise ValueError(f"FID and KID compare covariances: they need at least 2 real and 2 "
@@ -147,21 +169,25 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     # SWD alone compares equal sets: it generates as many images as there are reals
     count = num if features else num_real
     result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": count,
-                    "warnings": _too_few(metrics, num_real, count, cache.count)}
+                    "warnings": notes + _too_few(metrics, num_real, count, cache.count)}
+    if classes is not None:
+        result["class"] = classes
 
     if features:
         extractor = (inception if isinstance(inception, InceptionFeatures)
                      else InceptionFeatures(inception, device))
         result["inception"] = str(extractor.file)
         real = real_features(cache, resolution, num, extractor, batch=batch, seed=seed,
-                             folder=feature_folder, progress=progress)
+                             folder=feature_folder, progress=progress, label=label)
     # one pass over the generated images feeds both: Inception takes all of them, SWD the
     # first num_real (it compares equal sets)
     fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
     with frozen_weights():
         for images in _progress(generated_batches(G, count, batch, device=device,
                                                   truncation=truncation, seed=seed + 1,
-                                                  resolution=resolution, alpha=alpha),
+                                                  resolution=resolution, alpha=alpha,
+                                                  classes=None if fake_classes is None
+                                                  else fake_classes[:count]),
                                 count, "generated images", progress):
             if features:
                 fake_features.append(extractor(images))
@@ -177,9 +203,33 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if "swd" in metrics:
         real_patches = descriptors_of(
             (to_model_range(images, device, torch.float64)
-             for images in real_batches(cache, resolution, num, batch, seed)), seed=seed)
+             for images in real_batches(cache, resolution, num, batch, seed, label)),
+            seed=seed)
         result["swd"] = swd_between(real_patches, fake_patches, seed=seed)
     return result
+
+
+def _classes(G: nn.Module, cache: ImageCache, classes: int | None, count: int,
+             seed: int) -> tuple[Tensor | None, int | None, list[str]]:
+    """(the generated images' class indices, or None for an unconditional G; the class
+    the reals are restricted to, or None; notes) for ``count`` images (see
+    :func:`evaluate`)."""
+    known = num_classes(G)
+    if classes is not None:  # refuses a class for an unconditional G, or one out of range
+        class_labels(G, classes, 1, "cpu")
+    if not known:
+        return None, None, []
+    if classes is not None:
+        if cache.labels is None:
+            return torch.full((count,), classes), None, [
+                f"the data has no labels: class {classes}'s images are compared with all of it"]
+        return torch.full((count,), classes), classes, []
+    draw = torch.Generator().manual_seed(seed + 2)
+    if cache.labels is None:
+        return torch.randint(known, (count,), generator=draw), None, [
+            f"the data has no labels: the generator's {known} classes are drawn uniformly"]
+    pool = torch.tensor(cache.labels.classes)
+    return pool[torch.randint(len(pool), (count,), generator=draw)], None, []
 
 
 FEW_FOR_FID = 2048

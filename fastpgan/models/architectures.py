@@ -42,6 +42,8 @@ class Architecture:
             ("" where it is not a setting).
         free_arguments: constructor arguments a fine-tuning run takes as its own (training
             and sampling settings that change no parameter).
+        conditional: whether its networks take class labels (``--cond``): ProGAN's label
+            input and auxiliary classifier, StyleGAN2's embedding and projection.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Architecture:
     own_settings: Mapping[str, Any] = field(default_factory=_frozen)
     setting_of: Mapping[str, str] = field(default_factory=_frozen)
     free_arguments: frozenset[str] = frozenset()
+    conditional: bool = False
 
     def start_resolution(self, resolution: int) -> int:
         """The resolution a run's schedule starts at."""
@@ -67,6 +70,16 @@ def _growing_arguments(settings: Mapping[str, Any]) -> Arguments:
     return shared, dict(shared)
 
 
+def _progan_arguments(settings: Mapping[str, Any]) -> Arguments:
+    """ProGAN's, with the classes of a conditional run (the official code's label input
+    to G and auxiliary classifier in D; only when there are classes, so the networks of
+    runs from before labels keep their arguments)."""
+    g, d = _growing_arguments(settings)
+    classes = settings.get("classes", 0)
+    labelled = {"label_dim": classes} if classes else {}
+    return {**g, **labelled}, {**d, **labelled}
+
+
 def _stylegan2_arguments(settings: Mapping[str, Any]) -> Arguments:
     """StyleGAN2's channels are NVlabs' channel_base / resolution, so channel_base is
     twice fmap_base (config F: fmap_base 16384); z and w are latent_dim wide, and training
@@ -74,13 +87,15 @@ def _stylegan2_arguments(settings: Mapping[str, Any]) -> Arguments:
     shared = dict(img_resolution=settings["resolution"], img_channels=settings["channels"],
                   channel_base=2 * settings["fmap_base"], channel_max=settings["fmap_max"],
                   conv_clamp=settings["conv_clamp"], mapping_layers=settings["mapping_layers"])
+    classes = settings.get("classes", 0)
+    labelled = {"c_dim": classes} if classes else {}
     return (dict(z_dim=settings["latent_dim"], w_dim=settings["latent_dim"],
-                 style_mixing_prob=0.9, **shared), shared)
+                 style_mixing_prob=0.9, **shared, **labelled), {**shared, **labelled})
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "progan": Architecture("progan", ProGANGenerator, ProGANDiscriminator, True,
-                           _growing_arguments),
+                           _progan_arguments, conditional=True),
     # StyleGAN's generator against ProGAN's discriminator (Karras et al. 2019, section 2)
     "stylegan": Architecture("stylegan", StyleGANGenerator, ProGANDiscriminator, True,
                              _growing_arguments),
@@ -88,6 +103,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     # stylegan2-ada-pytorch settings
     "stylegan2": Architecture(
         "stylegan2", StyleGAN2Generator, StyleGAN2Discriminator, False, _stylegan2_arguments,
+        conditional=True,
         defaults=_frozen(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0,
                          conv_clamp=256.0, lr=0.002),
         # NVlabs' channel_base 32768; ADA, as their --aug default

@@ -51,6 +51,36 @@ def generator_stage(name: str, z: Tensor, latent_dim: int, resolution: int | Non
     return stage, check_alpha(name, alpha)
 
 
+def check_label_dim(name: str, label_dim: int) -> int:
+    """label_dim (the classes of a conditional network; 0: none), or ValueError naming
+    ``name`` for a negative one."""
+    if label_dim < 0:
+        raise ValueError(f"{name}: label_dim must be >= 0, got {label_dim}")
+    return label_dim
+
+
+def one_hot(classes: Tensor, count: int) -> Tensor:
+    """Float one-hot labels (N, count) of class indices (N,), built without reading the
+    device (``F.one_hot`` checks the indices' range on the host, which a CUDA graph
+    cannot); an index out of range gives a row of zeros."""
+    return (classes[:, None] == torch.arange(count, device=classes.device)).float()
+
+
+def join_labels(name: str, z: Tensor, c: Tensor | None, label_dim: int) -> Tensor:
+    """z with the one-hot labels c appended (z alone when label_dim is 0); ValueError
+    naming ``name`` for labels missing from a conditional call, given to an
+    unconditional one, or not (N, label_dim)."""
+    if not label_dim:
+        if c is not None:
+            raise ValueError(f"{name}: an unconditional network takes no labels")
+        return z
+    if c is None or c.dim() != 2 or c.shape != (z.shape[0], label_dim):
+        raise ValueError(f"{name}: a conditional network needs one-hot labels c of shape "
+                         f"({z.shape[0]}, {label_dim}), got "
+                         f"{None if c is None else tuple(c.shape)}")
+    return torch.cat([z, c.to(z.dtype)], dim=1)
+
+
 @dataclass(frozen=True)
 class GrowthStage:
     """Where a growing network is: its resolution and the weight ``alpha`` of its newest

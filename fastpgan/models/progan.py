@@ -14,8 +14,10 @@ from fastpgan.models.common import (
     GrowingNetwork,
     channels_at,
     check_channels,
+    check_label_dim,
     check_resolution,
     generator_stage,
+    join_labels,
 )
 from fastpgan.nn import (
     BiasAct,
@@ -44,11 +46,14 @@ class ProGANGenerator(GrowingNetwork):
 
     ``G(z, resolution=r, alpha=a)``: alpha weighs the newest block against the previous
     resolution's image, nearest-upsampled; at alpha = 0 the output is exactly that
-    upsampled image (and the newest block is not run).
+    upsampled image (and the newest block is not run). A conditional generator
+    (``label_dim`` K > 0) takes one-hot labels ``c`` (N, K), joined to z before the pixel
+    norm, as the official code joins its label input to the latents.
 
     Args:
         resolution: the largest output resolution (a power of two >= 4).
         latent_dim: size of z.
+        label_dim: classes of a conditional generator (0: unconditional).
         fmap_base, fmap_max: channels per resolution, :func:`channels_at`.
         img_channels: image channels.
         negative_slope: leaky ReLU's slope.
@@ -57,20 +62,21 @@ class ProGANGenerator(GrowingNetwork):
     """
 
     def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
-                 fmap_max: int = 512, img_channels: int = 3, *, negative_slope: float = 0.2,
-                 backend: str | None = None) -> None:
+                 fmap_max: int = 512, img_channels: int = 3, *, label_dim: int = 0,
+                 negative_slope: float = 0.2, backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("ProGANGenerator", resolution)
         check_channels("ProGANGenerator", resolution, fmap_base, fmap_max)
         self.resolution, self.latent_dim, self.backend = resolution, latent_dim, backend
+        self.label_dim = check_label_dim("ProGANGenerator", label_dim)
 
         def nf(res: int) -> int:
             return channels_at(res, fmap_base, fmap_max)
 
         act = dict(activation="lrelu", negative_slope=negative_slope, pixel_norm=True,
                    backend=backend)
-        self.dense = EqualizedLinear(latent_dim, nf(4) * 16, bias=False, he_gain=SQRT2 / 4,
-                                     backend=backend)
+        self.dense = EqualizedLinear(latent_dim + label_dim, nf(4) * 16, bias=False,
+                                     he_gain=SQRT2 / 4, backend=backend)
         self.dense_act = BiasAct(nf(4), **act)
         self.conv4 = EqualizedConv2d(nf(4), nf(4), 3, padding=1, **act)
         resolutions = [2 ** k for k in range(3, self.max_log2 + 1)]
@@ -82,12 +88,15 @@ class ProGANGenerator(GrowingNetwork):
                                     for res in [4, *resolutions])
         self.fade = FadeIn()
 
-    def forward(self, z: Tensor, resolution: int | None = None, alpha: Alpha = 1.0) -> Tensor:
-        """Images (N, img_channels, r, r) for latents z (N, latent_dim); r defaults to the
-        network's resolution; alpha is a number or a 0-d tensor (see ``Alpha``)."""
+    def forward(self, z: Tensor, resolution: int | None = None, alpha: Alpha = 1.0,
+                c: Tensor | None = None) -> Tensor:
+        """Images (N, img_channels, r, r) for latents z (N, latent_dim) [and one-hot labels
+        c (N, label_dim)]; r defaults to the network's resolution; alpha is a number or a
+        0-d tensor (see ``Alpha``)."""
         stage, alpha = generator_stage("ProGANGenerator", z, self.latent_dim, resolution,
                                        self.resolution, alpha)
-        x = pixel_norm(z, backend=self.backend)
+        x = pixel_norm(join_labels("ProGANGenerator", z, c, self.label_dim),
+                       backend=self.backend)
         x = self.dense_act(self.dense(x).view(z.shape[0], -1, 4, 4))
         x = self.conv4(x)
         if stage == 0:
@@ -114,12 +123,15 @@ class ProGANDiscriminator(GrowingNetwork):
 
     ``D(images, alpha=a)`` takes the resolution from the images. alpha weighs the newest
     block against the average-pooled image fed through the previous resolution's
-    fromRGB; at alpha = 0 only the latter is seen (and the newest block is not run).
+    fromRGB; at alpha = 0 only the latter is seen (and the newest block is not run). A
+    conditional discriminator (``label_dim`` K > 0) is the official code's auxiliary
+    classifier: its last layer has 1 + K outputs, the score and K label logits.
 
     Args:
         resolution, fmap_base, fmap_max, img_channels, negative_slope, backend: as for
             :class:`ProGANGenerator`.
         latent_dim: unused; accepted so both networks take the same arguments.
+        label_dim: classes the auxiliary classifier tells apart (0: none).
         mbstd_group_size, mbstd_num_channels: the minibatch standard deviation's largest
             group (any batch size works: see ``MinibatchStdDev``'s fit_batch) and channel
             groups.
@@ -130,11 +142,13 @@ class ProGANDiscriminator(GrowingNetwork):
     """
 
     def __init__(self, resolution: int = 1024, latent_dim: int = 512, fmap_base: int = 8192,
-                 fmap_max: int = 512, img_channels: int = 3, *, negative_slope: float = 0.2,
-                 mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
-                 fused_scale: bool = True, backend: str | None = None) -> None:
+                 fmap_max: int = 512, img_channels: int = 3, *, label_dim: int = 0,
+                 negative_slope: float = 0.2, mbstd_group_size: int = 4,
+                 mbstd_num_channels: int = 1, fused_scale: bool = True,
+                 backend: str | None = None) -> None:
         super().__init__()
         self.max_log2 = check_resolution("ProGANDiscriminator", resolution)
+        self.label_dim = check_label_dim("ProGANDiscriminator", label_dim)
         check_channels("ProGANDiscriminator", resolution, fmap_base, fmap_max)
         self.resolution, self.img_channels = resolution, img_channels
 
@@ -157,11 +171,11 @@ class ProGANDiscriminator(GrowingNetwork):
                                      backend=backend)
         self.conv4 = EqualizedConv2d(nf(4) + mbstd_num_channels, nf(4), 3, padding=1, **act)
         self.dense = EqualizedLinear(nf(4) * 16, nf(2), **act)
-        self.out = EqualizedLinear(nf(2), 1, he_gain=1.0, backend=backend)
+        self.out = EqualizedLinear(nf(2), 1 + label_dim, he_gain=1.0, backend=backend)
 
     def forward(self, images: Tensor, alpha: Alpha = 1.0) -> Tensor:
-        """Scores (N, 1) for images (N, img_channels, r, r); alpha is a number or a 0-d
-        tensor (see ``Alpha``)."""
+        """Scores (N, 1) [and label logits: (N, 1 + label_dim)] for images (N,
+        img_channels, r, r); alpha is a number or a 0-d tensor (see ``Alpha``)."""
         if (images.dim() != 4 or images.shape[1] != self.img_channels
                 or images.shape[2] != images.shape[3]):
             raise ValueError(f"ProGANDiscriminator: images must be (N, {self.img_channels}, "

@@ -4,9 +4,10 @@ alpha)``) or StyleGAN2's (NVlabs' ``G(z, c)``, one resolution)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from fastpgan.models.common import GrowthStage
+from fastpgan.models.common import GrowthStage, one_hot
 from fastpgan.models.stylegan import StyleGANGenerator
 from fastpgan.models.stylegan2 import StyleGAN2Generator
 
@@ -18,34 +19,59 @@ def is_style_based(G: nn.Module) -> bool:
     return isinstance(G, STYLE_BASED)
 
 
-def check_unconditional(G: nn.Module) -> None:
-    """ValueError for a conditional StyleGAN2 model, which the commands cannot label."""
-    if isinstance(G, StyleGAN2Generator) and G.c_dim:
-        raise ValueError(f"this StyleGAN2 generator is conditional ({G.c_dim} classes); the "
-                         "commands take unconditional ones: call G(z, c) with one-hot labels "
-                         "from Python")
+def num_classes(G: nn.Module) -> int:
+    """The classes a conditional generator takes (0: an unconditional one)."""
+    if isinstance(G, StyleGAN2Generator):
+        return G.c_dim
+    return getattr(G, "label_dim", 0)
+
+
+def class_labels(G: nn.Module, classes: int | Tensor | None, n: int,
+                 device: torch.device | str) -> Tensor | None:
+    """One-hot labels (n, K) of ``classes`` (one class index for all n, or (n,) of them)
+    for a conditional G, None for an unconditional one. ValueError, in the commands'
+    words, for a conditional G without classes, classes for an unconditional G, or a
+    class out of range."""
+    count = num_classes(G)
+    if not count:
+        if classes is not None:
+            raise ValueError("--class is for conditional generators; this one is "
+                             "unconditional: drop --class")
+        return None
+    if classes is None:
+        raise ValueError(f"this generator is conditional ({count} classes): give --class "
+                         f"0..{count - 1}")
+    index = torch.as_tensor(classes, dtype=torch.int64, device=device).expand(n)
+    if isinstance(classes, int) and not 0 <= classes < count:
+        raise ValueError(f"--class {classes} is out of range: this generator has {count} "
+                         f"classes, 0..{count - 1}")
+    return one_hot(index, count)
 
 
 def render(G: nn.Module, z: Tensor, stage: GrowthStage | None = None,
-           truncation: float = 1.0) -> Tensor:
+           truncation: float = 1.0, classes: int | Tensor | None = None) -> Tensor:
     """G's images for latents z at ``stage`` (None: G's full resolution), truncated by
-    psi = ``truncation`` in w (style-based generators only)."""
+    psi = ``truncation`` in w (style-based generators only), of ``classes`` for a
+    conditional G (:func:`class_labels`)."""
     if truncation != 1.0 and not is_style_based(G):
         raise ValueError("truncation needs a style-based generator (ProGAN has no w space)")
     stage = stage or G.full_stage
+    labels = class_labels(G, classes, len(z), z.device)
     if isinstance(G, StyleGAN2Generator):
         _check_stage(G, stage)
-        check_unconditional(G)
-        return G(z, None, truncation_psi=truncation)
+        return G(z, labels, truncation_psi=truncation)
     kwargs = {"truncation_psi": truncation} if is_style_based(G) else {}
+    if labels is not None:
+        kwargs["c"] = labels
     return G(z, resolution=stage.resolution, alpha=stage.alpha, **kwargs)
 
 
-def to_w(G: nn.Module, z: Tensor) -> Tensor:
-    """w (N, w_dim) for z: the mapping network's output, untruncated."""
+def to_w(G: nn.Module, z: Tensor, classes: int | Tensor | None = None) -> Tensor:
+    """w (N, w_dim) for z [of ``classes``]: the mapping network's output, untruncated."""
     if isinstance(G, StyleGAN2Generator):
-        check_unconditional(G)
-        return G.mapping(z, None, skip_w_avg_update=True)[:, 0]
+        labels = class_labels(G, classes, len(z), z.device)
+        return G.mapping(z, labels, skip_w_avg_update=True)[:, 0]
+    class_labels(G, classes, len(z), z.device)  # StyleGAN's (v1) take none: refuse any
     return G.mapping(z)
 
 

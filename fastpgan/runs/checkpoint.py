@@ -11,6 +11,9 @@ and every RNG state. Its versions:
    migrated by :meth:`Checkpoint.from_version_1`.
 2. ``checkpoint-N.safetensors``: the tensors as safetensors, everything else as JSON in
    its metadata (:func:`fastpgan.files.write_tree`); no pickle at all.
+3. the same file, with the settings of augmentation, per-network learning rates, mirror
+   and class-conditional training in its config; version 2's are completed with what a
+   run did before them (:data:`SETTINGS_ADDED_IN_VERSION_3`).
 
 A file's version is read from its content, never its name.
 """
@@ -40,7 +43,7 @@ from fastpgan.files import (
 )
 
 KIND = "training checkpoint"
-VERSION = 2
+VERSION = 3
 VERSION_2_SETTINGS = frozenset({
     "data", "out", "arch", "resolution", "loss", "gp_lambda", "drift", "r1_gamma",
     "reg_interval", "pl_weight", "pl_interval", "log_every", "precision", "memory_format",
@@ -50,7 +53,15 @@ VERSION_2_SETTINGS = frozenset({
     "tensorboard", "ema_decay", "ema_kimg", "ema_rampup", "checkpoint_kimg",
     "keep_checkpoints", "sample_kimg", "swd_images", "fid_images", "inception", "workers",
     "progress"})
-"""The settings a version 2 checkpoint's config holds. A new training setting needs a new
+"""The settings a version 2 checkpoint's config holds."""
+SETTINGS_ADDED_IN_VERSION_3 = {
+    "g_lr": None, "d_lr": None,  # both networks at lr
+    "mirror": True,  # the loader always flipped at random
+    "aug": "none", "aug_p": None, "aug_target": None,  # no augmentation
+    "cond": False, "classes": 0}  # unconditional
+"""The settings version 3 added, each with what a run did before it existed."""
+VERSION_3_SETTINGS = VERSION_2_SETTINGS | set(SETTINGS_ADDED_IN_VERSION_3)
+"""The settings a version 3 checkpoint's config holds. A new training setting needs a new
 version whose migration says what a run did before the setting existed (a test compares
 this with the trainer's settings)."""
 SETTINGS_BEFORE_THEY_EXISTED = {
@@ -153,9 +164,12 @@ class Checkpoint:
             if kind is not Kind.SAFETENSORS:
                 raise RefusedFileError(f"it is {kind.value}")
             version, value = read_tree(path, KIND)
-            if version != VERSION:
+            if version not in (2, VERSION):
                 raise RefusedFileError(f"a version {version} checkpoint, newer than this "
                                        f"fastpgan reads ({VERSION}); upgrade fastpgan")
+            if version == 2 and isinstance(value, dict) and isinstance(value.get("config"),
+                                                                       dict):
+                value = {**value, "config": {**SETTINGS_ADDED_IN_VERSION_3, **value["config"]}}
             return cls._from_record(value)
         except ValueError as exc:
             older = [p for p in list_checkpoints(path.parent) if _shown(p) < _shown(path)]
@@ -182,7 +196,8 @@ class Checkpoint:
             raise RefusedFileError("not a fastpgan training checkpoint")
         value = {k: v for k, v in state.items() if k not in ("pl_mean", "rng")}
         if isinstance(value["config"], dict):
-            value["config"] = {**SETTINGS_BEFORE_THEY_EXISTED, **value["config"]}
+            value["config"] = {**SETTINGS_BEFORE_THEY_EXISTED, **SETTINGS_ADDED_IN_VERSION_3,
+                               **value["config"]}
         if state.get("pl_mean") is not None:
             value["objective"] = {"pl_mean": state["pl_mean"]}
         if state.get("rng") is not None:

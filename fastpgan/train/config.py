@@ -23,7 +23,8 @@ BATCH_NAMES = (*BATCH_SCHEDULES, "auto")
 # Settings that must match to resume a run. The rest may change between sessions, the
 # minibatch included (e.g. a smaller one after running out of GPU memory).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
-                "fade_kimg", "stable_kimg", "total_kimg", "seed", "conv_clamp", "mapping_layers")
+                "fade_kimg", "stable_kimg", "total_kimg", "seed", "conv_clamp", "mapping_layers",
+                "cond", "classes")
 
 
 @dataclass
@@ -76,6 +77,11 @@ class TrainConfig:
             bgc pipeline, p adapted), "fixed" (bgc at ``aug_p``), "diffaug" (DiffAugment).
         aug_p: bgc's probability (ada: its start, 0 if None; fixed: required).
         aug_target: ada's target for r_t = E[sign(D(real))] (None: 0.6).
+        cond: train on the data set's class labels (progan: the official code's label
+            input to G and auxiliary classifier in D; stylegan2: NVlabs' label embedding
+            in the mapping network and projection in D).
+        classes: the number of classes of a conditional run, set from the data (0:
+            unconditional).
         reset_optimizer: fresh optimizer state at each new resolution (official code).
         checkpoint_activations: recompute the two highest resolutions' blocks of G and D
             in the backward pass instead of storing their activations.
@@ -138,6 +144,8 @@ class TrainConfig:
     aug: str = "none"
     aug_p: float | None = None
     aug_target: float | None = None
+    cond: bool = False
+    classes: int = 0
     reset_optimizer: bool = True
     checkpoint_activations: bool = False
     compile: bool = False
@@ -202,6 +210,10 @@ class TrainConfig:
                              f"{self.conv_clamp:g}")
         if self.mapping_layers < 1:
             raise ValueError(f"--mapping-layers must be >= 1, got {self.mapping_layers}")
+        if self.cond and not architecture(self.arch).conditional:
+            conditional = [a.name for a in ARCHITECTURES.values() if a.conditional]
+            raise ValueError(f"--cond trains {' or '.join(conditional)}; the {self.arch} "
+                             "networks take no labels here")
         if self.checkpoint_activations and not architecture(self.arch).grows:
             raise ValueError("--checkpoint-activations recomputes growing networks' blocks; "
                              f"the {self.arch} networks do not have them: drop it")

@@ -111,7 +111,7 @@ class CudaGraphs:
 @dataclass
 class _Captured(Generic[Result]):
     replay: Callable[[], None]
-    batch: Tensor  # the static input buffer the graph reads
+    inputs: tuple[Tensor, ...]  # the static input buffers the graph reads
     result: Result
 
 
@@ -119,10 +119,11 @@ class StepGraphs(Generic[Result]):
     """Training steps replayed from graphs, one a variant (see the module's docstring).
 
     ``run(variant, batch, step)`` runs ``step(batch on the device)``: eagerly for the
-    variant's first ``warmup`` calls, then captured and replayed. ``reset()`` drops every
-    graph; call it when the tensors a step uses are replaced (new optimizers, new
-    resolution). ``on_failure`` runs after a failed capture, before the eager step (the
-    trainer frees the gradients the capture may have left).
+    variant's first ``warmup`` calls, then captured and replayed. ``batch`` is a tensor,
+    or a tuple of them (images and labels) passed to ``step`` as its arguments.
+    ``reset()`` drops every graph; call it when the tensors a step uses are replaced (new
+    optimizers, new resolution). ``on_failure`` runs after a failed capture, before the
+    eager step (the trainer frees the gradients the capture may have left).
     """
 
     def __init__(self, backend: GraphBackend, device: torch.device, warmup: int = 2,
@@ -139,24 +140,32 @@ class StepGraphs(Generic[Result]):
         self._graphs.clear()
         self._eager_runs.clear()
 
-    def run(self, variant: Hashable, batch: Tensor, step: Callable[[Tensor], Result]) -> Result:
+    def run(self, variant: Hashable, batch: Tensor | tuple[Tensor, ...],
+            step: Callable[..., Result]) -> Result:
         """The step's result (its Python return value, the same for every replay)."""
+        inputs = batch if isinstance(batch, tuple) else (batch,)
         captured = self._graphs.get(variant)
         if captured is not None:
-            captured.batch.copy_(batch, non_blocking=True)
+            for static, value in zip(captured.inputs, inputs, strict=True):
+                static.copy_(value, non_blocking=True)
             captured.replay()
             self.replays += 1
             return captured.result
+
+        def on_device() -> tuple[Tensor, ...]:
+            return tuple(t.to(self.device, non_blocking=True) for t in inputs)
+
         if self.failure is not None:
-            return step(batch.to(self.device, non_blocking=True))
+            return step(*on_device())
         runs = self._eager_runs.get(variant, 0)
         if runs < self.warmup:
             self._eager_runs[variant] = runs + 1
-            return self.backend.warm(lambda: step(batch.to(self.device, non_blocking=True)))
-        static = torch.empty_like(batch, device=self.device)
-        static.copy_(batch, non_blocking=True)
+            return self.backend.warm(lambda: step(*on_device()))
+        statics = tuple(torch.empty_like(t, device=self.device) for t in inputs)
+        for static, value in zip(statics, inputs, strict=True):
+            static.copy_(value, non_blocking=True)
         try:
-            replay, result = self.backend.capture(lambda: step(static))
+            replay, result = self.backend.capture(lambda: step(*statics))
         except Exception as exc:  # any reason at all: the run goes on eagerly
             self.failure = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"fastpgan-train: capturing the training step in a CUDA graph "
@@ -164,8 +173,8 @@ class StepGraphs(Generic[Result]):
                           RuntimeWarning, stacklevel=2)
             self._graphs.clear()
             self.on_failure()
-            return step(static)
-        self._graphs[variant] = _Captured(replay, static, result)
+            return step(*statics)
+        self._graphs[variant] = _Captured(replay, statics, result)
         self.captures += 1
         replay()
         self.replays += 1

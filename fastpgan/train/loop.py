@@ -16,7 +16,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from fastpgan.metrics.evaluate import evaluate
 from fastpgan.metrics.inception import InceptionFeatures
 from fastpgan.models import GrowthStage
 from fastpgan.models.architectures import architecture
+from fastpgan.models.common import one_hot
 from fastpgan.models.pretrained import load_checked
 from fastpgan.models.sampling import render
 from fastpgan.ops import frozen_weights
@@ -121,18 +122,25 @@ class Trainer:
         # the training forward; its weights are self.G's (checkpoints hold self.G's keys)
         self.G_forward: nn.Module = torch.compile(self.G) if config.compile else self.G
         self.data = RealImages(self.cache, config.seed, rank=self.rank, mirror=config.mirror,
-                               workers=config.workers, pin_memory=self.device.type == "cuda")
+                               labelled=config.cond, workers=config.workers,
+                               pin_memory=self.device.type == "cuda")
         # its state (a running mean) lives on the device, updated in place
         self.objective = config.build_objective().to(self.device)
         # on the device, so drawing latents and interpolation weights never waits for it
         self.z_generator = torch.Generator(self.device).manual_seed(
             config.seed * 7919 + self.rank + 1)
         self.alpha = torch.zeros((), device=self.device)  # a fade-in's alpha, as data
+        # the data's classes, which fakes' labels are drawn from (on the device: no copy)
+        self.label_pool = (torch.tensor(self.cache.labels.classes, device=self.device)
+                           if config.cond else None)
         self.graphs = self._step_graphs()
         self.window = StatisticsWindow()
         self.bar = self.window_started = None
         self.fixed_z = torch.randn(GRID_SAMPLES, config.latent_dim,
                                    generator=torch.Generator().manual_seed(config.seed))
+        # a conditional run's grids: class i % K in sample i
+        self.fixed_classes = (torch.arange(GRID_SAMPLES) % config.classes
+                              if config.cond else None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.shown, self.phase_step, self.opt_resolution = 0, 0, None
         self.micro_batch: int | None = None  # per-process micro-batch under --batch auto
@@ -166,6 +174,11 @@ class Trainer:
             raise ValueError(f"the data cache {folder} goes up to {cache.resolution}px, "
                              f"below --resolution {c.resolution}")
         c.channels = cache.channels
+        if c.cond and cache.labels is None:
+            raise ValueError(f"--cond trains on class labels and the data in {folder} has "
+                             "none: give a dataset.json ({\"labels\": [[file, class], "
+                             "...]}) or one subfolder per class, or drop --cond")
+        c.classes = cache.labels.count if c.cond else 0
         return cache
 
     def _plan(self) -> list[Phase]:
@@ -367,10 +380,11 @@ class Trainer:
             f"stopped by {self.signals.name or 'a signal on another process'} at "
             f"{self.shown / 1000:g} kimg; {where}: continue it with --resume latest")
 
-    def _step(self, real_u8: Tensor, resolution: int, alpha: float,
+    def _step(self, batch: Tensor | Sequence[Tensor], resolution: int, alpha: float,
               dry_run: bool = False) -> None:
-        """One minibatch: the loss's discriminator phases, the generator's phases and the
-        EMA; dry_run computes the gradients only.
+        """One minibatch (uint8 images, and their classes in a conditional run): the loss's
+        discriminator phases, the generator's phases and the EMA; dry_run computes the
+        gradients only.
 
         The host's part is here: alpha into its device tensor, the EMA's weight, which
         phases this step runs, and counting the step; ``_device_step`` is the rest, which
@@ -380,33 +394,36 @@ class Trainer:
         if fading:
             self.alpha.fill_(alpha)
         phases = self.objective.phases(self.phase_step)
+        inputs = (batch,) if isinstance(batch, Tensor) else tuple(batch)  # the loader's list
+        images = len(inputs[0]) * self.world
+
+        def step(real_u8: Tensor, classes: Tensor | None = None) -> list[str]:
+            return self._device_step(real_u8, classes, resolution, fading, phases, dry_run)
+
         if dry_run:
-            self._device_step(real_u8, resolution, fading, phases, dry_run=True)
+            step(*(t.to(self.device) for t in inputs))
             return
-        self.ema.advance(len(real_u8) * self.world, self.shown)
-
-        def step(real: Tensor) -> list[str]:
-            return self._device_step(real, resolution, fading, phases)
-
+        self.ema.advance(images, self.shown)
         if self.graphs is None:
-            keys = step(real_u8)
+            keys = step(*(t.to(self.device, non_blocking=True) for t in inputs))
         else:
-            variant = (resolution, fading, phases, tuple(real_u8.shape), self.micro_batch)
-            keys = self.graphs.run(variant, real_u8, step)
-        self.objective.end_step(self.phase_step, len(real_u8) * self.world)
-        self.window.count(keys, self.shown, self.shown + len(real_u8) * self.world)
+            variant = (resolution, fading, phases, tuple(inputs[0].shape), self.micro_batch)
+            keys = self.graphs.run(variant, inputs, step)
+        self.objective.end_step(self.phase_step, images)
+        self.window.count(keys, self.shown, self.shown + images)
 
-    def _device_step(self, real_u8: Tensor, resolution: int, fading: bool,
-                     phases: tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]],
+    def _device_step(self, real_u8: Tensor, classes: Tensor | None, resolution: int,
+                     fading: bool, phases: tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]],
                      dry_run: bool = False) -> list[str]:
         """The step's device work; returns the names of the statistics it summed.
 
         Nothing here waits for the device or depends on a host value that changes from
-        step to step: latents and interpolation weights are drawn there, the statistics
-        are summed there (``self.window``, read by ``_log_window``), and during a fade-in
-        alpha is the 0-d tensor ``self.alpha``, so a changing alpha is data, not a new
-        graph. With ``micro_batch`` set (``--batch auto``), each phase's gradients are
-        summed over micro-batches, weighted by their share, before its one optimizer step.
+        step to step: latents, fakes' labels and interpolation weights are drawn there,
+        the statistics are summed there (``self.window``, read by ``_log_window``), and
+        during a fade-in alpha is the 0-d tensor ``self.alpha``, so a changing alpha is
+        data, not a new graph. With ``micro_batch`` set (``--batch auto``), each phase's
+        gradients are summed over micro-batches, weighted by their share, before its one
+        optimizer step.
         """
         c, G, D = self.config, self.G, self.D
         d_phases, g_phases = phases
@@ -417,19 +434,33 @@ class Trainer:
             if resolution > 4:  # fade the reals as the generator fades
                 coarse = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
                 real = torch.lerp(coarse, real, fade)
-        parts = real.split(self.micro_batch or real.shape[0])
+        size = self.micro_batch or real.shape[0]
+        parts = real.split(size)
+        real_labels = (one_hot(classes, c.classes).split(size)
+                       if classes is not None else [None] * len(parts))
         shares = [len(part) / len(real) for part in parts]
 
         def latents(n: int) -> Tensor:
             return torch.randn(n, c.latent_dim, generator=self.z_generator, device=self.device)
 
-        def critic(x: Tensor) -> Tensor:
-            return D(x, fade) if self.arch.grows else D(x)
+        def labels(n: int) -> Tensor | None:
+            """n one-hot labels drawn as the data's (None for an unconditional run)."""
+            if self.label_pool is None:
+                return None
+            index = torch.randint(len(self.label_pool), (n,), generator=self.z_generator,
+                                  device=self.device)
+            return one_hot(self.label_pool[index], c.classes)
 
-        def fakes_of(n: int) -> Tensor:
-            z = latents(n)
-            return (self.G_forward(z, resolution, fade) if self.arch.grows
-                    else self.G_forward(z))
+        def critic(x: Tensor, labels: Tensor | None) -> Tensor:
+            # ProGAN's conditional D classifies (its labels are outputs); StyleGAN2's projects
+            return D(x, fade) if self.arch.grows else D(x, labels)
+
+        def fakes_of(n: int) -> tuple[Tensor, Tensor | None]:
+            z, fake_labels = latents(n), labels(n)
+            if not self.arch.grows:
+                return self.G_forward(z, fake_labels), fake_labels
+            labelled = {} if fake_labels is None else {"c": fake_labels}
+            return self.G_forward(z, resolution, fade, **labelled), fake_labels
 
         step_stats: dict[str, Tensor] = {}
 
@@ -441,17 +472,17 @@ class Trainer:
         D.requires_grad_(True)
         G.requires_grad_(False)
         inputs = []
-        for part in parts:
+        for part, part_labels in zip(parts, real_labels, strict=True):
             with self._autocast():
-                fake = fakes_of(len(part)).detach()
+                fake, fake_labels = fakes_of(len(part))
             mix = torch.rand(len(part), generator=self.z_generator, device=self.device)
-            inputs.append(PhaseInputs(part, fake, mix, critic, fakes_of, latents, G,
-                                      self.z_generator))
+            inputs.append(PhaseInputs(part, fake.detach(), mix, critic, fakes_of, latents, G,
+                                      self.z_generator, part_labels, fake_labels, labels))
         for phase in d_phases:
             self._run_phase_terms(phase, inputs, shares, accumulate)
             self._apply(D, self.opt_d, dry_run)
         for batch in inputs:  # the detached fakes are the discriminator's only
-            batch.fake = batch.mix = None
+            batch.fake = batch.mix = batch.fake_labels = None
         D.requires_grad_(False)
         G.requires_grad_(True)
         for phase in g_phases:
@@ -520,8 +551,10 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 try:
-                    self._step(torch.zeros(start, *shape, dtype=torch.uint8), phase.resolution,
-                               alpha, dry_run=True)
+                    images = torch.zeros(start, *shape, dtype=torch.uint8)
+                    batch = ((images, torch.zeros(start, dtype=torch.int64))
+                             if self.config.cond else images)
+                    self._step(batch, phase.resolution, alpha, dry_run=True)
                     return start
                 except torch.cuda.OutOfMemoryError:
                     self._free_gradients()
@@ -577,13 +610,17 @@ class Trainer:
 
     @torch.no_grad()
     @frozen_weights()
-    def generate(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
-        """Images from the EMA generator, in float32, for latents z (on any device)."""
+    def generate(self, z: Tensor, resolution: int, alpha: float = 1.0,
+                 classes: Tensor | None = None) -> Tensor:
+        """Images from the EMA generator, in float32, for latents z (on any device) [of
+        ``classes``, (N,) indices, in a conditional run]."""
         images = []
-        for chunk in z.split(64):
+        for start in range(0, len(z), 64):
+            chunk = z[start:start + 64].to(self.device)
+            labels = None if classes is None else classes[start:start + 64].to(self.device)
             with self._autocast():
-                images.append(render(self.ema.model, chunk.to(self.device),
-                                     GrowthStage(resolution, alpha)).float())
+                images.append(render(self.ema.model, chunk, GrowthStage(resolution, alpha),
+                                     classes=labels).float())
         return torch.cat(images)
 
     def _samples(self, resolution: int, alpha: float, tag: str | None = None) -> None:
@@ -592,7 +629,7 @@ class Trainer:
         folder = self.out / "samples"
         folder.mkdir(exist_ok=True)
         name = f"{self.shown // 1000:06d}kimg{'-' + tag if tag else ''}.png"
-        images = self.generate(self.fixed_z, resolution, alpha)
+        images = self.generate(self.fixed_z, resolution, alpha, self.fixed_classes)
         save_grid(images, folder / name, columns=8, upscale_to=512)
         if self.board is not None:
             self.board.image("samples", images, self.shown, columns=8)

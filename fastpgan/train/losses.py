@@ -38,7 +38,12 @@ from torch import Tensor
 from fastpgan.train.augment import Augmentation
 
 Critic = Callable[[Tensor], Tensor]
-"""The discriminator at the step's resolution and alpha: images (N, C, r, r) -> (N, 1)."""
+"""The discriminator at the step's resolution and alpha, for images of one kind (reals or
+fakes, with their labels if any): images (N, C, r, r) -> scores (N, 1)."""
+LabelledCritic = Callable[[Tensor, Tensor | None], Tensor]
+"""The discriminator at the step's resolution and alpha: images (N, C, r, r) and one-hot
+labels (N, K) or None -> (N, 1) scores, or (N, 1 + K): scores and an auxiliary
+classifier's label logits (ProGAN's conditional discriminator)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,10 @@ class GANLoss:
         """The discriminator's Adam lr and betas (:func:`lazy_adam`)."""
         return lazy_adam(self.reg_interval, lr, betas)
 
-    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
-               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The discriminator's loss in ``phase`` and its statistics. ``fake`` is detached
+    def d_loss(self, phase: LossPhase, D_real: Critic, D_fake: Critic, real: Tensor,
+               fake: Tensor, mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The discriminator's loss in ``phase`` and its statistics. ``D_real`` and
+        ``D_fake`` score reals and fakes (each with its labels); ``fake`` is detached
         generator output; ``mix``, (N,) uniform weights, for losses that interpolate."""
         raise NotImplementedError
 
@@ -130,12 +136,13 @@ class WGANGP(GANLoss):
     drift: float = 1e-3
     reg_interval: int = 1
 
-    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
-               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Main terms and/or the gradient penalty, as ``phase`` says."""
+    def d_loss(self, phase: LossPhase, D_real: Critic, D_fake: Critic, real: Tensor,
+               fake: Tensor, mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Main terms and/or the gradient penalty (interpolates scored with the reals'
+        labels), as ``phase`` says."""
         loss, stats = real.new_zeros((), dtype=torch.float32), {}
         if phase.main:
-            real_scores, fake_scores = D(real).float(), D(fake).float()
+            real_scores, fake_scores = D_real(real).float(), D_fake(fake).float()
             loss = (fake_scores - real_scores + self.drift * real_scores.square()).mean()
             stats = main_stats(real_scores, fake_scores)
         if phase.penalty_gain:
@@ -143,7 +150,8 @@ class WGANGP(GANLoss):
             # under autocast the generator's images are bfloat16/float16 and the reals float32
             x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), weight)
             x_hat.requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
+            (grad,) = torch.autograd.grad(D_real(x_hat).float().sum(), x_hat,
+                                          create_graph=True)
             penalty = (grad.float().flatten(1).norm(dim=1) - 1).square()
             loss = loss + self.gp_lambda * phase.penalty_gain * penalty.mean()
             stats["gp"] = penalty.detach().mean()
@@ -164,15 +172,15 @@ class LogisticR1(GANLoss):
     r1_gamma: float = 10.0
     reg_interval: int = 16
 
-    def d_loss(self, phase: LossPhase, D: Critic, real: Tensor, fake: Tensor,
-               mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def d_loss(self, phase: LossPhase, D_real: Critic, D_fake: Critic, real: Tensor,
+               fake: Tensor, mix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Main terms and/or R1, as ``phase`` says (``mix`` is unused)."""
         loss, stats = real.new_zeros((), dtype=torch.float32), {}
         if phase.penalty_gain:
             real = real.detach().requires_grad_(True)
-        real_scores = D(real).float()
+        real_scores = D_real(real).float()
         if phase.main:
-            fake_scores = D(fake).float()
+            fake_scores = D_fake(fake).float()
             loss = (F.softplus(fake_scores) + F.softplus(-real_scores)).mean()
             stats = main_stats(real_scores, fake_scores)
         if phase.penalty_gain:
@@ -190,7 +198,7 @@ class LogisticR1(GANLoss):
 class StyleSynthesis(Protocol):
     """A generator the path length penalty can differentiate: styles, then images."""
 
-    def ws(self, z: Tensor) -> Tensor: ...
+    def ws(self, z: Tensor, c: Tensor | None = None) -> Tensor: ...
 
     def synthesis(self, ws: Tensor) -> Tensor: ...
 
@@ -241,10 +249,12 @@ class PathLengthPenalty:
         return max(1, n // self.batch_shrink)
 
     def penalty(self, phase: LossPhase, G: StyleSynthesis, z: Tensor,
-                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """weight * penalty_gain * mean((l - a)^2) for latents z (already shrunk), and its
-        statistics; moves a towards the lengths' mean (once a call)."""
-        ws = G.ws(z)
+                generator: torch.Generator | None = None,
+                labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """weight * penalty_gain * mean((l - a)^2) for latents z (already shrunk) [and
+        their labels], and its statistics; moves a towards the lengths' mean (once a
+        call)."""
+        ws = G.ws(z, labels)
         images = G.synthesis(ws)
         noise = torch.randn(images.shape, generator=generator, device=images.device)
         noise /= math.sqrt(images.shape[2] * images.shape[3])
@@ -269,8 +279,10 @@ class GeneratorPenalty(Protocol):
         ...
 
     def penalty(self, phase: LossPhase, G: StyleSynthesis, z: Tensor,
-                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Its loss in ``phase`` (weighted by the phase's penalty_gain) and statistics."""
+                generator: torch.Generator | None = None,
+                labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Its loss in ``phase`` (weighted by the phase's penalty_gain) and statistics,
+        for latents z and, for a conditional generator, their one-hot labels."""
         ...
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -291,16 +303,21 @@ class PhaseInputs:
     """What a phase computes with, as the trainer calls the networks this step: a
     (micro-)batch of reals, the detached fakes and interpolation weights the
     discriminator's phases share, the critic and the generator at this step's resolution
-    and alpha, fresh latents, and the device's random generator."""
+    and alpha (``generate(n)``: n images and their one-hot labels, or None), fresh
+    latents, the device's random generator, and for a conditional run the reals' and
+    fakes' one-hot labels and fresh labels drawn as the data's (``labels(n)``)."""
 
     real: Tensor
     fake: Tensor | None  # the discriminator's phases only
     mix: Tensor | None
-    critic: Critic
-    generate: Callable[[int], Tensor]
+    critic: LabelledCritic
+    generate: Callable[[int], tuple[Tensor, Tensor | None]]
     latents: Callable[[int], Tensor]
     G: StyleSynthesis
     rng: torch.Generator | None = None
+    real_labels: Tensor | None = None
+    fake_labels: Tensor | None = None
+    labels: Callable[[int], Tensor | None] = lambda n: None
 
 
 Term = Callable[[], tuple[Tensor, dict[str, Tensor]]]
@@ -313,13 +330,16 @@ G_MAIN_ONLY = (LossPhase("G", True, 0.0),)
 
 @dataclass
 class Objective:
-    """A run's whole objective: the GAN loss, an optional regularizer of the generator
-    and an optional augmentation of every image the discriminator sees (see the module
-    docstring)."""
+    """A run's whole objective: the GAN loss, an optional regularizer of the generator,
+    an optional augmentation of every image the discriminator sees, and for a
+    discriminator with an auxiliary classifier (conditional ProGAN) its label loss,
+    weighted by ``label_weight`` (the official code's cond_weight, 1), on reals and fakes
+    for D and on fakes for G (see the module docstring)."""
 
     loss: GANLoss
     g_penalty: GeneratorPenalty | None = None
     augment: Augmentation | None = None
+    label_weight: float = 1.0
 
     def phases(self, step: int) -> tuple[tuple[LossPhase, ...], tuple[LossPhase, ...]]:
         """(the discriminator's, the generator's) phases at minibatch ``step`` (0, 1, ...)."""
@@ -337,15 +357,31 @@ class Objective:
     def terms(self, phase: LossPhase, inputs: PhaseInputs) -> list[Term]:
         """The loss terms of ``phase`` on ``inputs``, in the order to backpropagate."""
         critic, augment = inputs.critic, self.augment
-        if augment is not None:
-            def critic(images: Tensor) -> Tensor:
-                return inputs.critic(augment(images, inputs.rng))
+
+        def scoring(labels: Tensor | None, logits: dict | None, kind: str) -> Critic:
+            """A critic of images of one kind, augmented if the run augments, keeping the
+            first call's label logits (of an auxiliary classifier) in ``logits``."""
+            def score(images: Tensor) -> Tensor:
+                out = critic(images if augment is None else augment(images, inputs.rng),
+                             labels)
+                if out.shape[1] > 1 and logits is not None:
+                    logits.setdefault(kind, (out[:, 1:], labels))
+                return out[:, :1]
+            return score
+
         if phase.net == "D":
             def discriminator() -> tuple[Tensor, dict[str, Tensor]]:
-                loss, stats = self.loss.d_loss(phase, critic, inputs.real, inputs.fake,
-                                               inputs.mix)
+                logits: dict = {}
+                loss, stats = self.loss.d_loss(
+                    phase, scoring(inputs.real_labels, logits, "real"),
+                    scoring(inputs.fake_labels, logits, "fake"), inputs.real, inputs.fake,
+                    inputs.mix)
                 if not phase.main:
                     return loss, stats
+                if logits:  # the official code's label penalty on reals and fakes
+                    label_loss = sum(_label_loss(*pair) for pair in logits.values())
+                    loss = loss + self.label_weight * label_loss
+                    stats["label_loss"] = label_loss.detach()
                 if augment is not None:
                     augment.observe(stats["real_sign"])
                     stats.update(augment.stats())
@@ -354,15 +390,20 @@ class Objective:
         n, terms = len(inputs.real), []
         if phase.main:
             def generator() -> tuple[Tensor, dict[str, Tensor]]:
-                loss = self.loss.g_loss(critic(inputs.generate(n)))
+                images, labels = inputs.generate(n)
+                logits: dict = {}
+                loss = self.loss.g_loss(scoring(labels, logits, "fake")(images))
+                if logits:
+                    loss = loss + self.label_weight * _label_loss(*logits["fake"])
                 return loss, {"g_loss": loss}
             terms.append(generator)
         if phase.penalty_gain:
             penalty = self.g_penalty
 
             def regularizer() -> tuple[Tensor, dict[str, Tensor]]:
-                return penalty.penalty(phase, inputs.G, inputs.latents(penalty.batch(n)),
-                                       inputs.rng)
+                k = penalty.batch(n)
+                return penalty.penalty(phase, inputs.G, inputs.latents(k), inputs.rng,
+                                       inputs.labels(k))
             terms.append(regularizer)
         return terms
 
@@ -392,6 +433,12 @@ class Objective:
         if self.augment:
             self.augment = self.augment.to(device)
         return self
+
+
+def _label_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """The softmax cross-entropy of label logits against one-hot labels, the mean over
+    the batch."""
+    return F.cross_entropy(logits.float(), labels.argmax(dim=1))
 
 
 LOSSES: dict[str, type[GANLoss]] = {cls.name: cls for cls in (WGANGP, LogisticR1)}
