@@ -67,13 +67,14 @@ def op_tests() -> list[str]:
 BENCH_TARGETS = ("(test_bench_epilogue and bias_lrelu_pixel_norm and 16x512x64x64) or "
                  "test_bench_minibatch_stddev or test_bench_adain or "
                  "(test_bench_resample_conv and bfloat16) or "
-                 "(test_bench_norm_act and (test_training_step or batch_64x256x32x32))")
+                 "(test_bench_norm_act and (test_training_step or batch_64x256x32x32)) or "
+                 "test_bench_augment")
 """One benchmark row per open performance target (bench/NOTES.md)."""
 BENCH_FILES = ["bench/test_bench_epilogue.py", "bench/test_bench_minibatch_stddev.py",
                "bench/test_bench_adain.py", "bench/test_bench_resample_conv.py",
-               "bench/test_bench_norm_act.py"]
+               "bench/test_bench_norm_act.py", "bench/test_bench_augment.py"]
 """The benchmark files in the order their targets were set: a stage cut off loses the last
-(norm_act's rows, issue 32's, the newest)."""
+(augment_bgc's rows, issue 34's, the newest)."""
 TRAIN_RESOLUTIONS = ["4", "32", "128", "256", "512", "1024"]
 
 

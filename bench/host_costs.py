@@ -36,6 +36,7 @@ from fastpgan import ops
 from fastpgan.data import build_cache
 from fastpgan.nn import BatchNormAct2d
 from fastpgan.runs.schedule import BATCH_SCHEDULES
+from fastpgan.train.augment import draw_bgc
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
 
@@ -46,6 +47,8 @@ TORCH_BATCH_NORM = nn.Sequential(nn.BatchNorm2d(8), nn.LeakyReLU(0.2)).to(DEVICE
 """The torch modules a BatchNormAct2d replaces (their parameters need no gradient input)."""
 BATCH_NORM_ACT = {backend: BatchNormAct2d(8, activation="lrelu", backend=backend).to(DEVICE)
                   for backend in ("reference", "fused")}
+BGC = draw_bgc(2, 3, 8, 8, 1.0, DEVICE, torch.Generator(DEVICE).manual_seed(0))
+"""ADA's transforms of two 8x8 RGB images at p = 1."""
 
 
 @triton.jit
@@ -92,6 +95,9 @@ OP_CASES = {
                                                        gain=SQRT2, backend=backend)),
     "BatchNorm2d+LeakyReLU": ([(8, 8, 4, 4)], TORCH_BATCH_NORM,
                               lambda x, backend: BATCH_NORM_ACT[backend](x)),
+    # ADA at p = 1 (every transform); plain PyTorch is the definition itself here
+    "augment_bgc": ([(2, 3, 8, 8)], lambda x: ops.augment_bgc_reference(x, *BGC),
+                    lambda x, backend: ops.augment_bgc(x, *BGC, backend=backend)),
 }
 """Small shapes, where a call's host cost is all there is to it."""
 

@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     done = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
-    for recipe, arguments in recipes.items():
-        for seed in seeds:
+    for seed in seeds:  # every recipe at a seed before the next seed: a comparison early
+        for recipe, arguments in recipes.items():
             if any(r["recipe"] == recipe and r["seed"] == seed for r in done):
                 continue
             row = measure(recipe, arguments, seed, args.work, num, metrics)

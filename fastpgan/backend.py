@@ -48,11 +48,14 @@ FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ENV_VAR = "FASTPGAN_BACKEND"
 
 
-NONFINITE_RULES = ("exact", "nan-spreads", "infinities-fold")
+NONFINITE_RULES = ("exact", "nan-spreads", "infinities-fold", "spreads")
 """How an op's non-finite outputs compare with its reference's: "exact" (NaN and each
 infinity at the same places), "nan-spreads" (a non-finite input may make more gradients
 NaN than the reference does, never fewer), "infinities-fold" (an infinity
-meets weights folded into one kernel: non-finite at the same places, of other kinds)."""
+meets weights folded into one kernel: non-finite at the same places, of other kinds),
+"spreads" (a filter whose taps the fused path groups otherwise: the value non-finite
+wherever the reference's is, of any kind, perhaps at a few places more, where a weight
+of zero meets the non-finite input; the gradient as "nan-spreads")."""
 
 
 @dataclass(frozen=True)

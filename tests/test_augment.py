@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastpgan.ops.augment import augment_bgc, augment_bgc_reference
 from fastpgan.train.augment import (
     AdaptiveAugment,
     DiffAugment,
-    apply_bgc_reference,
     build_augmentation,
     diffaugment,
     draw_bgc,
@@ -32,7 +32,7 @@ def _images(n=2, c=3, h=9, w=7):
 
 
 def _geometric(x, g_inv):
-    return apply_bgc_reference(x, g_inv, _identity(len(x), 4))
+    return augment_bgc_reference(x, g_inv, _identity(len(x), 4))
 
 
 def test_p_zero_draws_identities_and_the_resampling_is_then_exact():
@@ -43,7 +43,7 @@ def test_p_zero_draws_identities_and_the_resampling_is_then_exact():
                                                                         _identity(64, 4).float())
     for shape in ((2, 3, 9, 7), (3, 1, 4, 4), (2, 1, 16, 5)):
         x = torch.randn(*shape, dtype=torch.float64)
-        y = apply_bgc_reference(x, _identity(shape[0], 3), _identity(shape[0], 4))
+        y = augment_bgc_reference(x, _identity(shape[0], 3), _identity(shape[0], 4))
         assert torch.allclose(y, x, atol=1e-9), shape
 
 
@@ -89,17 +89,17 @@ def test_colour_transforms_do_what_they_say():
     geometry = _identity(2, 3)
     brightness = _identity(2, 4)
     brightness[:, :3, 3] = 0.25
-    assert torch.allclose(apply_bgc_reference(x, geometry, brightness), x + 0.25, atol=1e-9)
+    assert torch.allclose(augment_bgc_reference(x, geometry, brightness), x + 0.25, atol=1e-9)
     contrast = _identity(2, 4) * torch.tensor([2.0, 2, 2, 1], dtype=torch.float64)
-    assert torch.allclose(apply_bgc_reference(x, geometry, contrast), 2 * x, atol=1e-9)
+    assert torch.allclose(augment_bgc_reference(x, geometry, contrast), 2 * x, atol=1e-9)
     v = torch.tensor([1, 1, 1, 0], dtype=torch.float64) / math.sqrt(3)
     luma_flip = (torch.eye(4, dtype=torch.float64) - 2 * torch.outer(v, v)).expand(2, 4, 4)
     flipped = x - 2 * x.mean(dim=1, keepdim=True)  # reflected across the grey axis
-    assert torch.allclose(apply_bgc_reference(x, geometry, luma_flip), flipped, atol=1e-9)
+    assert torch.allclose(augment_bgc_reference(x, geometry, luma_flip), flipped, atol=1e-9)
     grey = _images(2, 1, 5, 4)  # one channel: the mean of C's RGB rows
-    assert torch.allclose(apply_bgc_reference(grey, geometry, brightness), grey + 0.25,
+    assert torch.allclose(augment_bgc_reference(grey, geometry, brightness), grey + 0.25,
                           atol=1e-9)
-    assert torch.allclose(apply_bgc_reference(grey, geometry, luma_flip), -grey, atol=1e-9)
+    assert torch.allclose(augment_bgc_reference(grey, geometry, luma_flip), -grey, atol=1e-9)
 
 
 def test_each_transform_applies_with_probability_p():
@@ -119,17 +119,60 @@ def test_each_transform_applies_with_probability_p():
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 4, 4), (3, 3, 2, 3)])
 def test_bgc_is_twice_differentiable(shape):
     """G's gradient flows through augmented fakes and R1 differentiates D's gradient with
-    respect to augmented reals: gradcheck and gradgradcheck in float64."""
+    respect to augmented reals: gradcheck and gradgradcheck of the definition in float64."""
     g_inv, color = draw_bgc(shape[0], shape[1], shape[2], shape[3], 1.0, "cpu",
                             torch.Generator().manual_seed(1))
     g_inv, color = g_inv.double(), color.double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
 
     def f(images):
-        return apply_bgc_reference(images, g_inv, color)
+        return augment_bgc_reference(images, g_inv, color)
 
     assert torch.autograd.gradcheck(f, (x,))
     assert torch.autograd.gradgradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 4, 3), (3, 3, 8, 8)])
+def test_the_fused_backward_is_the_adjoint_and_its_backward_the_transform(device, shape):
+    """The transform is affine, F x = L x + F 0 (the colour offset): its backward must be
+    L^T (<L x, y> = <x, L^T y>) and the backward's backward L again (d/dy <L^T y, v> =
+    L v), each through the fused kernels in float64, on ADA's draws at p = 1 (numerical
+    gradchecks in Triton's interpreter would take minutes; these identities are exact)."""
+    g_inv, color = draw_bgc(shape[0], shape[1], shape[2], shape[3], 1.0, "cpu",
+                            torch.Generator().manual_seed(2))
+    g_inv, color = g_inv.double().to(device), color.double().to(device)
+
+    def transform(t):
+        return augment_bgc(t, g_inv, color, backend="fused")
+
+    x, y, v = (torch.randn(*shape, dtype=torch.float64, device=device) for _ in range(3))
+    offset = transform(torch.zeros_like(x))
+    x.requires_grad_(True)
+    (x_adjoint,) = torch.autograd.grad(transform(x), x, y, create_graph=True)  # L^T y
+    assert torch.allclose(((transform(x) - offset) * y).sum(), (x * x_adjoint).sum(),
+                          rtol=1e-10)
+    y.requires_grad_(True)
+    (back,) = torch.autograd.grad(transform(x), x, y, create_graph=True)
+    (forward_again,) = torch.autograd.grad((back * v).sum(), y)
+    assert torch.allclose(forward_again, transform(v) - offset, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(back, x_adjoint.detach(), rtol=1e-12)
+
+
+def test_the_fused_pipeline_is_the_definition_for_adas_own_draws(device):
+    """ADA's draws at p = 1 (every transform, the batch margin at its largest and not),
+    RGB and grey, through the fused kernels: value and gradient as the float64
+    definition's."""
+    for n, c, h, w, seed in ((4, 3, 16, 12, 0), (3, 1, 9, 9, 1)):
+        g_inv, color = draw_bgc(n, c, h, w, 1.0, "cpu", torch.Generator().manual_seed(seed))
+        x = torch.randn(n, c, h, w, requires_grad=True)
+        grad = torch.randn(n, c, h, w)
+        fused = augment_bgc(x.to(device), g_inv.to(device), color.to(device), backend="fused")
+        (dx,) = torch.autograd.grad(fused, x, grad.to(device))
+        x64 = x.detach().double().requires_grad_()
+        exact = augment_bgc_reference(x64, g_inv, color)
+        (dx64,) = torch.autograd.grad(exact, x64, grad.double())
+        assert (fused.cpu().double() - exact).norm() / exact.norm() < 1e-5
+        assert (dx.cpu().double() - dx64).norm() / dx64.norm() < 1e-5
 
 
 def test_diffaugment_is_twice_differentiable_and_seeded():
@@ -204,9 +247,9 @@ def test_bad_augmentation_settings_are_refused(name, p, target, message):
 
 def test_bad_images_are_refused():
     with pytest.raises(ValueError, match=r"images must be \(N, 1 or 3, H, W\)"):
-        apply_bgc_reference(torch.zeros(1, 2, 4, 4), _identity(1, 3), _identity(1, 4))
+        augment_bgc_reference(torch.zeros(1, 2, 4, 4), _identity(1, 3), _identity(1, 4))
     with pytest.raises(ValueError, match="transforms must be"):
-        apply_bgc_reference(torch.zeros(2, 3, 4, 4), _identity(1, 3), _identity(1, 4))
+        augment_bgc_reference(torch.zeros(2, 3, 4, 4), _identity(1, 3), _identity(1, 4))
 
 
 def test_the_augmentations_keep_shape_dtype_and_run_under_autocast():

@@ -62,3 +62,14 @@ def test_rows_no_target_covers_get_no_verdict():
                      _row("upsample_conv2d", dtype="torch.float32", fused=fused),
                      _row("fir_upsample_conv2d", fused=fused)) == []
 
+
+
+def test_the_augment_target_is_three_times_the_eager_pipeline():
+    rows = [{"op": "augment_bgc", "shape": "32x3x256x256", "layout": "nchw",
+             "dtype": "torch.bfloat16", "fused": {"us_per_call": 100.0},
+             "eager": {"us_per_call": us}, "compiled": {"us_per_call": 250.0}}
+            for us in (310.0, 290.0)]
+    met, missed = target_verdicts({"rows": rows})
+    assert met.startswith("met") and "3.10x eager" in met and "2.50x torch.compile" in met
+    assert missed.startswith("MISSED")
+    assert _verdicts({**rows[0], "compiled": {}}) == ["incomplete"]

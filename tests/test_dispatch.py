@@ -36,7 +36,9 @@ def _derivatives(fn, x: torch.Tensor) -> list[torch.Tensor]:
     cotangent = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
     (dx,) = torch.autograd.grad(y, x, cotangent, create_graph=True)
     weights = torch.linspace(0.5, 2, dx.numel(), dtype=dx.dtype).reshape(dx.shape)
-    (ddx,) = torch.autograd.grad((dx * weights).sum(), x, allow_unused=True)
+    ddx = None
+    if dx.requires_grad:  # not for an op affine in x with constant parameters: ddx = 0
+        (ddx,) = torch.autograd.grad((dx * weights).sum(), x, allow_unused=True)
     return [y.detach(), dx.detach(), torch.zeros_like(x) if ddx is None else ddx]
 
 

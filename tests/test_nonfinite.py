@@ -27,10 +27,20 @@ def _value_and_gradient(fn, x, grad_y):
     return y.detach(), dx
 
 
-def _same_pattern(a, b, what, more_nan_allowed=False, finite_only=False, values=True):
+def _same_pattern(a, b, what, more_nan_allowed=False, finite_only=False, values=True,
+                  spreads=False):
     """a (fused) non-finite exactly where b (the reference) is; with ``more_nan_allowed``,
     NaN wherever b has one, and perhaps elsewhere, but never fewer; with ``finite_only``
-    only which elements are finite must agree; with ``values`` the finite ones too."""
+    only which elements are finite must agree; with ``spreads`` a non-finite wherever b
+    has one, of any kind, perhaps elsewhere; with ``values`` the finite ones too."""
+    if spreads:
+        assert (~a.isfinite() | b.isfinite()).all(), (
+            f"{what}: the reference is non-finite at {(~b.isfinite() & a.isfinite()).sum()} "
+            "places where the fused value is finite")
+        if values:
+            finite = a.isfinite() & b.isfinite()
+            assert_close(a[finite], b[finite], 1e-4, f"{what}, finite part")
+        return
     if finite_only:
         assert torch.equal(a.isfinite(), b.isfinite()), (
             f"{what}: non-finite at {(~a.isfinite()).sum()} places fused, "
@@ -73,9 +83,10 @@ def check_non_finite(info: OpInfo, rng: random.Random, device: str, value: float
         # non-finite at the same places, of different kinds, and the leaky ReLU's slope
         # there (NaN is not > 0, -inf neither, +inf is) changes the finite gradients
         folded = sample.nonfinite == "infinities-fold" and value == value
-        _same_pattern(y, y_ref, f"{what}: value", finite_only=folded)
+        _same_pattern(y, y_ref, f"{what}: value", finite_only=folded,
+                      spreads=sample.nonfinite == "spreads")
         # the gradient's finite values: test_properties holds them to float64 on finite
         # inputs; beside a NaN they can be small sums whose float32 rounding shows
         _same_pattern(dx, dx_ref, f"{what}: gradient",
-                      more_nan_allowed=sample.nonfinite == "nan-spreads",
+                      more_nan_allowed=sample.nonfinite in ("nan-spreads", "spreads"),
                       finite_only=folded, values=False)

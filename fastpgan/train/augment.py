@@ -11,20 +11,15 @@ hue, saturation), each applied with probability p. :class:`AdaptiveAugment` adap
 towards r_t = E[sign(D(real))] = target (0.6), every ``interval`` minibatches by
 sign(r_t - target) * images / (``kimg`` * 1000), so p can go from 0 to 1 in 500k images.
 
-The definition. :func:`draw_bgc` draws each image's inverse geometric transform
-``G_inv`` (3x3: output pixel -> input pixel, in coordinates centred on the image) and
-colour transform ``C`` (4x4 on homogeneous RGB) with the distributions and in the order of
-random draws of NVlabs' ``training/augment.py``, so that the same random numbers give the
-same transforms. :func:`apply_bgc_reference` applies them as that code does: the image is
-reflect-padded by the margin the batch's transforms reach (zeros beyond it), upsampled 2x
-with the sym6 wavelet's low-pass filter, sampled bilinearly, downsampled 2x with the same
-filter (so the resampling does not alias) and its colours transformed. The margin is
-computed on the device and applied as a mask over the largest padding, and the constants
-are made once per device, so nothing waits for the device or copies from the host, and a
-step with it can be replayed as a CUDA graph. It is linear in the
-images, so it is differentiable to any order through ATen operations (grid_sample is
-twice differentiable in its input, which NVlabs' ``grid_sample_gradfix`` once worked
-around).
+:func:`draw_bgc` draws each image's inverse geometric transform ``G_inv`` (3x3: output
+pixel -> input pixel, in coordinates centred on the image) and colour transform ``C``
+(4x4 on homogeneous RGB) with the distributions and in the order of random draws of
+NVlabs' ``training/augment.py``, so that the same random numbers give the same
+transforms; the op :func:`fastpgan.ops.augment.augment_bgc` applies them as that code
+does (fused on the GPU, twice differentiable). The draws happen on the device from the
+generator given, with p a device tensor and the constants made once per device, so
+nothing waits for the device or copies from the host, and a step with it can be replayed
+as a CUDA graph.
 
 DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
 Training"): random brightness, saturation and contrast, translation by up to 1/8 of the
@@ -40,21 +35,10 @@ from typing import Protocol
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
-from fastpgan.ops.fir import upfirdn2d_reference
+from fastpgan.ops.augment import augment_bgc, matrix, scale, translate
 from fastpgan.ops.layout import device_constant
-
-SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057,
-        -0.048311742585633, 0.4910559419267466, 0.787641141030194, 0.3379294217276218,
-        -0.07263752278646252, -0.021060292512300564, 0.04472490177066578,
-        0.0017677118642428036, -0.007800708325034148)
-"""The sym6 wavelet's low-pass filter (Daubechies' least asymmetric wavelet with six
-vanishing moments), the taps NVlabs' augment pipeline resamples with."""
-FILTER_REACH = 2 * (len(SYM6) // 4)
-"""How far (in input pixels) the resampling filters reach past a sampled point: NVlabs'
-``Hz_pad * 2``."""
 
 AUGMENTATIONS = ("none", "ada", "fixed", "diffaug")
 """--aug: none, ADA with adaptive p, ADA's pipeline at a fixed p, DiffAugment."""
@@ -64,25 +48,9 @@ ADA_TARGET = 0.6
 
 # --------------------------------------------------------------------------- matrices
 
-def _matrix(rows: list[list[Tensor | float]], like: Tensor) -> Tensor:
-    """A batch of matrices (N, k, k) from rows of (N,) tensors and numbers."""
-    n = like.shape[0]
-    entries = [e.reshape(n) if isinstance(e, Tensor) else like.new_full((n,), float(e))
-               for row in rows for e in row]
-    return torch.stack(entries, dim=-1).reshape(n, len(rows), len(rows[0]))
-
-
-def _translate(tx: Tensor, ty: Tensor) -> Tensor:
-    return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]], tx)
-
-
-def _scale(sx: Tensor, sy: Tensor) -> Tensor:
-    return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], sx)
-
-
 def _rotate(theta: Tensor) -> Tensor:
     c, s = torch.cos(theta), torch.sin(theta)
-    return _matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
+    return matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
 
 
 LUMA_AXIS = (1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3), 0.0)
@@ -95,7 +63,7 @@ def _rotate_about_luma(theta: Tensor) -> Tensor:
     v = LUMA_AXIS
     s, c = torch.sin(theta), torch.cos(theta)
     cc = 1 - c
-    return _matrix([[v[0] * v[0] * cc + c, v[0] * v[1] * cc - v[2] * s,
+    return matrix([[v[0] * v[0] * cc + c, v[0] * v[1] * cc - v[2] * s,
                      v[0] * v[2] * cc + v[1] * s, 0],
                     [v[1] * v[0] * cc + v[2] * s, v[1] * v[1] * cc + c,
                      v[1] * v[2] * cc - v[0] * s, 0],
@@ -140,7 +108,7 @@ class Draws:
 
 def _xflip(d: Draws, width: int, height: int) -> Tensor:
     i = d.chosen(torch.floor(d.uniform() * 2), 0.0)
-    return _scale(1 - 2 * i, torch.ones_like(i))
+    return scale(1 - 2 * i, torch.ones_like(i))
 
 
 def _rotate90(d: Draws, width: int, height: int) -> Tensor:
@@ -150,12 +118,12 @@ def _rotate90(d: Draws, width: int, height: int) -> Tensor:
 
 def _integer_translation(d: Draws, width: int, height: int) -> Tensor:
     t = d.chosen((d.uniform(2) * 2 - 1) * 0.125, 0.0, None, 1)
-    return _translate(-torch.round(t[:, 0] * width), -torch.round(t[:, 1] * height))
+    return translate(-torch.round(t[:, 0] * width), -torch.round(t[:, 1] * height))
 
 
 def _isotropic_scaling(d: Draws, width: int, height: int) -> Tensor:
     s = d.chosen(torch.exp2(d.normal() * 0.2), 1.0)
-    return _scale(1 / s, 1 / s)
+    return scale(1 / s, 1 / s)
 
 
 def _rotation(d: Draws, width: int, height: int) -> Tensor:
@@ -168,22 +136,22 @@ def _rotation(d: Draws, width: int, height: int) -> Tensor:
 
 def _anisotropic_scaling(d: Draws, width: int, height: int) -> Tensor:
     s = d.chosen(torch.exp2(d.normal() * 0.2), 1.0)
-    return _scale(1 / s, s)
+    return scale(1 / s, s)
 
 
 def _fractional_translation(d: Draws, width: int, height: int) -> Tensor:
     t = d.chosen(d.normal(2) * 0.125, 0.0, None, 1)
-    return _translate(-t[:, 0] * width, -t[:, 1] * height)
+    return translate(-t[:, 0] * width, -t[:, 1] * height)
 
 
 def _brightness(d: Draws) -> Tensor:
     b = d.chosen(d.normal() * 0.2, 0.0)
-    return _matrix([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], b)
+    return matrix([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], b)
 
 
 def _contrast(d: Draws) -> Tensor:
     c = d.chosen(torch.exp2(d.normal() * 0.5), 1.0)
-    return _matrix([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], c)
+    return matrix([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], c)
 
 
 def _luma_projection(device: torch.device) -> Tensor:
@@ -233,83 +201,6 @@ def draw_bgc(n: int, channels: int, height: int, width: int, p: Tensor | float,
 
 
 # --------------------------------------------------------------------------- application
-
-def apply_bgc_reference(images: Tensor, g_inv: Tensor, color: Tensor) -> Tensor:
-    """``images`` (N, C, H, W), C 1 or 3, resampled by G_inv and then colour-transformed
-    by C, as NVlabs' pipeline does (see the module docstring); arithmetic in float32
-    (float64 for float64), output in the images' dtype."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"augment: images must be (N, 1 or 3, H, W), got "
-                         f"{tuple(images.shape)}")
-    n = images.shape[0]
-    if g_inv.shape != (n, 3, 3) or color.shape != (n, 4, 4):
-        raise ValueError(f"augment: transforms must be (N, 3, 3) and (N, 4, 4) for N = {n}, "
-                         f"got {tuple(g_inv.shape)} and {tuple(color.shape)}")
-    dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
-    with torch.autocast(images.device.type, enabled=False):
-        x = images.to(dtype)
-        x = _resample(x, g_inv.to(dtype))
-        x = _recolor(x, color.to(dtype))
-    return x.to(images.dtype)
-
-
-def batch_margin(g_inv: Tensor, height: int, width: int) -> Tensor:
-    """How far (left, top, right, bottom, in whole pixels, at most the image's size - 1)
-    the batch's transforms reach outside the image, plus the filters' reach: NVlabs'
-    padding, as a float tensor on the device."""
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    reach = torch.stack([g_inv[:, :2, 0] * x + g_inv[:, :2, 1] * y + g_inv[:, :2, 2]
-                         for x, y in ((-cx, -cy), (cx, -cy), (cx, cy), (-cx, cy))], dim=2)
-    extent = torch.cat([-reach, reach], dim=1).amax(dim=(0, 2))  # x0, y0, x1, y1
-    limits = ((cx, width - 1), (cy, height - 1)) * 2
-    return torch.stack([(extent[i] + FILTER_REACH - centre).clamp(0, top)
-                        for i, (centre, top) in enumerate(limits)]).ceil()
-
-
-def _span(length: int, start: Tensor, stop: Tensor) -> Tensor:
-    """(length,) mask of the indices in [start, stop)."""
-    index = torch.arange(length, device=start.device, dtype=start.dtype)
-    return ((index >= start) & (index < stop)).to(start.dtype)
-
-
-def _resample(x: Tensor, g_inv: Tensor) -> Tensor:
-    n, c, h, w = x.shape
-    margin = batch_margin(g_inv, h, w)
-    # the largest padding NVlabs' can be, and a mask for the batch's own (zeros beyond)
-    pad_x, pad_y = w - 1, h - 1
-    padded = F.pad(x, [pad_x, pad_x, pad_y, pad_y], mode="reflect")
-    ph, pw = padded.shape[2:]
-    rows = _span(ph, pad_y - margin[1], pad_y + h + margin[3])
-    cols = _span(pw, pad_x - margin[0], pad_x + w + margin[2])
-    padded = padded * rows[:, None] * cols
-    up = upfirdn2d_reference(padded, SYM6, up=2, padding=(6, 5, 6, 5), gain=4)
-    rows = _span(2 * ph, 2 * (pad_y - margin[1]), 2 * (pad_y + h + margin[3]))
-    cols = _span(2 * pw, 2 * (pad_x - margin[0]), 2 * (pad_x + w + margin[2]))
-    up = up * rows[:, None] * cols
-    # G_inv in the upsampled image's pixels, then in grid_sample's [-1, 1] coordinates
-    one = g_inv.new_ones(n)
-    half = _translate(-0.5 * one, -0.5 * one)
-    g = half @ _scale(2 * one, 2 * one) @ g_inv @ _scale(0.5 * one, 0.5 * one) @ (
-        _translate(0.5 * one, 0.5 * one))
-    out_h, out_w = 2 * (h + FILTER_REACH), 2 * (w + FILTER_REACH)
-    g = (_scale(2 / up.shape[3] * one, 2 / up.shape[2] * one) @ g
-         @ _scale(out_w / 2 * one, out_h / 2 * one))
-    grid = F.affine_grid(g[:, :2, :], [n, c, out_h, out_w], align_corners=False)
-    sampled = F.grid_sample(up, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
-    return upfirdn2d_reference(sampled, SYM6[::-1], down=2, padding=(-1, -1, -1, -1))
-
-
-def _recolor(x: Tensor, color: Tensor) -> Tensor:
-    n, c, h, w = x.shape
-    flat = x.reshape(n, c, h * w)
-    if c == 3:
-        flat = color[:, :3, :3] @ flat + color[:, :3, 3:]
-    else:  # grey: the mean of the RGB rows, as NVlabs does
-        mean = color[:, :3, :].mean(dim=1, keepdim=True)
-        flat = flat * mean[:, :, :3].sum(dim=2, keepdim=True) + mean[:, :, 3:]
-    return flat.reshape(n, c, h, w)
-
 
 def diffaugment(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """DiffAugment's "color,translation,cutout" (Zhao et al. 2020) on images in [-1, 1]:
@@ -404,10 +295,10 @@ class AdaptiveAugment:
                              f"paper's 0.6), got {self.target:g}")
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """bgc at p (see :func:`draw_bgc` and :func:`apply_bgc_reference`)."""
+        """bgc at p (see :func:`draw_bgc` and :func:`fastpgan.ops.augment.augment_bgc`)."""
         n, c, h, w = images.shape
         g_inv, color = draw_bgc(n, c, h, w, self.p, images.device, generator)
-        return apply_bgc_reference(images, g_inv, color)
+        return augment_bgc(images, g_inv, color)
 
     def observe(self, real_sign: Tensor) -> None:
         """Adds a mean sign(D(real)) to the sums (in place, on the device)."""
