@@ -35,7 +35,6 @@ from torch import Tensor
 
 from fastpgan.backend import OpInfo, OpSample, OpTests, kernel_module, register, use_fused
 from fastpgan.ops.dispatch import FusedOp
-from fastpgan.ops.fir import upfirdn2d_reference
 from fastpgan.ops.layout import device_constant, memory_format, stat_dtype
 from fastpgan.ops.samples import NOT_AN_ACTIVATION, activations
 
@@ -159,7 +158,7 @@ def _resample(x: Tensor, g_inv: Tensor) -> Tensor:
     ph, pw = padded.shape[2:]
     inside = _span(ph, spans[2], spans[3])[:, None] & _span(pw, spans[0], spans[1])
     padded = torch.where(inside, padded, 0.0)  # zeros beyond the batch's own padding
-    up = upfirdn2d_reference(padded, SYM6, up=2, padding=(6, 5, 6, 5), gain=4)
+    up = _upsample(padded)
     inside = _span(2 * ph, spans[6], spans[7])[:, None] & _span(2 * pw, spans[4], spans[5])
     up = torch.where(inside, up, 0.0)
     theta = sampling_matrix(g_inv, h, w)[:, :2, :]
@@ -167,7 +166,35 @@ def _resample(x: Tensor, g_inv: Tensor) -> Tensor:
                          align_corners=False)
     sampled = F.grid_sample(up, grid, mode="bilinear", padding_mode="zeros",
                             align_corners=False)
-    return upfirdn2d_reference(sampled, SYM6[::-1], down=2, padding=(-1, -1, -1, -1))
+    return _downsample(sampled)
+
+
+def _taps(x: Tensor, vertical: bool) -> Tensor:
+    """The sym6 filter normalized to sum 1, as a depthwise kernel along one axis."""
+    total = sum(SYM6)
+    f = device_constant(tuple(t / total for t in SYM6), x.dtype, x.device)
+    shape = (len(SYM6), 1) if vertical else (1, len(SYM6))
+    return f.view(1, 1, *shape).expand(x.shape[1], 1, *shape)
+
+
+def _upsample(x: Tensor) -> Tensor:
+    """2x upsampling, as NVlabs' upfirdn2d (zeros inserted, the filter times 2 along each
+    axis as a true convolution): U[u] = 2 sum_i x[i] F[u + 5 - 2i], u < 2L, one
+    transposed stride-2 convolution an axis."""
+    c = x.shape[1]
+    for vertical in (True, False):
+        stride = (2, 1) if vertical else (1, 2)
+        x = 2 * F.conv_transpose2d(x, _taps(x, vertical), stride=stride, groups=c)
+        x = x[:, :, 5:-5] if vertical else x[..., 5:-5]
+    return x
+
+
+def _downsample(x: Tensor) -> Tensor:
+    """2x downsampling after NVlabs' crop of one pixel: D[y] = sum_t x[2y + 1 + t] F[t],
+    one stride-2 convolution an axis."""
+    c = x.shape[1]
+    x = F.conv2d(x[:, :, 1:], _taps(x, True), stride=(2, 1), groups=c)
+    return F.conv2d(x[..., 1:], _taps(x, False), stride=(1, 2), groups=c)
 
 
 def color_rows(color: Tensor, channels: int) -> Tensor:
