@@ -232,17 +232,29 @@ def test_fixed_p_does_not_adapt():
     assert float(fixed.p) == pytest.approx(0.4)
 
 
-@pytest.mark.parametrize("name,p,target,message", [
-    ("fixed", None, None, "--aug fixed needs --aug-p"),
-    ("diffaug", 0.5, None, "--aug-p is a setting of --aug ada or fixed, not of --aug diffaug"),
-    ("none", None, 0.6, "--aug-target is a setting of --aug ada or fixed"),
-    ("ada", 1.5, None, r"--aug-p must be a probability in \[0, 1\], got 1.5"),
-    ("ada", None, -0.2, r"--aug-target must be in \[0, 1\]"),
-    ("bgcx", None, None, "unknown augmentation --aug 'bgcx'; choose one of none, ada"),
+@pytest.mark.parametrize("name,p,target,kimg,message", [
+    ("fixed", None, None, None, "--aug fixed needs --aug-p"),
+    ("fixed", 0.3, None, 5.0, "takes no --aug-target or --aug-kimg"),
+    ("diffaug", 0.5, None, None,
+     "--aug-p is a setting of --aug ada or fixed, not of --aug diffaug"),
+    ("none", None, 0.6, None, "--aug-target is a setting of --aug ada or fixed"),
+    ("none", None, None, 5.0, "--aug-kimg is a setting of --aug ada or fixed"),
+    ("ada", 1.5, None, None, r"--aug-p must be a probability in \[0, 1\], got 1.5"),
+    ("ada", None, -0.2, None, r"--aug-target must be in \[0, 1\]"),
+    ("ada", None, None, 0.0, "--aug-kimg must be positive"),
+    ("bgcx", None, None, None, "unknown augmentation --aug 'bgcx'; choose one of none, ada"),
 ])
-def test_bad_augmentation_settings_are_refused(name, p, target, message):
+def test_bad_augmentation_settings_are_refused(name, p, target, kimg, message):
     with pytest.raises(ValueError, match=message):
-        build_augmentation(name, p, target)
+        build_augmentation(name, p, target, kimg)
+
+
+def test_aug_kimg_sets_adas_speed():
+    fast = build_augmentation("ada", kimg=5.0)
+    for step in range(4):
+        fast.observe(torch.tensor(1.0))
+        fast.adjust(step, 32)
+    assert float(fast.p) == pytest.approx(4 * 32 / 5000)
 
 
 def test_bad_images_are_refused():

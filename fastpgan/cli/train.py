@@ -25,7 +25,7 @@ from fastpgan.cli.options import (
     real,
 )
 from fastpgan.models.architectures import architecture
-from fastpgan.train.augment import ADA_TARGET, AUGMENTATIONS
+from fastpgan.train.augment import ADA_KIMG, ADA_TARGET, AUGMENTATIONS
 from fastpgan.train.config import (
     ARCHS,
     BATCH_NAMES,
@@ -129,6 +129,10 @@ def build_parser() -> Parser:
                         "per class): progan with the official code's label input and "
                         "auxiliary classifier, stylegan2 with NVlabs' label embedding and "
                         "projection discriminator")
+    p.add_argument("--aug-kimg", type=real(0, above=True),
+                   help="ada's speed: p can go from 0 to 1 in this many kimg (default: "
+                        f"{ADA_KIMG:g}, NVlabs'; a run of a few dozen kimg needs far less for "
+                        "p to move)")
     p.add_argument("--lr", type=real(0, above=True),
                    help="Adam's learning rate of both networks (default: 0.001; 0.002 for "
                         "stylegan2)")
@@ -257,6 +261,7 @@ def config_from_args(args: argparse.Namespace):
                        mapping_layers=args.mapping_layers, init=args.init,
                        log_every=args.log_every, g_lr=args.g_lr, d_lr=args.d_lr,
                        mirror=args.mirror, aug_p=args.aug_p, aug_target=args.aug_target,
+                       aug_kimg=args.aug_kimg,
                        channels=args.channels, cond=args.cond, **values)
 
 

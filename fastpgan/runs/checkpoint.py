@@ -57,7 +57,7 @@ VERSION_2_SETTINGS = frozenset({
 SETTINGS_ADDED_IN_VERSION_3 = {
     "g_lr": None, "d_lr": None,  # both networks at lr
     "mirror": True,  # the loader always flipped at random
-    "aug": "none", "aug_p": None, "aug_target": None,  # no augmentation
+    "aug": "none", "aug_p": None, "aug_target": None, "aug_kimg": None,  # no augmentation
     "cond": False, "classes": 0}  # unconditional
 """The settings version 3 added, each with what a run did before it existed."""
 VERSION_3_SETTINGS = VERSION_2_SETTINGS | set(SETTINGS_ADDED_IN_VERSION_3)

@@ -44,6 +44,8 @@ AUGMENTATIONS = ("none", "ada", "fixed", "diffaug")
 """--aug: none, ADA with adaptive p, ADA's pipeline at a fixed p, DiffAugment."""
 ADA_TARGET = 0.6
 """The paper's target for r_t = E[sign(D(real))]."""
+ADA_KIMG = 500.0
+"""NVlabs' ada_kimg: p can go from 0 to 1 in this many thousand images."""
 
 
 # --------------------------------------------------------------------------- matrices
@@ -282,7 +284,7 @@ class AdaptiveAugment:
     p: Tensor = field(default_factory=lambda: torch.zeros(()))
     target: float | None = ADA_TARGET
     interval: int = 4
-    kimg: float = 500.0
+    kimg: float = ADA_KIMG
     sign_sum: Tensor = field(default_factory=lambda: torch.zeros(()))
     sign_count: Tensor = field(default_factory=lambda: torch.zeros(()))
 
@@ -374,25 +376,30 @@ class DiffAugment:
         return self
 
 
-def build_augmentation(name: str, p: float | None = None,
-                       target: float | None = None) -> Augmentation | None:
-    """The augmentation --aug ``name`` names, with --aug-p and --aug-target (None: the
-    default: p starts at 0 for ada; the target 0.6). ValueError for a combination that
-    means nothing, naming it."""
+def build_augmentation(name: str, p: float | None = None, target: float | None = None,
+                       kimg: float | None = None) -> Augmentation | None:
+    """The augmentation --aug ``name`` names, with --aug-p, --aug-target and --aug-kimg
+    (None: the default: p starts at 0 for ada; the target 0.6; 500 kimg from 0 to 1).
+    ValueError for a combination that means nothing, naming it."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation --aug {name!r}; choose one of "
                          f"{', '.join(AUGMENTATIONS)}")
-    if name in ("none", "diffaug") and (p is not None or target is not None):
-        flag = "--aug-p" if p is not None else "--aug-target"
+    if name in ("none", "diffaug") and (p is not None or target is not None
+                                        or kimg is not None):
+        flag = ("--aug-p" if p is not None else "--aug-target" if target is not None
+                else "--aug-kimg")
         raise ValueError(f"{flag} is a setting of --aug ada or fixed, not of --aug {name}: "
                          "drop it")
-    if name == "fixed" and (p is None or target is not None):
+    if name == "fixed" and (p is None or target is not None or kimg is not None):
         raise ValueError("--aug fixed needs --aug-p (its probability) and takes no "
-                         "--aug-target (that adapts p: --aug ada)")
+                         "--aug-target or --aug-kimg (they adapt p: --aug ada)")
+    if kimg is not None and not 0 < kimg < math.inf:
+        raise ValueError(f"--aug-kimg must be positive, got {kimg:g}")
     if name == "none":
         return None
     if name == "diffaug":
         return DiffAugment()
     return AdaptiveAugment(p=torch.tensor(0.0 if p is None else float(p)),
                            target=None if name == "fixed" else
-                           (ADA_TARGET if target is None else target))
+                           (ADA_TARGET if target is None else target),
+                           kimg=ADA_KIMG if kimg is None else kimg)

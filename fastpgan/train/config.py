@@ -77,6 +77,8 @@ class TrainConfig:
             bgc pipeline, p adapted), "fixed" (bgc at ``aug_p``), "diffaug" (DiffAugment).
         aug_p: bgc's probability (ada: its start, 0 if None; fixed: required).
         aug_target: ada's target for r_t = E[sign(D(real))] (None: 0.6).
+        aug_kimg: ada's speed: p can go from 0 to 1 in this many thousand images (None:
+            NVlabs' 500; a short run needs less for p to move at all).
         cond: train on the data set's class labels (progan: the official code's label
             input to G and auxiliary classifier in D; stylegan2: NVlabs' label embedding
             in the mapping network and projection in D).
@@ -144,6 +146,7 @@ class TrainConfig:
     aug: str = "none"
     aug_p: float | None = None
     aug_target: float | None = None
+    aug_kimg: float | None = None
     cond: bool = False
     classes: int = 0
     reset_optimizer: bool = True
@@ -234,7 +237,7 @@ class TrainConfig:
         penalty = (PathLengthPenalty(weight=self.pl_weight, reg_interval=self.pl_interval)
                    if self.pl_weight else None)
         return Objective(loss, penalty, build_augmentation(self.aug, self.aug_p,
-                                                           self.aug_target))
+                                                           self.aug_target, self.aug_kimg))
 
     def network_lr(self, net: str) -> float:
         """Adam's lr for ``net`` ("G" or "D") before lazy regularization's scaling."""
