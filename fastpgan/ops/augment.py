@@ -222,9 +222,10 @@ def _launch_arguments(x: Tensor, g_inv: Tensor, color: Tensor) -> tuple[Tensor, 
     n, c, h, w = x.shape
     dtype = stat_dtype(x)
     theta = sampling_matrix(g_inv.to(torch.float64), h, w)[:, :2, :]
-    up = torch.tensor([2 * (3 * w - 2), 2 * (3 * h - 2)], dtype=torch.float64)
     out_w, out_h = 2 * (w + FILTER_REACH), 2 * (h + FILTER_REACH)
-    half = up.to(theta.device)[:, None] / 2  # grid [-1, 1] -> pixel centres
+    # grid [-1, 1] -> the upsampled image's pixel centres: half its width and height,
+    # made once per device (a list copied from the host each call would break a graph)
+    half = device_constant((3 * w - 2.0, 3 * h - 2.0), torch.float64, theta.device)[:, None]
     affine = torch.stack([theta[:, :, 0] * 2 / out_w, theta[:, :, 1] * 2 / out_h,
                           theta[:, :, 0] * (1 / out_w - 1) + theta[:, :, 1] * (1 / out_h - 1)
                           + theta[:, :, 2] + 1], dim=2) * half
