@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close
+from helpers import assert_close, rel_err
 
 from fastpgan.models import (
     Pretrained,
@@ -283,18 +283,24 @@ def test_activation_checkpointing_changes_no_gradient(cls, monkeypatch):
 
 
 # Under autocast (the trainer's bf16/fp16 on a GPU) the fused ops get half-precision
-# activations beside float32 parameters and noise; measured against float64 over 3 seeds
-# x 2 stages, the reference ops under autocast reached the same errors (image up to
-# 1.9e-2 / 1.9e-3, gradients up to 0.15 / 0.032 for bf16 / fp16).
+# activations beside float32 parameters and noise. Over 45 seeds per case the fused images
+# stayed within 1.4x the reference ops' error under the same autocast and the gradients
+# under the absolute bound below, except for draws where the WGAN-GP step is ill-conditioned
+# in half precision: there eager PyTorch's own gradients erred as much (0.121 beside our
+# 0.128 for fp16 at seed 1256060832). So the bound is the larger of the absolute tolerance
+# and 1.5x what the reference ops reach under the same autocast at the same draw.
 AUTOCAST_TOLERANCE = {torch.bfloat16: (4e-2, 0.3), torch.float16: (5e-3, 0.1)}
 
 
 @pytest.mark.parametrize("dtype", list(AUTOCAST_TOLERANCE), ids=str)
 @pytest.mark.parametrize("cls", [ProGANGenerator, StyleGANGenerator])
 def test_fused_networks_under_autocast_match_float64_to_half_precision(device, cls, dtype):
-    """A WGAN-GP step of G and D, fused under autocast, against float64 without it."""
+    """A WGAN-GP step of G and D, fused under autocast, against float64 without it: no
+    further from it than the absolute tolerance or than eager PyTorch under autocast."""
     G, D = _small(cls, backend="fused").eval(), _small(ProGANDiscriminator, backend="fused")
     G64, D64 = _reference_copy(G).eval(), _reference_copy(D)
+    G_eager = _reference_copy(G).float().eval().to(device)
+    D_eager = _reference_copy(D).float().to(device)
     G.to(device), D.to(device)
     z = torch.randn(4, 8, device=device)
 
@@ -311,11 +317,14 @@ def test_fused_networks_under_autocast_match_float64_to_half_precision(device, c
 
     images, grads = step(G, D, z, dtype)
     images64, grads64 = step(G64, D64, z.double().cpu(), None)
+    eager_images, eager_grads = step(G_eager, D_eager, z, dtype)
     assert images.dtype == dtype
     assert torch.isfinite(images).all() and torch.isfinite(grads).all()
     image_tol, grad_tol = AUTOCAST_TOLERANCE[dtype]
-    assert_close(images, images64, image_tol, "images")
-    assert_close(grads, grads64, grad_tol, "G and D gradients")
+    assert_close(images, images64, max(image_tol, 1.5 * rel_err(eager_images, images64)),
+                 "images")
+    assert_close(grads, grads64, max(grad_tol, 1.5 * rel_err(eager_grads, grads64)),
+                 "G and D gradients")
 
 
 def _micro_batches(batch: int) -> list[int]:
