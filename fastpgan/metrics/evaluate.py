@@ -131,6 +131,7 @@ def real_features(cache: ImageCache, resolution: int, num: int, extractor: Incep
 
 
 def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: int = 10_000,
+             num_real: int | None = None,
              inception: str | os.PathLike | InceptionFeatures | None = None,
              device: str | torch.device = "cpu",
              batch: int = 32, truncation: float = 1.0, seed: int = 0,
@@ -144,13 +145,16 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     only, compared with the data's images of class k.
 
     Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
-    "num_real": int, "num_fake": int, "resolution": int, "inception": path} for the metrics
-    asked for. FID and KID use min(num, data size) real and ``num`` generated images; SWD
-    uses the same number of each, as it compares equal sets. ``inception`` is the file, or
-    an already loaded :class:`InceptionFeatures` (as a trainer keeps one).
+    "num_real": int, "num_fake": int, "num_swd": int, "resolution": int, "inception": path}
+    for the metrics asked for. FID and KID use ``num`` generated images and min(num_real,
+    data size) real ones (``num_real`` defaults to ``num``); SWD compares equal sets, the
+    smaller of the two counts (``num_swd``). ``inception`` is the file, or an already
+    loaded :class:`InceptionFeatures` (as a trainer keeps one).
     """
-    if num < 1 or batch < 1:
-        raise ValueError(f"--num and --batch must be at least 1, got {num} and {batch}")
+    num_real = num if num_real is None else num_real
+    if min(num, num_real, batch) < 1:
+        raise ValueError(f"--num, --num-real and --batch must be at least 1, got {num}, "
+                         f"{num_real} and {batch}")
     cache = ImageCache.open(data)
     resolution = resolution or G.resolution
     if cache.resolution < resolution:
@@ -160,16 +164,19 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
         raise ValueError(f"the data has {cache.channels} channels, the generator makes "
                          f"{G.config['img_channels']}")
     fake_classes, label, notes = _classes(G, cache, classes, max(num, cache.count), seed)
-    num_real = len(real_indices(cache, num, seed, label))
+    real_count = len(real_indices(cache, num_real, seed, label))
     features = "fid" in metrics or "kid" in metrics
-    if features and min(num_real, num) < 2:
+    if features and min(real_count, num) < 2:
         raise ValueError(f"FID and KID compare covariances: they need at least 2 real and 2 "
                          f"generated images, and the data at {data} holds {cache.count}")
     G = G.to(device).eval()
-    # SWD alone compares equal sets: it generates as many images as there are reals
-    count = num if features else num_real
-    result: dict = {"resolution": resolution, "num_real": num_real, "num_fake": count,
-                    "warnings": notes + _too_few(metrics, num_real, count, cache.count)}
+    swd_count = min(real_count, num)
+    count = num if features else swd_count  # SWD alone generates only what it compares
+    result: dict = {"resolution": resolution, "num_real": real_count, "num_fake": count,
+                    "warnings": notes + _too_few(metrics, real_count, count, swd_count,
+                                                 cache.count)}
+    if "swd" in metrics:
+        result["num_swd"] = swd_count
     if classes is not None:
         result["class"] = classes
 
@@ -177,10 +184,10 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
         extractor = (inception if isinstance(inception, InceptionFeatures)
                      else InceptionFeatures(inception, device))
         result["inception"] = str(extractor.file)
-        real = real_features(cache, resolution, num, extractor, batch=batch, seed=seed,
+        real = real_features(cache, resolution, num_real, extractor, batch=batch, seed=seed,
                              folder=feature_folder, progress=progress, label=label)
     # one pass over the generated images feeds both: Inception takes all of them, SWD the
-    # first num_real (it compares equal sets)
+    # first swd_count (it compares equal sets)
     fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
     with frozen_weights():
         for images in _progress(generated_batches(G, count, batch, device=device,
@@ -191,8 +198,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
                                 count, "generated images", progress):
             if features:
                 fake_features.append(extractor(images))
-            if "swd" in metrics and taken < num_real:
-                fake_patches.add(to_model_range(images[:num_real - taken], device,
+            if "swd" in metrics and taken < swd_count:
+                fake_patches.add(to_model_range(images[:swd_count - taken], device,
                                                 torch.float64))
             taken += len(images)
     if "fid" in metrics:
@@ -203,7 +210,7 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if "swd" in metrics:
         real_patches = descriptors_of(
             (to_model_range(images, device, torch.float64)
-             for images in real_batches(cache, resolution, num, batch, seed, label)),
+             for images in real_batches(cache, resolution, swd_count, batch, seed, label)),
             seed=seed)
         result["swd"] = swd_between(real_patches, fake_patches, seed=seed)
     return result
@@ -239,7 +246,8 @@ FEW_FOR_SWD = 16
 """Below this many images SWD's patch statistics rest on too few patches to compare."""
 
 
-def _too_few(metrics: list[str], num_real: int, num_fake: int, data_count: int) -> list[str]:
+def _too_few(metrics: list[str], num_real: int, num_fake: int, num_swd: int,
+             data_count: int) -> list[str]:
     """Warnings for metrics resting on fewer images than they need to mean much."""
     warnings = []
     fewest = min(num_real, num_fake)
@@ -247,8 +255,8 @@ def _too_few(metrics: list[str], num_real: int, num_fake: int, data_count: int) 
         warnings.append(f"FID and KID on {fewest} images are biased and noisy (below "
                         f"{FEW_FOR_FID}, Inception's feature count; published FIDs use "
                         "50,000): compare them only with figures on as many")
-    if "swd" in metrics and num_real < FEW_FOR_SWD:
-        warnings.append(f"SWD on {num_real} images rests on few patches (the data set holds "
+    if "swd" in metrics and num_swd < FEW_FOR_SWD:
+        warnings.append(f"SWD on {num_swd} images rests on few patches (the data set holds "
                         f"{data_count})")
     return warnings
 
@@ -257,7 +265,9 @@ def format_result(result: dict) -> str:
     """A few readable lines for the terminal: the counts actually used, each metric, and
     a warning per metric that rests on too few images."""
     lines = [f"{result['num_fake']} generated vs {result['num_real']} real images at "
-             f"{result['resolution']}px"]
+             f"{result['resolution']}px"
+             + (f" (SWD on {result['num_swd']} of each)"
+                if result.get("num_swd", result["num_fake"]) != result["num_fake"] else "")]
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if "fid" in result:
         lines.append(f"FID  {result['fid']:.3f}")

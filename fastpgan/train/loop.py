@@ -273,7 +273,7 @@ class Trainer:
         if self.is_writer and not self.lock.held:  # a later run() of this trainer
             self.lock.acquire()
         self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
-        if self.is_writer and self.config.progress:
+        if self.is_writer:  # with or without progress bars: what a log should begin with
             where = ("from the start" if self.shown == 0 else
                      f"resuming at {self.shown / 1000:g} kimg")
             print(f"fastpgan-train: training {where} in {self.out}; the schedule:\n"
@@ -317,6 +317,10 @@ class Trainer:
         batches = self.data.batches(phase.resolution, phase.batch // self.world,
                                     start=self.phase_step)
         self.bar = _progress(phase, self.shown, enabled=c.progress and self.is_writer)
+        if self.is_writer and not c.progress:  # a line a phase where no bar shows it
+            print(f"fastpgan-train: {phase.name} (batch {phase.batch}) from "
+                  f"{self.shown / 1000:g} to {phase.end / 1000:g} kimg", file=sys.stderr,
+                  flush=True)
         checkpoint_every = max(int(c.checkpoint_kimg * 1000), 1)
         sample_every = max(int(c.sample_kimg * 1000), 1)
         self.window_started = time.perf_counter()
