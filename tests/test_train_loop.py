@@ -108,7 +108,7 @@ def test_a_step_reads_nothing_from_the_device_and_a_log_step_reads_once(
     assert reads == {"step": 0, "log": 9}
 
 
-def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
+def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path, capsys):
     Trainer(tiny(faces, tmp_path / "run", swd_images=16, sample_kimg=0.016)).run()
     out = tmp_path / "run"
     assert (out / "generator" / "model.safetensors").exists()
@@ -120,6 +120,11 @@ def test_run_writes_samples_log_plot_generator_and_swd(faces, tmp_path):
     steps = [r for r in records if "d_loss" in r]
     assert steps and {"g_loss", "img_per_s", "alpha", "resolution"} <= set(steps[-1])
     assert records[-1]["event"] == "done"
+    # the time metrics took, each and in all, logged and said (SWD was a quarter of a run)
+    assert all(r["seconds"] > 0 for r in swd)
+    assert records[-1]["metric_seconds"] == pytest.approx(sum(r["seconds"] for r in swd),
+                                                          abs=1e-2)
+    assert "phase-end metrics took" in capsys.readouterr().err
 
 
 def test_progress_bar_and_log_show_gpu_memory_and_utilization(faces, tmp_path, capsys,

@@ -273,6 +273,7 @@ class Trainer:
         if self.is_writer and not self.lock.held:  # a later run() of this trainer
             self.lock.acquire()
         self.log = JsonlLog(self.out / "log.jsonl") if self.is_writer else None
+        self.run_started, self.metric_seconds = time.perf_counter(), 0.0
         if self.is_writer:  # with or without progress bars: what a log should begin with
             where = ("from the start" if self.shown == 0 else
                      f"resuming at {self.shown / 1000:g} kimg")
@@ -651,14 +652,24 @@ class Trainer:
                       progress=c.progress)
         n = min(c.swd_images, self.cache.count)
         if n >= 2:
+            started = time.perf_counter()
             swd = evaluate(self.ema.model, self.cache.path, ["swd"], num=n, **common)["swd"]
             self._record(event="swd", resolution=resolution, swd_avg=swd["avg"],
+                         seconds=self._metric_time(started),
                          **{f"swd_{k}": v for k, v in swd.items() if k != "avg"})
         if self.inception is not None:
+            started = time.perf_counter()
             result = evaluate(self.ema.model, self.cache.path, ["fid"], num=c.fid_images,
                               inception=self.inception, **common)
             self._record(event="fid", resolution=resolution, fid=result["fid"],
-                         fid_images=c.fid_images, fid_real=result["num_real"])
+                         fid_images=c.fid_images, fid_real=result["num_real"],
+                         seconds=self._metric_time(started))
+
+    def _metric_time(self, started: float) -> float:
+        """Seconds since ``started``, added to the run's time in metrics."""
+        seconds = time.perf_counter() - started
+        self.metric_seconds += seconds
+        return round(seconds, 3)
 
     def _finish(self) -> None:
         if not self.is_writer:
@@ -667,7 +678,15 @@ class Trainer:
             self.save_checkpoint()
         self.ema.model.save_pretrained(self.out / "generator")
         plot_training(self.out / "log.jsonl", self.out / "training.png")
-        self._record(event="done", generator=str(self.out / "generator"))
+        session = time.perf_counter() - self.run_started
+        self._record(event="done", generator=str(self.out / "generator"),
+                     metric_seconds=round(self.metric_seconds, 3))
+        if self.metric_seconds:  # SWD at 1024 images was a quarter of a small CPU run
+            print(f"fastpgan-train: phase-end metrics took {self.metric_seconds:.0f} s of "
+                  f"this session's {session:.0f} s "
+                  f"({100 * self.metric_seconds / max(session, 1e-9):.0f}%); --swd-images "
+                  f"(now {self.config.swd_images}, 0: off) and --fid-images set their cost",
+                  file=sys.stderr, flush=True)
 
     def _record(self, **record) -> None:
         record = {"kimg": round(self.shown / 1000, 3), "time": time.time(), **record}
