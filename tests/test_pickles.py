@@ -509,3 +509,11 @@ def test_a_conversion_is_complete_or_refused_and_commands_say_what_they_render(
     assert main(["generate", str(tmp_path / "g.pkl"), "--seeds", "0", "--device", "cpu",
                  "--out", str(tmp_path / "g")]) == 0
     assert "note: rendering the training generator G" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "g.pkl"), "--raw", "--seeds", "0", "--device",
+                 "cpu", "--out", str(tmp_path / "raw")]) == 0  # G asked for: no note
+    assert "note" not in capsys.readouterr().err
+    write_snapshot(tmp_path / "ema.pkl", nvlabs_modules, tmp_path / "m2", {"G_ema": G},
+                   {"G_ema": kwargs})
+    assert main(["generate", str(tmp_path / "ema.pkl"), "--raw", "--seeds", "0", "--device",
+                 "cpu", "--out", str(tmp_path / "none")]) == 2
+    assert "no training generator G (--raw)" in capsys.readouterr().err

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, tiny
 from safetensors.torch import load_file
 
+from fastpgan.cli.main import main
 from fastpgan.runs import Checkpoint, latest_checkpoint, list_checkpoints, load_trained
 from fastpgan.train.config import TrainConfig
 from fastpgan.train.loop import Trainer
@@ -152,3 +153,25 @@ def test_version_2_checkpoints_are_completed_with_what_runs_did_then(tmp_path):
     assert set(read) == VERSION_3_SETTINGS
     assert (read["aug"], read["mirror"], read["g_lr"], read["cond"], read["classes"]) == (
         "none", True, None, False, 0)
+
+
+def test_raw_renders_the_training_generator_of_a_run_or_checkpoint(faces, tmp_path, capsys):
+    """--raw (the quality benchmark's raw-vs-shipped comparison): a run folder's or a
+    checkpoint's G instead of the moving average; a saved generator, which holds only the
+    average, refused with a clear line."""
+    run = tmp_path / "run"
+    Trainer(tiny(faces, run, checkpoint_kimg=1.0)).run()
+    newest = latest_checkpoint(run / "checkpoints")
+    checkpoint = Checkpoint.read(newest)
+    assert any(not torch.equal(checkpoint.G[k], checkpoint.G_ema[k]) for k in checkpoint.G)
+    for source in (run, newest):
+        for raw, expected in ((True, checkpoint.G), (False, checkpoint.G_ema)):
+            state = load_trained(source, raw).G.state_dict()
+            assert all(torch.equal(state[k], expected[k]) for k in expected), (source, raw)
+    assert main(["generate", str(run / "generator"), "--raw", "--seeds", "1", "--out",
+                 str(tmp_path / "images")]) == 2
+    err = capsys.readouterr().err
+    assert "saved generator, the moving average alone" in err and "Traceback" not in err
+    assert not (tmp_path / "images").exists()
+    assert main(["generate", str(run), "--raw", "--seeds", "1", "--device", "cpu", "--out",
+                 str(tmp_path / "images")]) == 0

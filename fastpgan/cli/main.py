@@ -60,6 +60,9 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
                           f"training), or none (default {noise_mode})")
     sub.add_argument("--device", type=DEVICE, default=None,
                      help="cuda, cuda:N or cpu (default: cuda if any)")
+    sub.add_argument("--raw", action="store_true",
+                     help="the training generator G of a run or checkpoint instead of its "
+                          "moving average (what a run ships)")
     sub.add_argument("--resolution", type=RESOLUTION, default=None,
                      help="render at this resolution (default: the one a checkpoint was "
                           "training, at its fade-in alpha; a finished generator's own)")
@@ -189,7 +192,7 @@ OUT_IS_A_FOLDER = {"generate": True, "project": True, "interpolate": False,
 
 def _run(args: argparse.Namespace, device: str) -> str:
     """Runs a generator subcommand; returns the line to print."""
-    trained = load_trained(args.ckpt)
+    trained = load_trained(args.ckpt, args.raw)
     G = trained.G
     if args.class_index is not None or args.command != "metrics":  # before anything is written
         class_labels(G, args.class_index, 1, "cpu")
@@ -241,7 +244,7 @@ def _run(args: argparse.Namespace, device: str) -> str:
                    device=device, batch=args.batch,
                    truncation=args.truncation, seed=args.seed, classes=args.class_index)
     if args.every_checkpoint:
-        result = metrics.evaluate_checkpoints(args.ckpt, data, names,
+        result = metrics.evaluate_checkpoints(args.ckpt, data, names, raw=args.raw,
                                               noise_mode=args.noise_mode, **options)
         plot = metrics.plot_checkpoint_metrics(
             result, args.plot or Path(args.ckpt) / "metrics.png")

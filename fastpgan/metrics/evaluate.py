@@ -280,16 +280,18 @@ def format_result(result: dict) -> str:
 
 
 def evaluate_checkpoints(run: str | os.PathLike, data: str | os.PathLike, metrics: list[str],
-                         *, noise_mode: str = "random", **options) -> list[dict]:
+                         *, noise_mode: str = "random", raw: bool = False,
+                         **options) -> list[dict]:
     """:func:`evaluate` for every checkpoint in ``run``/checkpoints, oldest first, each at
-    the resolution and alpha it was training; each result also holds "kimg" and "alpha".
-    ``options`` are :func:`evaluate`'s."""
+    the resolution and alpha it was training (its training generator G with ``raw``, else
+    the moving average); each result also holds "kimg" and "alpha". ``options`` are
+    :func:`evaluate`'s."""
     files = list_checkpoints(Path(run) / "checkpoints")
     if not files:
         raise ValueError(f"{run} has no checkpoints/ to evaluate")
     results = []
     for file in tqdm(files, desc="checkpoints", unit="ckpt"):
-        trained = checkpoint_generator(Checkpoint.read(file), file)
+        trained = checkpoint_generator(Checkpoint.read(file), file, raw)
         if is_style_based(trained.G):
             trained.G.noise_mode = noise_mode
         result = evaluate(trained.G, data, metrics, resolution=trained.stage.resolution,

@@ -95,9 +95,14 @@ class Networks:
     info: dict[str, Any] = field(default_factory=dict)  # e.g. NVlabs' training_set_kwargs
     notes: list[str] = field(default_factory=list)  # e.g. an unsupported D left out
 
-    def generator(self) -> Pretrained:
-        """The generator to sample: G_ema, else G (with a note saying so); ValueError when
-        there is none."""
+    def generator(self, raw: bool = False) -> Pretrained:
+        """The generator to sample: G_ema, else G (with a note saying so); with ``raw`` the
+        training generator G. ValueError when there is none."""
+        if raw:
+            if self.G is None:
+                raise ValueError("these networks hold no training generator G (--raw): "
+                                 "leave --raw out to render the moving average")
+            return self.G
         G = self.G_ema or self.G
         if G is None:
             why = f": {'; '.join(self.notes)}" if self.notes else ""

@@ -142,26 +142,30 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
     return load_trained(path).G
 
 
-def load_trained(path: str | os.PathLike) -> TrainedGenerator:
+def load_trained(path: str | os.PathLike, raw: bool = False) -> TrainedGenerator:
     """The generator in ``path`` and the stage it was training.
 
     ``path`` is a folder written by ``save_pretrained`` (e.g. a run's ``generator/``,
     trained to the end) or its ``model.safetensors``, a run folder (its ``generator/``,
     else its newest checkpoint), a training checkpoint file of any version, whose EMA
     generator is used, a published pickle (NVlabs StyleGAN2-ADA / StyleGAN3 or official
-    ProGAN: its G_ema / Gs) under any name, or a folder ``fastpgan convert`` wrote. Raises
+    ProGAN: its G_ema / Gs) under any name, or a folder ``fastpgan convert`` wrote. With
+    ``raw`` it is the training generator G instead of the moving average: a run folder's
+    from its newest checkpoint, as a saved generator holds only the average. Raises
     ValueError naming what could not be read.
     """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"no such generator or checkpoint: {path}")
+    if raw and path.is_dir() and (newest := latest_checkpoint(path / "checkpoints")):
+        path = newest
     kind = identify(path)
     if kind is Kind.SAFETENSORS and path.name == WEIGHTS_FILE and not is_checkpoint(path):
         path, kind = path.parent, Kind.FOLDER  # the weights of a saved folder: the folder
     if kind is Kind.FOLDER:
         conversion = [name for role, name in FOLDERS.items() if role != "G_ema"]
         if (path / SOURCE_FILE).exists() or any((path / name).exists() for name in conversion):
-            return _published(path)  # complete, or refused
+            return _published(path, raw)  # complete, or refused
         if (path / "generator" / CONFIG_FILE).exists():
             path = path / "generator"
         elif not (path / CONFIG_FILE).exists():
@@ -169,28 +173,34 @@ def load_trained(path: str | os.PathLike) -> TrainedGenerator:
             if newest is None:
                 raise ValueError(f"{path} holds no saved generator ({CONFIG_FILE}) and no "
                                  "checkpoints/")
-            return checkpoint_generator(Checkpoint.read(newest), newest)
+            return checkpoint_generator(Checkpoint.read(newest), newest, raw)
+        if raw:
+            raise ValueError(f"{path} is a saved generator, the moving average alone: --raw "
+                             "takes a run folder or a checkpoint, which hold the training G")
         model = Pretrained.from_pretrained(path)
         if isinstance(model, (ProGANGenerator, *STYLE_BASED)):
             return TrainedGenerator(model.eval(), model.full_stage, None, path)
         raise ValueError(f"{path} holds a {type(model).__name__}, not a generator")
     if is_checkpoint(path):
-        return checkpoint_generator(Checkpoint.read(path), path)
-    return _published(path)
+        return checkpoint_generator(Checkpoint.read(path), path, raw)
+    return _published(path, raw)
 
 
-def _published(path: Path) -> TrainedGenerator:
+def _published(path: Path, raw: bool = False) -> TrainedGenerator:
     networks = load(path)
-    G = networks.generator()
+    G = networks.generator(raw)
     return TrainedGenerator(G.eval(), networks.stage or G.full_stage, None, path,
                             networks.kind, networks.notes)
 
 
-def checkpoint_generator(checkpoint: Checkpoint, source: Path) -> TrainedGenerator:
-    """The EMA generator of a checkpoint read from ``source``, and its schedule stage."""
+def checkpoint_generator(checkpoint: Checkpoint, source: Path,
+                         raw: bool = False) -> TrainedGenerator:
+    """The EMA generator of a checkpoint read from ``source`` (with ``raw`` its training
+    generator G), and its schedule stage."""
     config = checkpoint.config
     arch = architecture(config["arch"])
-    G = build_checked(arch.generator, arch.arguments(config)[0], checkpoint.G_ema, str(source))
+    G = build_checked(arch.generator, arch.arguments(config)[0],
+                      checkpoint.G if raw else checkpoint.G_ema, str(source))
     phase = phase_at(run_phases(config), checkpoint.shown)
     stage = (G.full_stage if phase is None  # the schedule is done
              else GrowthStage(phase.resolution, phase.alpha(checkpoint.shown)))
