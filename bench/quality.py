@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+from fastpgan.cli.train import build_parser, config_from_args
+from fastpgan.runs.checkpoint import Checkpoint, latest_checkpoint
+
 DEMO = ["--no-progress"]  # the demo's settings: no --data
 DIGITS = "@digits"
 """Stands for the digits folder (made under --work on first use) in a recipe's arguments."""
@@ -107,26 +110,74 @@ def data_arguments(arguments: list[str], work: Path) -> list[str]:
 
 
 def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
-            metrics: str) -> dict:
-    """Trains one recipe at one seed (resuming a run left unfinished) and measures it."""
-    out = work / recipe / f"seed{seed}"
+            metrics: str, raw: bool) -> dict:
+    """Trains one recipe at one seed (resuming a run left unfinished) and measures its
+    shipped generator (the moving average), and with ``raw`` its training generator."""
     resolved = data_arguments(arguments, work)
+    ema = planned_ema(resolved)
+    out = work / recipe / ema_folder(ema) / f"seed{seed}"
     train = [sys.executable, "-m", "fastpgan.cli.train", *resolved, "--seed", str(seed),
              "--out", str(out)]
-    if (out / "checkpoints").exists():
+    resumed = latest_checkpoint(out / "checkpoints") if (out / "checkpoints").exists() else None
+    if resumed is not None:
         train += ["--resume", "latest"]
     elif out.exists():
         train += ["--overwrite"]
     cpu, wall = (0.0, 0.0) if (out / "generator").exists() else run(train)
-    scores = out / "metrics.json"
-    run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out / "generator"),
-         "--metrics", metrics, "--num", str(num), "--device", "cpu", "--seed", "0",
-         "--out", str(scores), *_data_option(resolved)])
     log = [json.loads(line) for line in (out / "log.jsonl").open()]
-    kimg = max(r["kimg"] for r in log)
-    return {"recipe": recipe, "seed": seed, "kimg": kimg, "train_cpu_s": round(cpu, 1),
-            "train_wall_s": round(wall, 1), "arguments": arguments,
-            **json.loads(scores.read_text())}
+    row = {"recipe": recipe, "seed": seed, "kimg": max(r["kimg"] for r in log),
+           "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
+           "arguments": arguments, "commit": _commit(), "ema": ema, "out": str(out),
+           **scores(out, resolved, num, metrics)}
+    if raw:
+        row.update(scores(out, resolved, num, metrics, raw=True))
+    if resumed is not None:  # the CPU time is the resumed part's only
+        row["resumed_at_kimg"] = Checkpoint.read(resumed).shown / 1000
+    return row
+
+
+def scores(out: Path, resolved: list[str], num: int, metrics: str,
+           raw: bool = False) -> dict:
+    """``fastpgan metrics`` of a finished run: its shipped generator, or with ``raw`` its
+    training generator G (keys prefixed "raw_")."""
+    file = out / ("raw-metrics.json" if raw else "metrics.json")
+    run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out),
+         *(["--raw"] if raw else []), "--metrics", metrics, "--num", str(num), "--device",
+         "cpu", "--seed", "0", "--out", str(file), *_data_option(resolved)])
+    result = json.loads(file.read_text())
+    return {f"raw_{k}": v for k, v in result.items() if k in METRICS} if raw else result
+
+
+def planned_ema(arguments: list[str]) -> str:
+    """The moving average a training command line gets (its flags, else the defaults)."""
+    return describe_ema(config_from_args(build_parser().parse_args(arguments)).to_dict())
+
+
+def ema_of(out: Path) -> str:
+    """The moving average a finished run used, from its newest checkpoint's settings."""
+    return describe_ema(Checkpoint.read(latest_checkpoint(out / "checkpoints")).config)
+
+
+def describe_ema(config: dict) -> str:
+    """A run's moving average in words: "decay 0.999" or "half-life 10 kimg, ramp-up
+    0.05"."""
+    if config.get("ema_kimg") is None:
+        return f"decay {config['ema_decay']:g}"
+    ramp = config.get("ema_rampup")
+    return f"half-life {config['ema_kimg']:g} kimg" + (f", ramp-up {ramp:g}" if ramp else "")
+
+
+def ema_folder(ema: str) -> str:
+    """A folder name for runs with a moving average (recipes rerun when its default
+    changes)."""
+    return "ema-" + "".join(c for c in ema.replace(", ", "-").replace(" ", "") if c != ",")
+
+
+def _commit() -> str | None:
+    """The checked-out commit of this repository, or None outside a git checkout."""
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent)
+    return result.stdout.strip() or None
 
 
 def _data_option(arguments: list[str]) -> list[str]:
@@ -134,14 +185,22 @@ def _data_option(arguments: list[str]) -> list[str]:
     return arguments[arguments.index("--data"):][:2] if "--data" in arguments else []
 
 
+METRICS = ("fid", "kid", "kid_std", "swd")
+"""What ``fastpgan metrics`` returns that a row keeps of a raw generator's measurement."""
+SUMMARIZED = ("fid", "raw_fid", "kid", "raw_kid", "swd", "raw_swd", "train_cpu_s")
+"""The numbers a summary gives the mean and spread of."""
+
+
 def summarize(rows: list[dict]) -> list[dict]:
-    """Each recipe's mean and spread of every number measured, over its seeds."""
+    """Each recipe's (and moving average's) mean and spread of every number measured, over
+    its seeds; CPU time only over runs trained in one go."""
     summary = []
-    for recipe in dict.fromkeys(r["recipe"] for r in rows):
-        runs = [r for r in rows if r["recipe"] == recipe]
-        line = {"recipe": recipe, "seeds": [r["seed"] for r in runs]}
-        for key in ("fid", "kid", "swd", "train_cpu_s"):
-            values = [_number(r[key]) for r in runs if key in r]
+    for recipe, ema in dict.fromkeys((r["recipe"], r.get("ema")) for r in rows):
+        runs = [r for r in rows if r["recipe"] == recipe and r.get("ema") == ema]
+        line = {"recipe": recipe, "ema": ema, "seeds": [r["seed"] for r in runs]}
+        for key in SUMMARIZED:
+            values = [_number(r[key]) for r in runs
+                      if key in r and not (key == "train_cpu_s" and "resumed_at_kimg" in r)]
             if values:
                 line[key] = statistics.mean(values)
                 line[f"{key}_spread"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -156,21 +215,52 @@ def _number(value) -> float:
     return float(value)
 
 
-METRIC_COLUMNS = (("fid", "FID", 1.0), ("kid", "KID x 1e3", 1e3), ("swd", "SWD x 1e3", 1.0))
-"""The metrics a table shows (those measured), their headers and scales."""
+METRIC_COLUMNS = (("fid", "FID", 1.0), ("raw_fid", "FID raw G", 1.0),
+                  ("kid", "KID x 1e3", 1e3), ("raw_kid", "KID x 1e3 raw G", 1e3),
+                  ("swd", "SWD x 1e3", 1.0), ("raw_swd", "SWD x 1e3 raw G", 1.0))
+"""The metrics a table shows (those measured), their headers and scales: the shipped
+generator's (the moving average) and the raw one's."""
 
 
 def table(summary: list[dict]) -> str:
     """The summary as a Markdown table: mean ± spread over the seeds."""
     shown = [c for c in METRIC_COLUMNS if any(c[0] in s for s in summary)]
-    lines = ["| recipe | seeds | " + " | ".join(h for _, h, _ in shown) + " | CPU min / run |",
-             "|---|---|" + "---|" * len(shown) + "---|"]
+    lines = ["| recipe | moving average | seeds | " + " | ".join(h for _, h, _ in shown)
+             + " | CPU min / run |", "|---|---|---|" + "---|" * len(shown) + "---|"]
     for s in summary:
         cells = [f"{k * s[key]:.1f} ± {k * s[f'{key}_spread']:.1f}" if key in s else "-"
                  for key, _, k in shown]
-        lines.append(f"| {s['recipe']} | {len(s['seeds'])} | " + " | ".join(cells)
-                     + f" | {s['train_cpu_s'] / 60:.1f} |")
+        cpu = f"{s['train_cpu_s'] / 60:.1f}" if "train_cpu_s" in s else "-"
+        lines.append(f"| {s['recipe']} | {s['ema'] or '-'} | {len(s['seeds'])} | "
+                     + " | ".join(cells) + f" | {cpu} |")
     return "\n".join(lines)
+
+
+def backfill(rows: list[dict], recipes: dict[str, list[str]], work: Path, num: int,
+             metrics: str, raw: bool) -> bool:
+    """Adds what rows of earlier versions lack where their run folders are still there:
+    the moving average they used and, with ``raw``, the raw generator's scores. Returns
+    whether any row changed."""
+    changed = False
+    for row in rows:
+        out = Path(row.get("out", work / row["recipe"] / f"seed{row['seed']}"))
+        if row["recipe"] not in recipes or not (out / "generator").exists():
+            continue
+        if "ema" not in row:
+            row["ema"], changed = ema_of(out), True
+        if raw and not any(k.startswith("raw_") for k in row):
+            resolved = data_arguments(recipes[row["recipe"]], work)
+            row.update(scores(out, resolved, num, metrics, raw=True))
+            changed = True
+            print(f"raw generator of {row['recipe']} seed {row['seed']} measured", flush=True)
+    return changed
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    """The results file rewritten whole, atomically (a row gained what it lacked)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(partial, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, default=Path("runs/quality"))
     p.add_argument("--results", type=Path,
                    default=Path(__file__).parent / "results" / "quality.jsonl")
+    p.add_argument("--no-raw", dest="raw", action="store_false",
+                   help="measure the shipped generator only, not also the raw one")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     recipes = SMOKE if args.smoke else {name: RECIPES[name] for name in args.recipes.split(",")}
@@ -191,11 +283,15 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     done = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
+    if backfill(done, recipes, args.work, num, metrics, args.raw):
+        write_rows(done, args.results)
     for seed in seeds:  # every recipe at a seed before the next seed: a comparison early
         for recipe, arguments in recipes.items():
-            if any(r["recipe"] == recipe and r["seed"] == seed for r in done):
+            ema = planned_ema(data_arguments(arguments, args.work))
+            if any(r["recipe"] == recipe and r["seed"] == seed and r.get("ema") == ema
+                   for r in done):
                 continue
-            row = measure(recipe, arguments, seed, args.work, num, metrics)
+            row = measure(recipe, arguments, seed, args.work, num, metrics, args.raw)
             args.results.parent.mkdir(parents=True, exist_ok=True)
             with args.results.open("a") as f:
                 f.write(json.dumps(row) + "\n")

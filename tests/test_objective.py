@@ -184,3 +184,23 @@ def test_ema_half_life_follows_nvlabs_with_its_ramp_up():
     assert EMA(live, half_life_kimg=10).decay_at(32, 0) == pytest.approx(0.5 ** (32 / 10_000))
     with pytest.raises(ValueError, match="must be > 0"):
         EMA(live, half_life_kimg=0)
+
+
+@pytest.mark.parametrize("arch, block", [("progan", 0), ("stylegan", 1)])  # StyleGAN's 0: 4x4
+def test_a_new_resolutions_layers_enter_the_average_at_their_current_weights(faces, tmp_path,
+                                                                            arch, block):
+    """At a resolution change the new layers' average is their weights of that moment (they
+    are untouched until their fade-in, and the average of an unchanging weight is itself);
+    the layers already trained keep their average. Then the new layers' average follows
+    them at the ramped-up half-life, no longer equal."""
+    trainer = Trainer(tiny(faces, tmp_path / "run", arch=arch))
+    new = [name for name, _ in trainer.G.named_parameters()
+           if name.startswith((f"blocks.{block}.", "to_rgb.1."))]  # 8x8's block and toRGB
+    assert new
+    trainer.run(stop_at=24)  # the end of the 4x4 phase: 8x8's fade-in begins
+    live = dict(trainer.G.named_parameters())
+    average = dict(trainer.ema.model.named_parameters())
+    assert all(torch.equal(live[name], average[name]) for name in new)
+    assert not all(torch.equal(live[name], average[name]) for name in live if name not in new)
+    trainer.run(stop_at=32)
+    assert not all(torch.equal(live[name], average[name]) for name in new)

@@ -30,6 +30,25 @@ def test_official_preset_totals_12000_kimg_at_1024():
     assert config_from_args(args).total_kimg == 12000
 
 
+@pytest.mark.parametrize("arch", ["progan", "stylegan", "stylegan2"])
+def test_every_architecture_ships_an_ema_with_a_half_life_and_a_rampup(arch):
+    """The progressive paths had the paper's 0.999 a minibatch (an 11 kimg half-life at
+    minibatch 16): longer than a short run's last phase, so the shipped generator still
+    averaged the previous resolution's fade-in. --ema-decay keeps the paper's reachable."""
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(["--arch", arch, *argv]))
+
+    assert (config().ema_kimg, config().ema_rampup) == (10, 0.05)
+    assert (config("--ema-kimg", "2", "--ema-rampup", "none").ema_kimg,
+            config("--ema-rampup", "none").ema_rampup) == (2, None)
+    paper = config("--ema-decay", "0.999")
+    assert (paper.ema_decay, paper.ema_kimg, paper.ema_rampup) == (0.999, None, None)
+    with pytest.raises(ValueError, match="give one or the other"):
+        config("--ema-decay", "0.999", "--ema-kimg", "10")
+    with pytest.raises(ValueError, match=r"--ema-decay must be in \[0, 1\), got 1"):
+        config("--ema-decay", "1").validate()
+
+
 def test_stylegan2_cli_defaults_are_nvlabs():
     def config(*argv):
         return config_from_args(build_parser().parse_args(["--arch", "stylegan2", *argv]))
@@ -42,7 +61,7 @@ def test_stylegan2_cli_defaults_are_nvlabs():
     assert (c.loss, c.ema_kimg, c.fmap_base, c.pl_weight) == ("wgan-gp", 2, 512, 0.0)
     assert c.build_objective().g_penalty is None
     progan = config_from_args(build_parser().parse_args(["--data", "x"]))
-    assert progan.ema_kimg is None and progan.pl_weight == 0
+    assert progan.pl_weight == 0
     progan.pl_weight = 2.0
     with pytest.raises(ValueError, match="--pl-weight is a setting of --arch stylegan2, not of "
                                          "--arch progan"):

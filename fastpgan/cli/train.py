@@ -169,11 +169,15 @@ def build_parser() -> Parser:
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
                         f"{DEMO['total_kimg']:g} for the demo)")
     p.add_argument("--ema-kimg", type=real(0, above=True),
-                   help="NVlabs' EMA: a half-life of this many kimg instead of the fixed "
-                        "decay (default: 10 for stylegan2, else off)")
-    p.add_argument("--ema-rampup", type=real(0, above=True),
-                   help="with --ema-kimg: the half-life at most this times the images shown "
-                        "(default: 0.05 for stylegan2)")
+                   help="the shipped generator's moving average: a half-life of this many "
+                        "kimg (default 10, NVlabs')")
+    p.add_argument("--ema-rampup", type=choice_or(("none",), real(0, above=True)),
+                   help="the half-life at most this times the images shown so far, so that "
+                        "a short run's average is not stuck in its early phases (default "
+                        "0.05, NVlabs'; none: off)")
+    p.add_argument("--ema-decay", type=real(0),
+                   help="the ProGAN paper's moving average instead: this decay a minibatch "
+                        "(the paper's 0.999), after a warm-up of min(decay, (1+t)/(10+t))")
     p.add_argument("--resume", type=PATH,
                    help="'latest' (newest checkpoint in --out) or a checkpoint file")
     p.add_argument("--overwrite", action="store_true",
@@ -223,6 +227,19 @@ def build_parser() -> Parser:
     return p
 
 
+def _ema_settings(args: argparse.Namespace) -> dict:
+    """The EMA's settings: a half-life with a ramp-up, or with --ema-decay the paper's fixed
+    decay (ValueError when both are asked for)."""
+    if args.ema_decay is None:
+        rampup = default("ema_rampup") if args.ema_rampup is None else args.ema_rampup
+        return dict(ema_kimg=args.ema_kimg or default("ema_kimg"),
+                    ema_rampup=None if rampup == "none" else rampup)
+    if args.ema_kimg is not None or args.ema_rampup is not None:
+        raise ValueError("--ema-decay is the paper's fixed decay; --ema-kimg and --ema-rampup "
+                         "set the half-life instead: give one or the other")
+    return dict(ema_decay=args.ema_decay, ema_kimg=None, ema_rampup=None)
+
+
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig for parsed arguments, with the demo's settings when --data is absent."""
     preset = DEMO if args.data is None else DEFAULTS
@@ -237,8 +254,8 @@ def config_from_args(args: argparse.Namespace):
     if (values["total_kimg"] is None and values["batch"] == "official"
             and values["resolution"] == 1024 and own_schedule):
         values["total_kimg"] = OFFICIAL_TOTAL_KIMG
-    values.update(ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, pl_weight=args.pl_weight,
-                  aug=args.aug, lr=args.lr, betas=args.betas)
+    values.update(pl_weight=args.pl_weight, aug=args.aug, lr=args.lr, betas=args.betas,
+                  **_ema_settings(args))
     arch = architecture(args.arch)  # its own defaults, where not given
     values.update({k: v for k, v in arch.defaults.items() if getattr(args, k) is None})
     if args.data is not None:

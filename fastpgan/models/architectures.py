@@ -104,8 +104,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "stylegan2": Architecture(
         "stylegan2", StyleGAN2Generator, StyleGAN2Discriminator, False, _stylegan2_arguments,
         conditional=True,
-        defaults=_frozen(loss="logistic-r1", ema_kimg=10.0, ema_rampup=0.05, pl_weight=2.0,
-                         conv_clamp=256.0, lr=0.002),
+        defaults=_frozen(loss="logistic-r1", pl_weight=2.0, conv_clamp=256.0, lr=0.002),
         # NVlabs' channel_base 32768; ADA, as their --aug default
         data_defaults=_frozen(fmap_base=16384, aug="ada"),
         own_settings=_frozen(conv_clamp=None, init=None, mapping_layers=8, pl_weight=0.0),

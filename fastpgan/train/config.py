@@ -95,10 +95,12 @@ class TrainConfig:
             --checkpoint-activations), "on" insists (an error names what stands in the
             way), "off" launches every kernel from Python.
         tensorboard: also write the log and sample grids to ``out/tensorboard``.
-        ema_decay: the generator EMA's decay.
-        ema_kimg, ema_rampup: NVlabs' EMA instead: a half-life of ema_kimg thousand images,
-            at most ema_rampup times the images shown (None: none); None, None keeps
-            ema_decay. The stylegan2 architecture defaults to 10 and 0.05.
+        ema_kimg, ema_rampup: the shipped generator's moving average (NVlabs'): a half-life
+            of ema_kimg thousand images, at most ema_rampup times the images shown (None:
+            no ramp-up). A growing network's new layers are untouched until their fade-in,
+            so their average starts from their current weights.
+        ema_decay: with ema_kimg None, the ProGAN paper's fixed decay a minibatch instead
+            (0.999, after a warm-up).
         checkpoint_kimg, keep_checkpoints: checkpoint interval (and at phase ends), how
             many to keep.
         sample_kimg: sample grid interval (and at phase ends).
@@ -155,8 +157,8 @@ class TrainConfig:
     cuda_graphs: str = "auto"
     tensorboard: bool = False
     ema_decay: float = 0.999
-    ema_kimg: float | None = None
-    ema_rampup: float | None = None
+    ema_kimg: float | None = 10.0
+    ema_rampup: float | None = 0.05
     checkpoint_kimg: float = 100.0
     keep_checkpoints: int = 3
     sample_kimg: float = 100.0
@@ -202,7 +204,7 @@ class TrainConfig:
         if not 0 <= self.seed <= 2 ** 32 - 1:  # NumPy's global RNG takes no more
             raise ValueError(f"--seed must be from 0 to {2 ** 32 - 1}, got {self.seed}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay:g}")
         check_channels("--fmap-base", self.resolution, self.fmap_base, self.fmap_max)
         foreign = foreign_setting(self.arch, self.to_dict())
         if foreign is not None:
