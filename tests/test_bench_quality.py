@@ -2,12 +2,19 @@
 generators measured, kept in the results file and not measured again; a row of an earlier
 version completed from its run folder."""
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from quality_data import IDX_LIMIT, metrics_data, read_idx, write_classes  # noqa: E402
 
 
 def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path):
@@ -33,3 +40,36 @@ def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path)
     assert "raw generator of smoke-ada seed 0 measured" in completed.stdout
     (row_again,) = [json.loads(line) for line in results.open()]
     assert row_again == row
+
+
+def _idx(path: Path, header: bytes, payload: bytes) -> Path:
+    path.write_bytes(gzip.compress(header + payload))
+    return path
+
+
+def test_idx_files_are_read_as_they_claim_and_refused_otherwise(tmp_path):
+    """Fashion-MNIST's IDX files: the shape the header gives, and a clear refusal for
+    another format, a claim over the limit (nothing of it read) or a payload that does
+    not match the claim."""
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = b"\0\0\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (2, 3, 4))
+    assert np.array_equal(read_idx(_idx(tmp_path / "a.gz", header, images.tobytes())), images)
+    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
+        read_idx(_idx(tmp_path / "b.gz", b"\0\0\x0d\x01" + (4).to_bytes(4, "big"), b"x" * 16))
+    huge = b"\0\0\x08\x01" + (IDX_LIMIT + 1).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="over the"):
+        read_idx(_idx(tmp_path / "c.gz", huge, b""))
+    for payload in (images.tobytes()[:-1], images.tobytes() + b"!"):
+        with pytest.raises(ValueError, match="claims 24 bytes"):
+            read_idx(_idx(tmp_path / "d.gz", header, payload))
+
+
+def test_a_data_set_folder_is_one_subfolder_a_class_and_held_out_images_measure_it(tmp_path):
+    folder = write_classes(tmp_path / "set", np.zeros((3, 28, 28), np.uint8),
+                           np.array([0, 1, 1]), 32)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
+        "0/00000.png", "1/00001.png", "1/00002.png"]
+    assert not (tmp_path / "set.partial").exists()
+    assert metrics_data(["--data", "@digits"], tmp_path) == ["--data",
+                                                              str(tmp_path / "data/digits")]
+    assert metrics_data(["--arch", "progan"], tmp_path) == []
