@@ -73,3 +73,24 @@ def test_a_data_set_folder_is_one_subfolder_a_class_and_held_out_images_measure_
     assert metrics_data(["--data", "@digits"], tmp_path) == ["--data",
                                                               str(tmp_path / "data/digits")]
     assert metrics_data(["--arch", "progan"], tmp_path) == []
+
+
+def test_averages_side_by_side_follow_the_run_as_the_shipped_one_does(faces, tmp_path):
+    """bench/ema_study.py's premise: an average carried beside the shipped one, with the
+    same settings, ends bit for bit equal to it; one ramping from the phase start differs."""
+    import torch
+    from ema_study import SideBySide
+    from helpers import tiny
+
+    from fastpgan.train.ema import EMA
+    from fastpgan.train.loop import Trainer
+
+    trainer = Trainer(tiny(faces, tmp_path / "run", ema_kimg=0.01, ema_rampup=0.5))
+    same = EMA(trainer.G, half_life_kimg=0.01, rampup=0.5)
+    phase = EMA(trainer.G, half_life_kimg=0.01, rampup=0.5)
+    trainer.ema = SideBySide(trainer.ema, {"same": same, "ramp-up of the phase": phase},
+                             trainer)
+    trainer.run()
+    shipped = trainer.ema.model.state_dict()
+    assert all(torch.equal(v, same.model.state_dict()[k]) for k, v in shipped.items())
+    assert not all(torch.equal(v, phase.model.state_dict()[k]) for k, v in shipped.items())
