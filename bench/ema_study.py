@@ -11,7 +11,8 @@ differ by their averaging alone.
 
 Writes one row per seed and average (and one for the raw generator) to
 bench/results/ema_study.jsonl and prints each average's mean and spread over the seeds. A
-seed whose rows are in the file is not run again.
+seed is run again only for averages it has no row for; its raw generator must then come out
+as before (training on the CPU is reproducible), or the study stops.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ AVERAGES = {
     "half-life 10 kimg, ramp-up 0.05": dict(half_life_kimg=10, rampup=0.05),
     "half-life 10 kimg, ramp-up 0.02": dict(half_life_kimg=10, rampup=0.02),
     "half-life 10 kimg, ramp-up 0.01": dict(half_life_kimg=10, rampup=0.01),
+    "half-life 10 kimg, ramp-up 0.005": dict(half_life_kimg=10, rampup=0.005),
+    "half-life 10 kimg, ramp-up 0.002": dict(half_life_kimg=10, rampup=0.002),
     "half-life 10 kimg, ramp-up 0.05 of the phase": dict(half_life_kimg=10, rampup=0.05),
+    "half-life 10 kimg, ramp-up 0.01 of the phase": dict(half_life_kimg=10, rampup=0.01),
 }
 """Each average compared and EMA's settings for it; "of the phase" ramps up over the
 images shown since the current phase began (a fresh ramp at each resolution change)."""
@@ -78,14 +82,14 @@ class SideBySide:
             average.follow(model)
 
 
-def study(recipe: str, seed: int, work: Path, num: int) -> list[dict]:
-    """Trains the recipe at a seed with every average side by side; a row per average and
-    one for the raw generator."""
+def study(recipe: str, seed: int, work: Path, num: int, names: list[str]) -> list[dict]:
+    """Trains the recipe at a seed with the named averages side by side; a row per average
+    and one for the raw generator."""
     arguments = [*resolve(RECIPES[recipe], work), "--seed", str(seed), "--out",
                  str(work / f"{recipe}-seed{seed}"), "--overwrite"]
     trainer = Trainer(config_from_args(build_parser().parse_args(arguments)),
                       overwrite=True)
-    averages = {name: EMA(trainer.G, **settings) for name, settings in AVERAGES.items()}
+    averages = {name: EMA(trainer.G, **AVERAGES[name]) for name in names}
     trainer.ema = SideBySide(trainer.ema, averages, trainer)
     trainer.run()
     inception = InceptionFeatures(None, "cpu")
@@ -114,14 +118,24 @@ def main(argv: list[str] | None = None) -> None:
     rows = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
     for seed in (int(s) for s in args.seeds.split(",")):
-        if any(r["recipe"] == args.recipe and r["seed"] == seed for r in rows):
+        done = [r for r in rows if r["recipe"] == args.recipe and r["seed"] == seed]
+        missing = [name for name in AVERAGES if name not in {r["average"] for r in done}]
+        if not missing:
             continue
-        new = study(args.recipe, seed, args.work, args.num)
+        new = study(args.recipe, seed, args.work, args.num, missing)
+        raw_before = [r["fid"] for r in done if r["average"] == "raw G" and r["num"] == args.num]
+        if raw_before and raw_before[0] != new[-1]["fid"]:
+            sys.exit(f"ema_study: seed {seed} did not reproduce its raw generator (FID "
+                     f"{new[-1]['fid']} now, {raw_before[0]} before): its averages measured "
+                     "then and now are not comparable")
+        new = new if not raw_before else new[:-1]
         with args.results.open("a") as f:
             f.writelines(json.dumps(row) + "\n" for row in new)
         rows += new
     for name in [*AVERAGES, "raw G"]:
         fids = [r["fid"] for r in rows if r["recipe"] == args.recipe and r["average"] == name]
+        if not fids:
+            continue
         spread = statistics.stdev(fids) if len(fids) > 1 else 0.0
         print(f"{name:48s} FID {statistics.mean(fids):7.1f} ± {spread:5.1f} "
               f"({len(fids)} seeds)", file=sys.stdout)
