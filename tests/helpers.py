@@ -226,3 +226,20 @@ def training_weights(trainer) -> dict[str, torch.Tensor]:
     return {f"{name}.{k}": v for name, net in (("G", trainer.G), ("D", trainer.D),
                                                ("E", trainer.ema.model))
             for k, v in net.state_dict().items()}
+
+
+def run_printed(command: str, out: Path) -> None:
+    """Runs a ``fastpgan`` command line as printed (the explorer prints one under each
+    picture) on the CPU, with its --out (or, where it has none, an added one) at ``out``."""
+    import shlex
+
+    from fastpgan.cli.main import main
+
+    argv = shlex.split(command)
+    assert argv[0] == "fastpgan", command
+    argv = [*argv[1:], "--device", "cpu"]
+    if "--out" in argv:
+        argv[argv.index("--out") + 1] = str(out)
+    else:
+        argv += ["--out", str(out)]
+    assert main(argv) == 0, command

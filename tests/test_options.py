@@ -24,6 +24,7 @@ REQUIRED = {  # what a command needs besides the option swept: paths that need n
     "fastpgan generate": ["ckpt"], "fastpgan interpolate": ["ckpt"],
     "fastpgan style-mix": ["ckpt"], "fastpgan metrics": ["ckpt"],
     "fastpgan project": ["ckpt", "--target", "t.png"], "fastpgan convert": ["pkl", "out"],
+    "fastpgan explore": ["ckpt"],
     "fastpgan doctor": [],
 }
 

@@ -6,6 +6,7 @@
 - ``fastpgan project CKPT --target face.png``: the latent whose image is closest to a photo.
 - ``fastpgan style-mix CKPT --rows 1,2,3 --cols 4,5,6``: StyleGAN's style-mixing grid.
 - ``fastpgan metrics CKPT --data PATH``: SWD, FID and KID against a data set.
+- ``fastpgan explore CKPT``: a web page on 127.0.0.1 to explore the generator.
 - ``fastpgan convert PKL OUT``: a published NVlabs StyleGAN2-ADA or official ProGAN pickle
   as safetensors folders, read without running anything from it.
 
@@ -39,13 +40,19 @@ from fastpgan.cli.options import (
 )
 from fastpgan.data.demo import open_training_data
 from fastpgan.doctor import main as doctor
+from fastpgan.explore import Explorer
+from fastpgan.explore import app as explore_app
 from fastpgan.generate import SEED_RNGS, commands
-from fastpgan.generate.project import load_target, project, save_projection
+from fastpgan.generate.project import (
+    PROJECTION_SPACES,
+    load_target,
+    project,
+    save_projection,
+)
 from fastpgan.metrics import evaluate as metrics
-from fastpgan.models import GrowthStage, convert, load
+from fastpgan.models import convert, load
 from fastpgan.models.sampling import class_labels, is_style_based
-from fastpgan.runs import TrainedGenerator, load_trained
-from fastpgan.sizes import check_resolution
+from fastpgan.runs import load_trained
 
 
 def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
@@ -55,6 +62,8 @@ def _generator_options(sub: argparse.ArgumentParser, truncation: bool = True,
     if truncation:
         sub.add_argument("--truncation", type=real(), default=1.0,
                          help="StyleGAN's truncation psi (1: none)")
+        sub.add_argument("--truncation-cutoff", type=integer(1, 2 ** 10), default=None,
+                         help="truncate only the first N style inputs (default: all)")
     sub.add_argument("--noise-mode", default=noise_mode, choices=["const", "random", "none"],
                      help=f"StyleGAN's noise: the saved maps (reproducible), fresh (as in "
                           f"training), or none (default {noise_mode})")
@@ -100,11 +109,14 @@ def build_parser() -> Parser:
     walk.add_argument("--out", type=PATH, default="walk.gif",
                       help="the GIF; the strip PNG goes beside it")
 
-    proj = commands.add_parser("project", help="find the latent (z, or w for StyleGAN) whose "
-                                               "image is closest to a target image")
+    proj = commands.add_parser("project", help="find the latent (z, or w or w+ for StyleGAN) "
+                                               "whose image is closest to a target image")
     _generator_options(proj, truncation=False, seeded=False)
     proj.add_argument("--target", type=PATH, required=True,
                       help="the image file (center-cropped, resized)")
+    proj.add_argument("--space", default=None, choices=PROJECTION_SPACES,
+                      help="z (ProGAN's, the default there), w (one w for every layer, "
+                           "StyleGAN's default) or w+ (one w per layer, as Image2StyleGAN)")
     proj.add_argument("--steps", type=integer(1, 10 ** 6), default=1000,
                       help="optimizer steps (default 1000)")
     proj.add_argument("--loss", default="l2", choices=["l2", "l1", "inception"],
@@ -155,6 +167,24 @@ def build_parser() -> Parser:
     met.add_argument("--out", type=PATH, default=None,
                      help="also write the results to this JSON file")
 
+    explore = commands.add_parser("explore", help="a web page on 127.0.0.1 to explore the "
+                                                  "generator: samples, truncation, "
+                                                  "interpolation, style mixing, projection")
+    explore.add_argument("ckpt", type=PATH, help="run folder, saved generator folder, "
+                         "checkpoint file, published pickle or converted folder")
+    explore.add_argument("--port", type=integer(0, 65535), default=7860,
+                         help="the port on 127.0.0.1 (default 7860; 0: any free one)")
+    explore.add_argument("--device", type=DEVICE, default=None,
+                         help="cuda, cuda:N or cpu (default: cuda if any)")
+    explore.add_argument("--raw", action="store_true",
+                         help="the training generator G of a run or checkpoint instead of its "
+                              "moving average")
+    explore.add_argument("--resolution", type=RESOLUTION, default=None,
+                         help="render at this resolution (default: the one a checkpoint was "
+                              "training)")
+    explore.add_argument("--seed-rng", default="auto", choices=["auto", *SEED_RNGS],
+                         help="how a seed becomes z (as the other commands)")
+
     conv = commands.add_parser("convert", help="a published network pickle (NVlabs "
                                                "StyleGAN2-ADA, official ProGAN) as "
                                                "safetensors folders")
@@ -162,27 +192,6 @@ def build_parser() -> Parser:
     conv.add_argument("out", type=PATH, help="output folder: generator/, training-generator/, "
                                   "discriminator/ and source.json")
     return parser
-
-
-def render_stage(trained: TrainedGenerator, resolution: int | None,
-                 command: str) -> GrowthStage:
-    """The stage to render a trained generator at: ``resolution`` if given (at the
-    checkpoint's alpha if it is the one being trained), else the one it was training.
-    Says on stderr when that is not the generator's full resolution, or when it asks for
-    blocks that had not been trained."""
-    trained_at = trained.stage
-    if resolution is None:
-        stage = trained_at
-        if not trained.grown:
-            print(f"fastpgan {command}: {trained.source} was training {trained_at.describe()}"
-                  f"; rendering that (--resolution for another)", file=sys.stderr)
-        return stage
-    check_resolution("--resolution", resolution, trained.G.resolution)
-    if resolution > trained_at.resolution:
-        print(f"fastpgan {command}: warning: {trained.source} was training "
-              f"{trained_at.describe()}; at {resolution}px its blocks above that are "
-              f"untrained", file=sys.stderr)
-    return trained_at if resolution == trained_at.resolution else GrowthStage(resolution)
 
 
 OUT_IS_A_FOLDER = {"generate": True, "project": True, "interpolate": False,
@@ -206,38 +215,32 @@ def _run(args: argparse.Namespace, device: str) -> str:
     if args.command == "metrics" and args.every_checkpoint:
         stage = None  # each checkpoint at its own
     else:
-        stage = render_stage(trained, args.resolution, args.command)
+        stage = trained.render_stage(args.resolution, args.command)
     if args.command in ("generate", "interpolate", "style-mix"):
         seed_rng = args.seed_rng if args.seed_rng != "auto" else (
             "numpy" if trained.kind == "nvlabs-stylegan2" else "torch")
+    rendering = dict(device=device, stage=stage, classes=args.class_index)
+    if args.command in ("generate", "interpolate", "style-mix"):
+        rendering.update(truncation=args.truncation, cutoff=args.truncation_cutoff,
+                         seed_rng=seed_rng)
     if args.command == "generate":
-        seeds = args.seeds
-        files = commands.generate(G, seeds, args.out, columns=args.grid,
-                                  truncation=args.truncation, device=device, stage=stage,
-                                  seed_rng=seed_rng, classes=args.class_index)
-        return f"{len(seeds)} images at {stage.resolution}px and {files[-1]}"
+        files = commands.generate(G, args.seeds, args.out, columns=args.grid, **rendering)
+        return f"{len(args.seeds)} images at {stage.resolution}px and {files[-1]}"
     if args.command == "interpolate":
-        gif, strip = commands.interpolate(G, args.seeds, args.out,
-                                          steps=args.steps, mode=args.mode, space=args.space,
-                                          truncation=args.truncation, device=device,
-                                          stage=stage, seed_rng=seed_rng,
-                                          classes=args.class_index)
+        gif, strip = commands.interpolate(G, args.seeds, args.out, steps=args.steps,
+                                          mode=args.mode, space=args.space, **rendering)
         return f"{gif} and {strip}"
     if args.command == "project":
         target = load_target(args.target, stage.resolution, G.config["img_channels"])
-        result = project(G, target, steps=args.steps, loss=args.loss,
+        result = project(G, target, steps=args.steps, loss=args.loss, space=args.space,
                          learning_rate=args.lr, restarts=args.restarts, seed=args.seed,
-                         device=device, inception=args.inception, stage=stage,
-                         classes=args.class_index)
+                         inception=args.inception, **rendering)
         save_projection(result, args.out)
         return (f"{args.loss} loss {result.losses[-1]:.4g} after {args.steps} steps; "
                 f"the {result.space} latent and pictures are in {args.out}")
     if args.command == "style-mix":
-        grid = commands.style_mix(G, args.rows, args.cols, args.out,
-                                  layers=args.layers, truncation=args.truncation,
-                                  device=device, stage=stage, seed_rng=seed_rng,
-                                  classes=args.class_index)
-        return f"{grid}"
+        return str(commands.style_mix(G, args.rows, args.cols, args.out, layers=args.layers,
+                                      **rendering))
     names = args.metrics
     data = open_training_data(args.data, G.resolution, G.config["img_channels"])
     options = dict(num=args.num, num_real=args.num_real, inception=args.inception,
@@ -261,6 +264,24 @@ def _run(args: argparse.Namespace, device: str) -> str:
     return text
 
 
+def _explore(args: argparse.Namespace, device: str) -> int:
+    """Serves the explorer until Ctrl-C; 2 with a message when it cannot start."""
+    try:
+        explore_app.require_web()
+        explorer = Explorer(args.ckpt, device=device, raw=args.raw,
+                            resolution=args.resolution, seed_rng=args.seed_rng)
+        for note in explorer.trained.notes:
+            print(f"fastpgan explore: note: {note}", file=sys.stderr)
+        explore_app.serve(explorer, args.port, lambda address: print(
+            f"fastpgan explore: {address} (Ctrl-C stops it)", flush=True))
+    except ValueError as exc:
+        print(f"fastpgan explore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the subcommand named in argv (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_or_status(argv)
@@ -281,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fastpgan convert: {role} -> {folder}")
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.command == "explore":
+        return _explore(args, device)
     try:
         print(f"fastpgan {args.command}: {_run(args, device)}")
     except (ValueError, DiskFullError) as exc:

@@ -1,7 +1,9 @@
 """``fastpgan project``: the latent whose image is closest to a target image.
 
 ProGAN is searched in z (the generator pixel-normalizes z, so only its direction
-matters), StyleGAN in w, one w for every layer. The search follows the StyleGAN2
+matters), StyleGAN in w, one w for every layer, or in W+, a w for each layer (Abdal et al.
+2019, Image2StyleGAN: it reaches images far outside the training data, at the price of
+latents the mapping network never produces). The search follows the StyleGAN2
 projector's published schedule (Karras et al. 2020, appendix D): Adam, learning rate
 ramped up over the first 5% of the steps and down with a cosine over the last 25%, and
 Gaussian noise on the latent (by default 5% of the latent distribution's spread) that
@@ -12,14 +14,18 @@ a poor local minimum.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from fastpgan.data.cache import load_square
@@ -31,6 +37,7 @@ from fastpgan.ops import frozen_weights
 from fastpgan.runs.pictures import save_animation, save_grid
 
 PROJECTION_LOSSES = ("l2", "l1", "inception")
+PROJECTION_SPACES = ("z", "w", "w+")
 W_SAMPLES = 4096  # latents mapped to estimate w's mean and spread
 
 
@@ -38,28 +45,35 @@ W_SAMPLES = 4096  # latents mapped to estimate w's mean and spread
 class Projection:
     """The result of :func:`project`."""
 
-    space: str  # "z" or "w"
+    space: str  # "z", "w" or "w+"
     loss: str
-    latent: Tensor  # (latent_dim,) z or (w_dim,) w
+    latent: Tensor  # (latent_dim,) z, (w_dim,) w or (style inputs, w_dim) w+
     image: Tensor  # (1, C, R, R) in [-1, 1]
     target: Tensor
     losses: list[float] = field(default_factory=list)  # one per step
     frames: list[Tensor] = field(default_factory=list)  # images along the search
 
 
-def load_target(path: str | os.PathLike, resolution: int, channels: int) -> Tensor:
-    """The image file at ``path`` as (1, channels, R, R) in [-1, 1]: center-cropped and
-    Lanczos-resized (smaller images are upscaled). ValueError if Pillow cannot read it."""
+def load_target(source: str | os.PathLike | bytes, resolution: int, channels: int) -> Tensor:
+    """The image file at ``source`` (a path, or the file's bytes) as (1, channels, R, R) in
+    [-1, 1]: center-cropped and Lanczos-resized (smaller images are upscaled). ValueError
+    if Pillow cannot read it."""
+    def opener() -> BinaryIO:  # load_square closes what it opens
+        return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+    name = "the uploaded image" if isinstance(source, bytes) else f"the target image {source}"
     try:
-        array = load_square(lambda: open(path, "rb"), resolution, channels, upscale=True)  # noqa: SIM115 (load_square closes it)
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read the target image {path}: {exc}") from exc
+        array = load_square(opener, resolution, channels, upscale=True)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read {name}: {exc}") from exc
     return torch.from_numpy(array)[None] / 127.5 - 1
 
 
 def _render(G: nn.Module, latents: Tensor, stage: GrowthStage,
             classes: int | None = None) -> Tensor:
-    if is_style_based(G):  # w: the class is in it already
+    if latents.dim() == 3:  # w+: the class is in it already
+        return synthesize(G, latents, stage)
+    if is_style_based(G):  # w
         return synthesize(G, latents[:, None].expand(-1, style_count(G, stage), -1), stage)
     return render(G, latents, stage, classes=classes)
 
@@ -103,16 +117,32 @@ def _starts(G: nn.Module, target: Tensor, restarts: int, candidates: int, seed: 
         return torch.cat([*first, nearest]), spread
 
 
+def projection_space(G: nn.Module, space: str | None) -> str:
+    """The space a projection searches: ``space``, or z for ProGAN and w for StyleGAN if
+    None. ValueError for a space G does not have."""
+    if space is None:
+        return "w" if is_style_based(G) else "z"
+    if space not in PROJECTION_SPACES:
+        raise ValueError(f"--space must be one of {', '.join(PROJECTION_SPACES)}, got "
+                         f"{space!r}")
+    if (space == "z") == is_style_based(G):
+        raise ValueError(f"--space {space} is not this generator's: ProGAN is projected in "
+                         f"z, StyleGAN in w or w+")
+    return space
+
+
 @frozen_weights()  # G's weights stay as they are: its kernels are built once
 def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2",
-            learning_rate: float = 0.1, noise: float = 0.05, restarts: int = 8,
-            candidates: int = 64, seed: int = 0,
+            space: str | None = None, learning_rate: float = 0.1, noise: float = 0.05,
+            restarts: int = 8, candidates: int = 64, seed: int = 0,
             frames: int = 50, device: str | torch.device = "cpu",
             inception: str | os.PathLike | None = None, progress: bool = True,
-            stage: GrowthStage | None = None, classes: int | None = None) -> Projection:
+            stage: GrowthStage | None = None, classes: int | None = None,
+            on_step: Callable[[int, float, Tensor | None], None] | None = None) -> Projection:
     """Searches G's latent space for the image closest to ``target`` (1, C, R, R) in [-1, 1].
 
     Args:
+        space: "z" (ProGAN), "w" or "w+" (StyleGAN); None: z for ProGAN, w for StyleGAN.
         steps: optimizer steps.
         loss: "l2" or "l1" on pixels, or "inception": the Inception perceptual distance
             (:class:`~fastpgan.metrics.inception.InceptionPerceptualDistance`) plus l2.
@@ -128,12 +158,16 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         stage: the resolution and fade-in alpha G renders at (None: its full one); the
             target is at that resolution.
         classes: the class a conditional G renders.
+        on_step: called after each step with the step, the best start's loss and, on the
+            steps whose image is kept for the animation, that image (else None); an
+            exception it raises stops the search.
     """
     if loss not in PROJECTION_LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)}, got {loss!r}")
     if steps < 1 or restarts < 1:
         raise ValueError(f"--steps and --restarts must be at least 1, got {steps} and "
                          f"{restarts}")
+    space = projection_space(G, space)
     stage = stage or G.full_stage
     resolution = stage.resolution
     if target.dim() != 4 or target.shape[0] != 1 or target.shape[-2:] != (resolution, resolution):
@@ -145,11 +179,12 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
     distance = _distance(loss, target, inception)
     starts, spread = _starts(G, target, restarts, max(candidates, restarts), seed,
                              device, stage, classes)
+    if space == "w+":
+        starts = starts[:, None].repeat(1, style_count(G, stage), 1)
     latents = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latents], betas=(0.9, 0.999), lr=learning_rate)
     noise_rng = torch.Generator(device=device).manual_seed(seed)
-    result = Projection("w" if is_style_based(G) else "z", loss, starts[0],
-                        target.cpu(), target.cpu())
+    result = Projection(space, loss, starts[0], target.cpu(), target.cpu())
     keep_every = max(1, steps // max(frames, 1))
     from tqdm import tqdm
 
@@ -167,14 +202,35 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 1000, loss: str = "l2"
         optimizer.step()
         best = int(values.argmin())
         result.losses.append(values[best].item())
+        frame = None
         if step % keep_every == 0:
-            result.frames.append(images[best:best + 1].detach().float().cpu())
+            frame = images[best:best + 1].detach().float().cpu()
+            result.frames.append(frame)
+        if on_step is not None:
+            on_step(step, result.losses[-1], frame)
     with torch.no_grad():
         best = int(distance(_render(G, latents, stage, classes)).argmin())
         result.latent = latents[best].detach().cpu()
         result.image = _render(G, latents[best:best + 1], stage, classes).float().cpu()
     result.frames.append(result.image)
     return result
+
+
+PICTURE_SIZE = 256
+"""A projection's pictures are nearest-upscaled to at least this many pixels a side."""
+
+
+def save_projected(projection: Projection, out: str | os.PathLike | BinaryIO) -> Path | BinaryIO:
+    """The projection's image as a PNG (projected.png), to a path or a binary file."""
+    return save_grid(projection.image, out, upscale_to=PICTURE_SIZE)
+
+
+def save_search(projection: Projection, out: str | os.PathLike | BinaryIO) -> Path | BinaryIO:
+    """The search as a looping GIF (projection.gif): the target beside the best start's
+    image along the way, to a path or a binary file."""
+    return save_animation([torch.cat([projection.target, frame])
+                           for frame in projection.frames], out, columns=2,
+                          upscale_to=2 * PICTURE_SIZE)
 
 
 def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path]:
@@ -187,11 +243,10 @@ def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    size = 256
-    files = [save_grid(projection.target, out / "target.png", upscale_to=size),
-             save_grid(projection.image, out / "projected.png", upscale_to=size),
+    files = [save_grid(projection.target, out / "target.png", upscale_to=PICTURE_SIZE),
+             save_projected(projection, out / "projected.png"),
              save_grid(torch.cat([projection.target, projection.image]), out / "compare.png",
-                       columns=2, upscale_to=2 * size)]
+                       columns=2, upscale_to=2 * PICTURE_SIZE)]
     np.save(out / "latent.npy", projection.latent.numpy())
     final = projection.losses[-1] if projection.losses else None
     (out / "latent.json").write_text(json.dumps({
@@ -200,9 +255,7 @@ def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path
         "pixel_mse": float((projection.image - projection.target).square().mean()),
     }, indent=1), encoding="utf-8")
     files += [out / "latent.npy", out / "latent.json"]
-    files.append(save_animation([torch.cat([projection.target, frame])
-                                 for frame in projection.frames],
-                                out / "projection.gif", columns=2, upscale_to=2 * size))
+    files.append(save_search(projection, out / "projection.gif"))
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(range(1, len(projection.losses) + 1), projection.losses)
     axis.set_yscale("log")

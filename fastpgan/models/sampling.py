@@ -49,21 +49,45 @@ def class_labels(G: nn.Module, classes: int | Tensor | None, n: int,
 
 
 def render(G: nn.Module, z: Tensor, stage: GrowthStage | None = None,
-           truncation: float = 1.0, classes: int | Tensor | None = None) -> Tensor:
+           truncation: float = 1.0, classes: int | Tensor | None = None,
+           cutoff: int | None = None) -> Tensor:
     """G's images for latents z at ``stage`` (None: G's full resolution), truncated by
-    psi = ``truncation`` in w (style-based generators only), of ``classes`` for a
-    conditional G (:func:`class_labels`)."""
-    if truncation != 1.0 and not is_style_based(G):
-        raise ValueError("truncation needs a style-based generator (ProGAN has no w space)")
+    psi = ``truncation`` in w (style-based generators only) at the first ``cutoff`` style
+    inputs (None: all), of ``classes`` for a conditional G (:func:`class_labels`)."""
+    check_truncation(G, truncation, cutoff)
     stage = stage or G.full_stage
     labels = class_labels(G, classes, len(z), z.device)
     if isinstance(G, StyleGAN2Generator):
         _check_stage(G, stage)
-        return G(z, labels, truncation_psi=truncation)
-    kwargs = {"truncation_psi": truncation} if is_style_based(G) else {}
+        return G(z, labels, truncation_psi=truncation, truncation_cutoff=cutoff)
+    kwargs = ({"truncation_psi": truncation, "truncation_cutoff": cutoff}
+              if is_style_based(G) else {})
     if labels is not None:
         kwargs["c"] = labels
     return G(z, resolution=stage.resolution, alpha=stage.alpha, **kwargs)
+
+
+def check_truncation(G: nn.Module, truncation: float, cutoff: int | None) -> None:
+    """ValueError, in the commands' words, for truncation of a generator without a w
+    space, or a cutoff that is not a count of style inputs."""
+    if (truncation != 1.0 or cutoff is not None) and not is_style_based(G):
+        raise ValueError("--truncation needs a StyleGAN generator (ProGAN has no w space)")
+    if cutoff is not None and not 1 <= cutoff <= style_count(G):
+        raise ValueError(f"--truncation-cutoff must be 1..{style_count(G)} (the style inputs "
+                         f"of this generator at its full resolution), got {cutoff}")
+
+
+def truncate(G: nn.Module, ws: Tensor, truncation: float, cutoff: int | None) -> Tensor:
+    """Styles ws (N, L, w_dim) pulled towards w's average by psi = ``truncation`` at the
+    first ``cutoff`` inputs (None: all), as the mapping networks do."""
+    check_truncation(G, truncation, cutoff)
+    if truncation == 1.0:
+        return ws
+    pulled = w_average(G).to(ws.dtype).lerp(ws, truncation)
+    if cutoff is None:
+        return pulled
+    layer = torch.arange(ws.shape[1], device=ws.device).view(1, -1, 1)
+    return torch.where(layer < cutoff, pulled, ws)
 
 
 def to_w(G: nn.Module, z: Tensor, classes: int | Tensor | None = None) -> Tensor:

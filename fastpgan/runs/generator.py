@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from fastpgan.models.published import FOLDERS, SOURCE_FILE
 from fastpgan.models.sampling import STYLE_BASED
 from fastpgan.runs.checkpoint import Checkpoint, is_checkpoint, latest_checkpoint
 from fastpgan.runs.schedule import Phase, build_phases, phase_at
+from fastpgan.sizes import check_resolution
 
 
 def initialize_from(path: str | os.PathLike, arch: Architecture, G: Pretrained,
@@ -134,6 +136,24 @@ class TrainedGenerator:
     def grown(self) -> bool:
         """True when it was trained up to its full resolution."""
         return self.stage == self.G.full_stage
+
+    def render_stage(self, resolution: int | None, command: str) -> GrowthStage:
+        """The stage a command renders at: ``resolution`` if given (at the checkpoint's
+        alpha if it is the one being trained), else the one it was training. Says on
+        stderr, as ``fastpgan COMMAND``, when that is not the generator's full resolution,
+        or when it asks for blocks that had not been trained."""
+        if resolution is None:
+            if not self.grown:
+                print(f"fastpgan {command}: {self.source} was training "
+                      f"{self.stage.describe()}; rendering that (--resolution for another)",
+                      file=sys.stderr)
+            return self.stage
+        check_resolution("--resolution", resolution, self.G.resolution)
+        if resolution > self.stage.resolution:
+            print(f"fastpgan {command}: warning: {self.source} was training "
+                  f"{self.stage.describe()}; at {resolution}px its blocks above that are "
+                  f"untrained", file=sys.stderr)
+        return self.stage if resolution == self.stage.resolution else GrowthStage(resolution)
 
 
 def load_generator(path: str | os.PathLike) -> nn.Module:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from PIL import Image
@@ -37,18 +38,22 @@ def grid_picture(images: torch.Tensor, columns: int | None = None,
     return picture
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int | None = None,
-              upscale_to: int = 0) -> Path:
-    """Saves images in [-1, 1] as a PNG grid (nearest-upscaled to at least upscale_to px)."""
-    path = Path(path)
-    grid_picture(images, columns, upscale_to).save(path)
+def save_grid(images: torch.Tensor, path: str | os.PathLike | BinaryIO,
+              columns: int | None = None, upscale_to: int = 0) -> Path | BinaryIO:
+    """Saves images in [-1, 1] as a PNG grid (nearest-upscaled to at least upscale_to px)
+    to a path or a binary file; returns the path (as a Path) or the file."""
+    path = Path(path) if isinstance(path, str | os.PathLike) else path
+    grid_picture(images, columns, upscale_to).save(path, format="PNG")
     return path
 
 
-def save_animation(frames: list[torch.Tensor], path: str | os.PathLike, *, columns: int = 1,
-                   upscale_to: int = 0, frame_ms: int = 50) -> Path:
-    """Saves a looping GIF; each frame is a batch of images in [-1, 1] laid out as a grid."""
+def save_animation(frames: list[torch.Tensor], path: str | os.PathLike | BinaryIO, *,
+                   columns: int = 1, upscale_to: int = 0,
+                   frame_ms: int = 50) -> Path | BinaryIO:
+    """Saves a looping GIF (to a path or a binary file); each frame is a batch of images
+    in [-1, 1] laid out as a grid."""
     pictures = [grid_picture(frame, columns, upscale_to) for frame in frames]
-    path = Path(path)
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    path = Path(path) if isinstance(path, str | os.PathLike) else path
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=frame_ms, loop=0)
     return path
