@@ -141,10 +141,22 @@ def test_interpolation_slider_shows_the_walk_interpolate_writes(page, tmp_path):
     _screenshot(page, "explore-interpolation.png", tmp_path)
 
 
+def test_style_mixing_shows_the_grid_style_mix_writes(page, tmp_path):
+    page.fill("#mix-row", "2")
+    page.fill("#mix-col", "9")
+    page.select_option("#mix-layers", "coarse")
+    page.click("#mix-run")
+    page.wait_for_selector("#mix[data-url]")
+    assert "--layers coarse" in page.inner_text("#mix-command")
+    run_printed(page.inner_text("#mix-command"), tmp_path / "mix.png")
+    assert (tmp_path / "mix.png").read_bytes() == _shown(page, "#mix")
+
+
 def test_a_photo_uploaded_for_projection_converges_to_what_project_writes(page, tmp_path):
+    from skimage.data import astronaut  # a photo scikit-image ships: Eileen Collins
+
     photo = tmp_path / "photo.png"
-    rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(astronaut()[20:240, 150:370]).save(photo)  # her face
     page.set_input_files("#photo", str(photo))
     page.fill("#project-steps", "40")
     page.select_option("#project-space", "w+")
@@ -156,8 +168,8 @@ def test_a_photo_uploaded_for_projection_converges_to_what_project_writes(page, 
     assert "--space w+" in command and "--steps 40" in command
     run_printed(page.inner_text("#project-command").replace("photo.png", str(photo)),
                 tmp_path / "projection")
-    assert (tmp_path / "projection" / "projected.png").read_bytes() == _shown(page,
-                                                                               "#projected")
+    for name, image in (("projected.png", "#projected"), ("target.png", "#target")):
+        assert (tmp_path / "projection" / name).read_bytes() == _shown(page, image), name
     page.click("#project-use")  # the found latent starts the interpolation
     page.wait_for_selector('#walk[data-url*="a=projection"]')
     _screenshot(page, "explore-projection.png", tmp_path)

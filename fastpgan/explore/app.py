@@ -18,6 +18,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from fastpgan.explore.session import Explorer, Look, Picture
+from fastpgan.generate.project import PROJECTION_PICTURES
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -89,8 +90,9 @@ def create_app(explorer: Explorer) -> Starlette:
       (an end may be ``projection:N``);
     - ``/api/mix.png?row=1&col=4&layers=middle``;
     - ``POST /api/project?steps=200&space=w`` with the photo as the body, then
-      ``/api/project/N`` (progress), ``/api/project/N/frame.png``,
-      ``/api/project/N/projected.png`` and ``/api/project/N/projection.gif``.
+      ``/api/project/N`` (progress), ``/api/project/N/frame.png`` (the search's latest
+      image), and what ``fastpgan project`` writes: ``/api/project/N/target.png``,
+      ``projected.png`` and ``projection.gif``.
 
     Each picture takes psi, cutoff, noise and class, carries the command line that writes
     it in ``X-Fastpgan-Command``, and with ``download=1`` comes as a file. A bad request
@@ -212,10 +214,8 @@ def create_app(explorer: Explorer) -> Starlette:
         Route("/api/project", start_projection, methods=["POST"]),
         Route("/api/project/{name}", projection_progress),
         Route("/api/project/{name}/frame.png", projection_frame),
-        Route("/api/project/{name}/projected.png",
-              picture_route("projected", projection_picture("projected.png"))),
-        Route("/api/project/{name}/projection.gif",
-              picture_route("projection.gif", projection_picture("projection.gif"))),
+        *[Route(f"/api/project/{{name}}/{which}", picture_route(which, projection_picture(which)))
+          for which in PROJECTION_PICTURES],
     ]
     return Starlette(routes=routes)
 

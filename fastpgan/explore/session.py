@@ -20,12 +20,11 @@ from torch import Tensor
 from fastpgan.generate import commands, parse_seeds
 from fastpgan.generate.latents import SEED_MAX
 from fastpgan.generate.project import (
+    PROJECTION_PICTURES,
     Projection,
     load_target,
     project,
     projection_space,
-    save_projected,
-    save_search,
 )
 from fastpgan.models import GrowthStage
 from fastpgan.models.sampling import (
@@ -346,15 +345,13 @@ class Explorer:
                              "--out", "projection")
 
     def projection_picture(self, name: str, which: str) -> Picture:
-        """The projection's "projected.png" or its search, "projection.gif", as ``fastpgan
-        project`` writes them."""
+        """One of the pictures ``fastpgan project`` writes (target.png, projected.png,
+        projection.gif), as it writes it."""
         result = self._projected(name)
+        if which not in PROJECTION_PICTURES:
+            raise ValueError(f"a projection's pictures are {', '.join(PROJECTION_PICTURES)}, "
+                             f"not {which}")
         buffer = io.BytesIO()
-        if which == "projected.png":
-            save_projected(result, buffer)
-        elif which == "projection.gif":
-            save_search(result, buffer)
-        else:
-            raise ValueError(f"a projection has projected.png and projection.gif, not {which}")
+        PROJECTION_PICTURES[which](result, buffer)
         return Picture(buffer.getvalue(), "image/" + which[-3:], which,
                        self.projection_command(name, "photo.png"))

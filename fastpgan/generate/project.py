@@ -220,17 +220,29 @@ PICTURE_SIZE = 256
 """A projection's pictures are nearest-upscaled to at least this many pixels a side."""
 
 
+def save_target(projection: Projection, out: str | os.PathLike | BinaryIO) -> Path | BinaryIO:
+    """The target as the generator sees it (cropped, resized) as a PNG (target.png)."""
+    return save_grid(projection.target, out, upscale_to=PICTURE_SIZE)
+
+
 def save_projected(projection: Projection, out: str | os.PathLike | BinaryIO) -> Path | BinaryIO:
-    """The projection's image as a PNG (projected.png), to a path or a binary file."""
+    """The projection's image as a PNG (projected.png)."""
     return save_grid(projection.image, out, upscale_to=PICTURE_SIZE)
 
 
 def save_search(projection: Projection, out: str | os.PathLike | BinaryIO) -> Path | BinaryIO:
     """The search as a looping GIF (projection.gif): the target beside the best start's
-    image along the way, to a path or a binary file."""
+    image along the way."""
     return save_animation([torch.cat([projection.target, frame])
                            for frame in projection.frames], out, columns=2,
                           upscale_to=2 * PICTURE_SIZE)
+
+
+PROJECTION_PICTURES: dict[str, Callable[[Projection, str | os.PathLike | BinaryIO],
+                                        Path | BinaryIO]] = {
+    "target.png": save_target, "projected.png": save_projected, "projection.gif": save_search}
+"""The pictures of a projection ``fastpgan project`` writes, by file name, each saved to a
+path or a binary file."""
 
 
 def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path]:
@@ -243,10 +255,9 @@ def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = [save_grid(projection.target, out / "target.png", upscale_to=PICTURE_SIZE),
-             save_projected(projection, out / "projected.png"),
-             save_grid(torch.cat([projection.target, projection.image]), out / "compare.png",
-                       columns=2, upscale_to=2 * PICTURE_SIZE)]
+    files = [save(projection, out / name) for name, save in PROJECTION_PICTURES.items()]
+    files.append(save_grid(torch.cat([projection.target, projection.image]),
+                           out / "compare.png", columns=2, upscale_to=2 * PICTURE_SIZE))
     np.save(out / "latent.npy", projection.latent.numpy())
     final = projection.losses[-1] if projection.losses else None
     (out / "latent.json").write_text(json.dumps({
@@ -255,7 +266,6 @@ def save_projection(projection: Projection, out: str | os.PathLike) -> list[Path
         "pixel_mse": float((projection.image - projection.target).square().mean()),
     }, indent=1), encoding="utf-8")
     files += [out / "latent.npy", out / "latent.json"]
-    files.append(save_search(projection, out / "projection.gif"))
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(range(1, len(projection.losses) + 1), projection.losses)
     axis.set_yscale("log")
