@@ -36,6 +36,21 @@ def stub_inception(tmp_path):
     return path
 
 
+@pytest.fixture
+def stub_nvlabs_inception(tmp_path):
+    """A TorchScript file in NVlabs' Inception format (uint8 in; features or class
+    probabilities out)."""
+    import warnings
+
+    from helpers import StubNVlabsInception
+
+    path = tmp_path / "stub-nvlabs-inception.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(StubNVlabsInception()).save(str(path))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def fresh_seed() -> int:
     """A new random seed per test, printed so a failure can be replayed."""

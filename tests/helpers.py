@@ -82,6 +82,32 @@ class StubInception(torch.nn.Module):
 
 
 
+class StubNVlabsInception(torch.nn.Module):
+    """Stands in for NVlabs' inception-2015-12-05.pt: uint8 RGB images of any size ->
+    2048 features (``return_features``) or 1008 class probabilities, the output layer's
+    bias left out with ``no_output_bias``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.project = torch.nn.Linear(3 * 4 * 4, 2048)
+        self.classify = torch.nn.Linear(2048, 1008)
+        torch.nn.init.normal_(self.classify.bias, std=10.0)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
+                no_output_bias: bool = False) -> torch.Tensor:
+        if img.dtype != torch.uint8 or img.shape[1] != 3:
+            raise ValueError("NVlabs' Inception takes uint8 RGB images")
+        pooled = torch.nn.functional.adaptive_avg_pool2d(img.float() / 255, 4).flatten(1)
+        features = torch.tanh(self.project(pooled))
+        if return_features:
+            return features
+        logits = torch.nn.functional.linear(features, self.classify.weight) * 60
+        if not no_output_bias:
+            logits = logits + self.classify.bias
+        return logits.softmax(1)
+
+
 def third_order(fn, x: torch.Tensor) -> list[torch.Tensor]:
     """The gradient of tanh(fn(x)).sum(), of its squared norm, and of the cubed second
     gradient, each with respect to x: first, second and third derivatives of fn."""

