@@ -18,7 +18,8 @@ from fastpgan.models import ProGANGenerator, StyleGAN2Generator, StyleGANGenerat
 from fastpgan.runs.checkpoint import Checkpoint
 
 starlette = pytest.importorskip("starlette", reason="the explore extra is not installed")
-from fastpgan.explore.app import LatestOnly, Superseded, create_app  # noqa: E402
+from fastpgan.explore.app import LatestOnly, create_app  # noqa: E402
+from fastpgan.explore.session import Superseded  # noqa: E402
 
 LOOKS = {"plain": Look(), "truncated": Look(truncation=0.6, cutoff=2, noise_mode="none")}
 
@@ -268,7 +269,7 @@ def test_a_waiting_request_is_dropped_when_a_newer_one_of_its_kind_arrives():
 
     def call(name: str) -> None:
         try:
-            results[name] = gate.run("grid", lambda: rendered.append(name) or name)
+            results[name] = gate.run("grid", lambda wanted: rendered.append(name) or name)
         except Superseded:
             results[name] = "dropped"
 
@@ -286,7 +287,22 @@ def test_a_waiting_request_is_dropped_when_a_newer_one_of_its_kind_arrives():
     older.join()
     newer.join()
     assert results == {"older": "dropped", "newer": "newer"} and rendered == ["newer"]
-    assert gate.run("mix", lambda: "alone") == "alone", "other kinds are not dropped"
+    assert gate.run("mix", lambda wanted: "alone") == "alone", "other kinds are not dropped"
+
+
+def test_a_grid_being_rendered_stops_between_batches_once_a_newer_one_is_asked_for(models):
+    """256 seeds render in 8 batches of 32; the newer request arrives during the first."""
+    explorer = Explorer(models["stylegan2"])
+    asked = []
+
+    def wanted() -> bool:
+        asked.append(True)
+        return len(asked) < 2  # true after the first batch, false after the second
+
+    with pytest.raises(Superseded):
+        explorer.grid("0-255", Look(), wanted)
+    assert len(asked) == 2, "it stopped at the second batch, not after all 8"
+    assert explorer.grid("0-255", Look()).data, "and nothing half-made was kept"
 
 
 def test_explore_says_what_is_wrong_before_serving(models, tmp_path, capsys, monkeypatch):

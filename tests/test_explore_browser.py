@@ -112,12 +112,14 @@ def test_truncation_control_renders_what_generate_writes(page, tmp_path):
     page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.1)  # seed 2
     page.wait_for_selector("#enlarged[data-url]")
     assert (tmp_path / "g" / "seed0002.png").read_bytes() == _shown(page, "#enlarged")
+    page.click("#use-to")  # the chosen sample ends the interpolation
+    assert page.input_value("#walk-b") == "2"
     _screenshot(page, "explore-samples.png", tmp_path)
 
 
 def test_interpolation_slider_shows_the_walk_interpolate_writes(page, tmp_path):
     page.fill("#walk-a", "3")
-    page.fill("#walk-b", "11")
+    assert page.input_value("#walk-b") == "2"
     page.fill("#walk-steps", "6")
     page.select_option("#walk-space", "w")
     page.click("#walk-run")
@@ -129,6 +131,7 @@ def test_interpolation_slider_shows_the_walk_interpolate_writes(page, tmp_path):
     _wait_for(page, "walk", "frame", "4")
     shown = _shown(page, "#walk")
     assert shown != first
+    assert "--seeds 3,2" in page.inner_text("#walk-command")
     run_printed(page.inner_text("#walk-command"), tmp_path / "walk.gif")
     strip = _pixels((tmp_path / "walk.png").read_bytes())  # all 12 frames, upscaled
     size = _pixels(shown).shape[0]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from fastpgan.explore.session import Explorer, Look, Picture
+from fastpgan.explore.session import Explorer, Look, Picture, Superseded
 from fastpgan.generate.project import PROJECTION_PICTURES
 
 if TYPE_CHECKING:
@@ -33,27 +33,29 @@ class UploadTooLargeError(ValueError):
     """An upload over MAX_UPLOAD_BYTES."""
 
 
-class Superseded(Exception):  # noqa: N818 (not an error: a newer request took its place)
-    """A request dropped because a newer one of its kind arrived while it waited."""
-
-
 class LatestOnly:
-    """Runs one rendering at a time; a call still waiting when a newer call of the same
-    channel arrives is dropped (:class:`Superseded`) instead of rendering."""
+    """Runs one rendering at a time; a call of a channel is dropped (:class:`Superseded`)
+    when a newer call of the same channel arrives while it waits, or while it renders
+    where the rendering asks (between batches of a grid)."""
 
     def __init__(self, lock: threading.Lock) -> None:
         self.lock = lock
         self._tickets = itertools.count()
         self._latest: dict[str, int] = {}
 
-    def run(self, channel: str, render: Callable[[], Picture]) -> Picture:
-        """``render()`` under the lock, unless a newer call of ``channel`` came first."""
+    def run(self, channel: str, render: Callable[[Callable[[], bool]], Picture]) -> Picture:
+        """``render(wanted)`` under the lock, unless a newer call of ``channel`` came
+        first; ``wanted()`` says whether it is still the newest."""
         ticket = next(self._tickets)
         self._latest[channel] = ticket
+
+        def wanted() -> bool:
+            return self._latest[channel] == ticket
+
         with self.lock:
-            if self._latest[channel] != ticket:
+            if not wanted():
                 raise Superseded
-            return render()
+            return render(wanted)
 
 
 def _look(request: Request) -> Look:
@@ -114,7 +116,8 @@ def create_app(explorer: Explorer) -> Starlette:
     def refuse(exc: Exception, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=status)
 
-    def picture_route(channel: str, make: Callable[[Request], Callable[[], Picture]]):
+    def picture_route(channel: str,
+                      make: Callable[[Request], Callable[[Callable[[], bool]], Picture]]):
         async def endpoint(request: Request) -> Response:
             try:
                 render = make(request)
@@ -134,33 +137,33 @@ def create_app(explorer: Explorer) -> Starlette:
 
     def grid(request: Request):
         seeds, look = request.query_params.get("seeds", "0-15"), _look(request)
-        return lambda: explorer.grid(seeds, look)
+        return lambda wanted: explorer.grid(seeds, look, wanted)
 
     def sample(request: Request):
         q = request.query_params
         seeds, index = q.get("seeds", "0-15"), _number(q.get("index", "0"), "index", int)
         look = _look(request)
-        return lambda: explorer.sample(seeds, index, look)
+        return lambda wanted: explorer.sample(seeds, index, look, wanted)
 
     def walk_png(request: Request):
         arguments = walk_arguments(request)
         frame = _number(request.query_params.get("frame", "0"), "frame", int)
-        return lambda: explorer.walk_frame(*arguments, frame)
+        return lambda wanted: explorer.walk_frame(*arguments, frame)
 
     def walk_gif(request: Request):
         arguments = walk_arguments(request)
-        return lambda: explorer.walk_gif(*arguments)
+        return lambda wanted: explorer.walk_gif(*arguments)
 
     def mix(request: Request):
         q = request.query_params
         row, col = (_number(q.get(k, "0"), k, int) for k in ("row", "col"))
         layers, look = q.get("layers", "middle"), _look(request)
-        return lambda: explorer.style_mix(row, col, layers, look)
+        return lambda wanted: explorer.style_mix(row, col, layers, look)
 
     def projection_picture(which: str):
         def make(request: Request):
             name = request.path_params["name"]
-            return lambda: explorer.projection_picture(name, which)
+            return lambda wanted: explorer.projection_picture(name, which)
         return make
 
     async def page(request: Request) -> Response:

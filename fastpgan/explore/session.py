@@ -104,6 +104,10 @@ class ProjectionJob:
         return self.result is not None or self.error is not None
 
 
+class Superseded(Exception):  # noqa: N818 (not an error: a newer request took its place)
+    """A rendering given up because a newer request of its kind arrived."""
+
+
 class ProjectionCancelledError(Exception):
     """Raised inside a projection whose job was cancelled (a newer upload replaced it)."""
 
@@ -179,28 +183,39 @@ class Explorer:
         self._cache.move_to_end(key)
         return self._cache[key]
 
-    def _grid_images(self, seeds: list[int], look: Look) -> Tensor:
+    def _grid_images(self, seeds: list[int], look: Look, wanted: Callable[[], bool]) -> Tensor:
         if len(seeds) > MAX_GRID_SEEDS:
             raise ValueError(f"a grid shows at most {MAX_GRID_SEEDS} seeds, got {len(seeds)}: "
                              f"ask for fewer")
         rendering = self._rendering(look)
-        return self._cached(("grid", tuple(seeds), look), lambda: torch.cat(
-            [images for _, images in commands.image_chunks(self.G, seeds, **rendering)]))
 
-    def grid(self, seeds: str, look: Look) -> Picture:
-        """The seeds' grid, as ``fastpgan generate`` writes grid.png."""
+        def make() -> Tensor:
+            chunks = []
+            for _, images in commands.image_chunks(self.G, seeds, **rendering):
+                if not wanted():  # a newer grid was asked for: give up between batches
+                    raise Superseded
+                chunks.append(images)
+            return torch.cat(chunks)
+
+        return self._cached(("grid", tuple(seeds), look), make)
+
+    def grid(self, seeds: str, look: Look, wanted: Callable[[], bool] = lambda: True
+             ) -> Picture:
+        """The seeds' grid, as ``fastpgan generate`` writes grid.png; rendering stops
+        between batches (:class:`Superseded`) once ``wanted()`` is false."""
         parsed = parse_seeds(seeds)
-        images = self._grid_images(parsed, look)
+        images = self._grid_images(parsed, look, wanted)
         return Picture(_png(images, upscale_to=commands.GRID_WIDTH), "image/png", "grid.png",
                        self._command("generate", look, "--seeds", seed_range(parsed)))
 
-    def sample(self, seeds: str, index: int, look: Look) -> Picture:
+    def sample(self, seeds: str, index: int, look: Look,
+               wanted: Callable[[], bool] = lambda: True) -> Picture:
         """The grid's image ``index`` alone, as ``fastpgan generate`` writes seedN.png for
         the same seeds (rendered in the same batches, so equal to the last bit)."""
         parsed = parse_seeds(seeds)
         if not 0 <= index < len(parsed):
             raise ValueError(f"the grid has {len(parsed)} images, not an image {index}")
-        image = self._grid_images(parsed, look)[index:index + 1]
+        image = self._grid_images(parsed, look, wanted)[index:index + 1]
         name = f"seed{parsed[index]:04d}.png"
         return Picture(_png(image, columns=1), "image/png", name,
                        self._command("generate", look, "--seeds", seed_range(parsed)))
