@@ -322,3 +322,23 @@ def test_explore_says_what_is_wrong_before_serving(models, tmp_path, capsys, mon
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # the explore extra not installed
     assert main(["explore", str(models["stylegan2"]), "--device", "cpu"]) == 2
     assert 'pip install -e ".[explore]"' in capsys.readouterr().err
+
+
+def test_a_published_conditional_pickle_is_explored_with_nvlabs_seeding(tmp_path,
+                                                                        nvlabs_modules):
+    """A renamed NVlabs snapshot (read without running it): seeds become z as NVlabs'
+    scripts draw them, and the printed command, run on the same file, writes the same
+    bytes."""
+    from published_formats import nvlabs_snapshot
+
+    nvlabs_snapshot(tmp_path / "renamed.bin", nvlabs_modules, tmp_path / "marker", c_dim=3)
+    explorer = Explorer(tmp_path / "renamed.bin")
+    assert explorer.seed_rng == "numpy" and explorer.info()["classes"] == 3
+    look = Look(truncation=0.7, class_index=2)
+    grid = explorer.grid("5-8", look)
+    assert "--class 2" in grid.command
+    run_printed(grid.command, tmp_path / "g")
+    assert (tmp_path / "g" / "grid.png").read_bytes() == grid.data
+    assert not (tmp_path / "marker").exists(), "nothing in the pickle ran"
+    with pytest.raises(ValueError, match="conditional \\(3 classes\\): give --class"):
+        explorer.grid("0-3", Look())
