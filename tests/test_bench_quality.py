@@ -25,7 +25,7 @@ def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path)
     command = [sys.executable, str(ROOT / "bench" / "quality.py"), "--smoke", "--work",
                str(tmp_path / "w"), "--results", str(results)]
     first = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "| smoke-ada | half-life 10 kimg, ramp-up 0.05 | 1 |" in first.stdout
+    assert "| smoke-ada | half-life 10 kimg, ramp-up 0.5 | 1 |" in first.stdout
     assert "| SWD x 1e3 | SWD x 1e3 raw G |" in first.stdout
     (row,) = [json.loads(line) for line in results.open()]
     assert row["kimg"] == 0.048 and row["train_cpu_s"] > 0 and "resumed_at_kimg" not in row

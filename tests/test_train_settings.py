@@ -38,7 +38,7 @@ def test_every_architecture_ships_an_ema_with_a_half_life_and_a_rampup(arch):
     def config(*argv):
         return config_from_args(build_parser().parse_args(["--arch", arch, *argv]))
 
-    assert (config().ema_kimg, config().ema_rampup) == (10, 0.05)
+    assert (config().ema_kimg, config().ema_rampup) == (10, 0.002)
     assert (config("--ema-kimg", "2", "--ema-rampup", "none").ema_kimg,
             config("--ema-rampup", "none").ema_rampup) == (2, None)
     paper = config("--ema-decay", "0.999")
@@ -54,7 +54,7 @@ def test_stylegan2_cli_defaults_are_nvlabs():
         return config_from_args(build_parser().parse_args(["--arch", "stylegan2", *argv]))
 
     c = config("--data", "x")
-    assert (c.loss, c.ema_kimg, c.ema_rampup, c.fmap_base) == ("logistic-r1", 10, 0.05, 16384)
+    assert (c.loss, c.ema_kimg, c.ema_rampup, c.fmap_base) == ("logistic-r1", 10, 0.002, 16384)
     assert (c.pl_weight, c.pl_interval, c.conv_clamp, c.mapping_layers) == (2.0, 4, 256, 8)
     assert config("--conv-clamp", "none").conv_clamp is None
     c = config("--loss", "wgan-gp", "--ema-kimg", "2", "--fmap-base", "512", "--pl-weight", "0")

@@ -173,8 +173,8 @@ def build_parser() -> Parser:
                         "kimg (default 10, NVlabs')")
     p.add_argument("--ema-rampup", type=choice_or(("none",), real(0, above=True)),
                    help="the half-life at most this times the images shown so far, so that "
-                        "a short run's average is not stuck in its early phases (default "
-                        "0.05, NVlabs'; none: off)")
+                        "a short run's average does not lag its generator (default 0.002, "
+                        "measured; NVlabs' is 0.05; none: off)")
     p.add_argument("--ema-decay", type=real(0),
                    help="the ProGAN paper's moving average instead: this decay a minibatch "
                         "(the paper's 0.999), after a warm-up of min(decay, (1+t)/(10+t))")
