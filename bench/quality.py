@@ -131,7 +131,8 @@ def scores(out: Path, against: list[str], num: int, metrics: str,
     """``fastpgan metrics`` of a finished run against the ``--data`` option ``against``:
     its shipped generator, or with ``raw`` its training generator G (keys prefixed
     "raw_")."""
-    file = out / ("raw-metrics.json" if raw else "metrics.json")
+    file = out / f"{'raw-' if raw else ''}metrics-{metrics.replace(',', '-')}.json"  # never
+    # the file of a full measurement that a later, partial one would overwrite
     run([sys.executable, "-m", "fastpgan.cli.main", "metrics", str(out),
          *(["--raw"] if raw else []), "--metrics", metrics, "--num", str(num), "--device",
          "cpu", "--seed", "0", "--out", str(file), *against])
