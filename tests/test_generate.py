@@ -332,13 +332,14 @@ def test_truncation_cutoff_truncates_only_the_first_style_inputs(tmp_path, cls):
 
 
 def test_projection_in_w_plus_has_a_style_per_input_and_recovers_the_target(tmp_path):
-    """Stated threshold as the w projection's: under 2% of the mean MSE between the target
-    and 8 other seeds' images."""
+    """Stated threshold and step count as the w projection's: under 2% of the mean MSE
+    between the target and 8 other seeds' images after 600 steps (over 12 random networks,
+    300 steps left up to 1.9%, too close to the bound; 600 steps at most 1.0%)."""
     G = _small(StyleGANGenerator)
     with torch.no_grad():
         images = G(seed_latents(list(range(100, 109)), 32))
     target, others = images[:1], images[1:]
-    result = project(G, target, steps=300, space="w+", seed=1, progress=False)
+    result = project(G, target, steps=600, space="w+", seed=1, progress=False)
     assert result.space == "w+" and result.latent.shape == (G.num_layers, G.w_dim)
     assert not torch.allclose(result.latent[0], result.latent[-1]), "a style per input"
     error = (result.image - target).square().mean().item()
