@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from quality import summarize, table  # noqa: E402
 from quality_data import IDX_LIMIT, metrics_data, read_idx, write_classes  # noqa: E402
 
 
@@ -40,6 +41,14 @@ def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path)
     assert "raw generator of smoke-ada seed 0 measured (swd)" in completed.stdout
     (row_again,) = [json.loads(line) for line in results.open()]
     assert row_again == row
+
+
+def test_the_table_gives_each_seeds_shipped_minus_raw_fid():
+    rows = [{"recipe": "r", "ema": "e", "seed": 0, "fid": 10.0, "raw_fid": 12.5},
+            {"recipe": "r", "ema": "e", "seed": 1, "fid": 20.0, "raw_fid": 19.0},
+            {"recipe": "r", "ema": "e", "seed": 2, "fid": 30.0}]
+    line = table(summarize(rows)).splitlines()[-1]
+    assert line.startswith("| r | e | 3 | 20.0 ± 10.0 | 15.8 ± 4.6 | -2.5 / +1.0 |"), line
 
 
 def _idx(path: Path, header: bytes, payload: bytes) -> Path:
