@@ -146,6 +146,24 @@ def test_resume_with_other_settings_is_refused(faces, tmp_path):
         Trainer(tiny(faces, tmp_path / "run", latent_dim=16), resume="latest")
 
 
+def test_a_finished_run_trains_on_with_a_larger_total_as_if_planned(faces, tmp_path):
+    """--total-kimg may grow between sessions (it lengthens the last stabilization): the
+    finished 72-image run continued to 96 ends as a run planned for 96 from the start; a
+    total below what a checkpoint has shown is refused."""
+    straight = Trainer(tiny(faces, tmp_path / "a", total_kimg=0.096, swd_images=16))
+    straight.run()
+    Trainer(tiny(faces, tmp_path / "b", swd_images=16)).run()  # its end measures SWD
+    longer = Trainer(tiny(faces, tmp_path / "b", total_kimg=0.096, swd_images=16),
+                     resume="latest")
+    assert longer.shown == 72
+    longer.run()
+    a, b = training_weights(straight), training_weights(longer)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match=r"has shown 0\.096 kimg, past this run's end at "
+                                         r"0\.072 kimg"):
+        Trainer(tiny(faces, tmp_path / "b"), resume="latest")
+
+
 KILL_TRIALS = int(os.environ.get("FASTPGAN_KILL_TRIALS", "2"))  # one in a write, one anywhere
 
 

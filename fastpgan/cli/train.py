@@ -167,7 +167,8 @@ def build_parser() -> Parser:
     p.add_argument("--total-kimg", type=real(0, above=True),
                    help=f"lengthen the last stabilization so the run shows this many kimg "
                         f"({OFFICIAL_TOTAL_KIMG:g} with --batch official --resolution 1024; "
-                        f"{DEMO['total_kimg']:g} for the demo)")
+                        f"{DEMO['total_kimg']:g} for the demo); a larger one with --resume "
+                        f"latest trains a finished run on")
     p.add_argument("--ema-kimg", type=real(0, above=True),
                    help="the shipped generator's moving average: a half-life of this many "
                         "kimg (default 10, NVlabs')")

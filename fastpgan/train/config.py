@@ -21,10 +21,11 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 BATCH_NAMES = (*BATCH_SCHEDULES, "auto")
 """Named minibatch schedules; "auto" is the paper's in micro-batches that fit the GPU."""
 # Settings that must match to resume a run. The rest may change between sessions, the
-# minibatch included (e.g. a smaller one after running out of GPU memory).
+# minibatch included (e.g. a smaller one after running out of GPU memory), and the total
+# (it only lengthens the last stabilization, so a finished run can be trained on).
 NETWORK_KEYS = ("arch", "resolution", "latent_dim", "fmap_base", "fmap_max", "channels", "loss",
-                "fade_kimg", "stable_kimg", "total_kimg", "seed", "conv_clamp", "mapping_layers",
-                "cond", "classes")
+                "fade_kimg", "stable_kimg", "seed", "conv_clamp", "mapping_layers", "cond",
+                "classes")
 
 
 @dataclass

@@ -246,6 +246,11 @@ class Trainer:
         if differences:
             raise ValueError(f"cannot resume from {path}: the run's settings differ "
                              f"({'; '.join(differences)})")
+        if checkpoint.shown > self.phases[-1].end:
+            raise ValueError(f"cannot resume from {path}: it has shown "
+                             f"{checkpoint.shown / 1000:g} kimg, past this run's end at "
+                             f"{self.phases[-1].end / 1000:g} kimg (a --total-kimg of at least "
+                             f"{checkpoint.shown / 1000:g} trains on from it)")
         for net, state in ((self.G, checkpoint.G), (self.D, checkpoint.D),
                            (self.ema.model, checkpoint.G_ema)):
             try:
@@ -255,6 +260,11 @@ class Trainer:
         self.ema.updates = checkpoint.ema_updates
         self.objective.load_state_dict(checkpoint.objective)
         self.shown, self.phase_step = checkpoint.shown, checkpoint.phase_step
+        phase = phase_at(self.phases, self.shown)
+        if self.phase_step == 0 and phase is not None and self.shown > phase.start:
+            # written where the last phase ended, which a larger --total-kimg lengthened:
+            # the steps it took, so the data order and lazy penalties go on as planned
+            self.phase_step = -(-(self.shown - phase.start) // phase.batch)
         if checkpoint.opt_resolution is not None:
             self._optimizers(checkpoint.opt_resolution)
             self.opt_g.load_state_dict(checkpoint.opt_g)
