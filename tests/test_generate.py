@@ -68,7 +68,8 @@ def test_interpolation_frames_start_at_each_seed(tmp_path, mode):
             walk.seek(index)
             frame = np.asarray(walk.convert("RGB"), dtype=np.int16)
             with Image.open(tmp_path / "g" / f"seed{seed:04d}.png") as still:
-                assert np.array_equal(frame, np.asarray(still.convert("RGB"), np.int16))
+                # rendered in another batch, so float32 rounding may move a pixel a level
+                assert np.abs(frame - np.asarray(still.convert("RGB"), np.int16)).max() <= 1
     assert (tmp_path / "walk.png").exists()
 
 
