@@ -276,18 +276,36 @@ def test_a_waiting_request_is_dropped_when_a_newer_one_of_its_kind_arrives():
     gate.lock.acquire()  # a rendering in progress
     older = threading.Thread(target=call, args=("older",))
     older.start()
-    while "grid" not in gate._latest:  # the older request is waiting for the model
+    while ("grid", "") not in gate._latest:  # the older request is waiting for the model
         threading.Event().wait(0.001)
-    waiting = gate._latest["grid"]
+    waiting = gate._latest["grid", ""]
     newer = threading.Thread(target=call, args=("newer",))
     newer.start()
-    while gate._latest["grid"] == waiting:
+    while gate._latest["grid", ""] == waiting:
         threading.Event().wait(0.001)
     gate.lock.release()
     older.join()
     newer.join()
     assert results == {"older": "dropped", "newer": "newer"} and rendered == ["newer"]
     assert gate.run("mix", lambda wanted: "alone") == "alone", "other kinds are not dropped"
+
+
+def test_the_request_a_page_sent_last_is_the_one_rendered_whatever_order_they_arrive_in(
+        client):
+    """The page's requests travel over several connections: the one it sent second may
+    arrive first. By the page's order, the late first one is dropped and the second kept;
+    another page's requests are ordered apart."""
+    gate = LatestOnly(threading.Lock())
+    assert gate.run("grid", lambda wanted: "second", "page", 2) == "second"
+    with pytest.raises(Superseded):
+        gate.run("grid", lambda wanted: "first", "page", 1)
+    assert gate.run("grid", lambda wanted: "other", "another page", 1) == "other"
+    assert client.get("/api/grid.png", params={"seeds": "0-1", "client": "c",
+                                                "order": "5"}).status_code == 200
+    assert client.get("/api/grid.png", params={"seeds": "0-1", "client": "c",
+                                                "order": "4"}).status_code == 204
+    response = client.get("/api/grid.png", params={"seeds": "0-1", "order": "x"})
+    assert response.status_code == 400 and "order must be a number" in response.json()["error"]
 
 
 def test_a_grid_being_rendered_stops_between_batches_once_a_newer_one_is_asked_for(models):

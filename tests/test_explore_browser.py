@@ -61,6 +61,9 @@ def page(address):
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        # every wait is for a state of the page; the limit only ends a hung test on a
+        # loaded machine, where Playwright's 30 s can pass before a grid renders
+        page.set_default_timeout(600_000)
         page.goto(address)
         yield page
         browser.close()

@@ -36,21 +36,31 @@ class UploadTooLargeError(ValueError):
 class LatestOnly:
     """Runs one rendering at a time; a call of a channel is dropped (:class:`Superseded`)
     when a newer call of the same channel arrives while it waits, or while it renders
-    where the rendering asks (between batches of a grid)."""
+    where the rendering asks (between batches of a grid).
+
+    "Newer" is the page's own order where it gives one (``client`` and ``order``): its
+    requests travel over several connections and may reach the server in another order
+    than it sent them, and the one it sent last is the one it shows. Calls without an
+    order are ordered by arrival."""
 
     def __init__(self, lock: threading.Lock) -> None:
         self.lock = lock
-        self._tickets = itertools.count()
-        self._latest: dict[str, int] = {}
+        self._arrivals = itertools.count()
+        self._latest: dict[tuple[str, str], int] = {}
+        self._counting = threading.Lock()
 
-    def run(self, channel: str, render: Callable[[Callable[[], bool]], Picture]) -> Picture:
-        """``render(wanted)`` under the lock, unless a newer call of ``channel`` came
-        first; ``wanted()`` says whether it is still the newest."""
-        ticket = next(self._tickets)
-        self._latest[channel] = ticket
+    def run(self, channel: str, render: Callable[[Callable[[], bool]], Picture],
+            client: str = "", order: int | None = None) -> Picture:
+        """``render(wanted)`` under the lock, unless a newer call of ``channel`` (from the
+        same ``client``, by its ``order``) came first; ``wanted()`` says whether it is
+        still the newest."""
+        key = (channel, client)
+        with self._counting:
+            ticket = next(self._arrivals) if order is None else order
+            self._latest[key] = max(self._latest.get(key, ticket), ticket)
 
         def wanted() -> bool:
-            return self._latest[channel] == ticket
+            return self._latest[key] == ticket
 
         with self.lock:
             if not wanted():
@@ -121,7 +131,10 @@ def create_app(explorer: Explorer) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 render = make(request)
-                picture = await run_in_threadpool(gate.run, channel, render)
+                q = request.query_params
+                order = _number(q["order"], "order", int) if "order" in q else None
+                picture = await run_in_threadpool(gate.run, channel, render,
+                                                  q.get("client", ""), order)
             except Superseded:
                 return Response(status_code=204)
             except (ValueError, KeyError) as exc:
