@@ -19,10 +19,12 @@ GPU while it is timed). Their last lines go to env.txt, their rows to the summar
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,9 +187,11 @@ def train_commands() -> list[list[str]]:
 
 def run_commands() -> list[list[str]]:
     folder = Path(tempfile.mkdtemp(prefix="fastpgan-gpu-run-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # its checkpoints are large
     _synthetic_images(folder / "images", 64)
     size = ["--resolution", "8", "--fade-kimg", "0.02", "--stable-kimg", "0.02",
-            "--device", "cpu", "--batch", "4"] if DRY else [
+            "--device", "cpu", "--batch", "4", "--latent-dim", "16", "--fmap-base", "64",
+            "--fmap-max", "16"] if DRY else [
         "--resolution", "64", "--fade-kimg", "4", "--stable-kimg", "4", "--batch", "auto"]
     train = [PY, "-m", "fastpgan.cli.train", "--data", str(folder / "images"), "--out",
              str(folder / "run"), "--no-progress", "--swd-images", "0",
