@@ -7,9 +7,11 @@ with the paper's decay and with the half-life, to the last digit), and a seed's 
 differ by their averaging alone.
 
     python bench/ema_study.py [--recipe progan-none] [--seeds 0,1,2] [--num 1000]
-                              [--work runs/ema-study]
+                              [--kimg N] [--averages "NAME;NAME"] [--work runs/ema-study]
 
-Writes one row per seed and average (and one for the raw generator) to
+``--kimg`` trains the recipe longer (or shorter) than the benchmark does, its schedule
+otherwise the same, to see how the averages compare once the generator improves slowly.
+Writes one row per seed, run length and average (and one for the raw generator) to
 bench/results/ema_study.jsonl and prints each average's mean and spread over the seeds. A
 seed is run again only for averages it has no row for; its raw generator must then come out
 as before (training on the CPU is reproducible), or the study stops.
@@ -82,10 +84,13 @@ class SideBySide:
             average.follow(model)
 
 
-def study(recipe: str, seed: int, work: Path, num: int, names: list[str]) -> list[dict]:
-    """Trains the recipe at a seed with the named averages side by side; a row per average
-    and one for the raw generator."""
-    arguments = [*resolve(RECIPES[recipe], work), "--seed", str(seed), "--out",
+def study(recipe: str, seed: int, work: Path, num: int, names: list[str],
+          kimg: float | None = None) -> list[dict]:
+    """Trains the recipe at a seed (for ``kimg`` thousand images, else the recipe's
+    length) with the named averages side by side; a row per average and one for the raw
+    generator."""
+    length = [] if kimg is None else ["--total-kimg", f"{kimg:g}"]
+    arguments = [*resolve(RECIPES[recipe], work), *length, "--seed", str(seed), "--out",
                  str(work / f"{recipe}-seed{seed}"), "--overwrite"]
     trainer = Trainer(config_from_args(build_parser().parse_args(arguments)),
                       overwrite=True)
@@ -111,18 +116,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--recipe", default="progan-none", choices=sorted(RECIPES))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--num", type=int, default=1000, help="generated images per measurement")
+    p.add_argument("--kimg", type=float, default=None,
+                   help="images shown, in thousands (the recipe's length if not given)")
+    p.add_argument("--averages", default=";".join(AVERAGES),
+                   help="the averages to carry, their names separated by ';'")
     p.add_argument("--work", type=Path, default=Path("runs/ema-study"))
     p.add_argument("--results", type=Path,
                    default=ROOT / "bench" / "results" / "ema_study.jsonl")
     args = p.parse_args(argv)
+    names = args.averages.split(";")
+    unknown = [name for name in names if name not in AVERAGES]
+    if unknown:
+        p.error(f"--averages: no average named {', '.join(map(repr, unknown))}; the names "
+                f"are {'; '.join(AVERAGES)}")
+    kimg = args.kimg if args.kimg is not None else recipe_kimg(args.recipe)
     rows = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
+    same_run = [r for r in rows if r["recipe"] == args.recipe and r["kimg"] == kimg]
     for seed in (int(s) for s in args.seeds.split(",")):
-        done = [r for r in rows if r["recipe"] == args.recipe and r["seed"] == seed]
-        missing = [name for name in AVERAGES if name not in {r["average"] for r in done}]
+        done = [r for r in same_run if r["seed"] == seed]
+        missing = [name for name in names if name not in {r["average"] for r in done}]
         if not missing:
             continue
-        new = study(args.recipe, seed, args.work, args.num, missing)
+        new = study(args.recipe, seed, args.work, args.num, missing, args.kimg)
         raw_before = [r["fid"] for r in done if r["average"] == "raw G" and r["num"] == args.num]
         if raw_before and raw_before[0] != new[-1]["fid"]:
             sys.exit(f"ema_study: seed {seed} did not reproduce its raw generator (FID "
@@ -131,14 +147,21 @@ def main(argv: list[str] | None = None) -> None:
         new = new if not raw_before else new[:-1]
         with args.results.open("a") as f:
             f.writelines(json.dumps(row) + "\n" for row in new)
-        rows += new
+        same_run += new
+    print(f"{args.recipe} at {kimg:g} kimg:")
     for name in [*AVERAGES, "raw G"]:
-        fids = [r["fid"] for r in rows if r["recipe"] == args.recipe and r["average"] == name]
+        fids = [r["fid"] for r in same_run if r["average"] == name]
         if not fids:
             continue
         spread = statistics.stdev(fids) if len(fids) > 1 else 0.0
         print(f"{name:48s} FID {statistics.mean(fids):7.1f} ± {spread:5.1f} "
               f"({len(fids)} seeds)", file=sys.stdout)
+
+
+def recipe_kimg(recipe: str) -> float:
+    """The images a benchmark recipe shows, in thousands (its --total-kimg)."""
+    arguments = RECIPES[recipe]
+    return float(arguments[arguments.index("--total-kimg") + 1])
 
 
 if __name__ == "__main__":

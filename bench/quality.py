@@ -181,14 +181,19 @@ SUMMARIZED = ("fid", "raw_fid", "kid", "raw_kid", "swd", "raw_swd", "train_cpu_s
 def summarize(rows: list[dict]) -> list[dict]:
     """Each recipe's (and moving average's) mean and spread of every number measured, over
     its seeds (CPU time only over runs trained in one go), and each seed's shipped minus
-    raw FID: the paired figure a shipped-never-worse claim rests on, since the seed-to-seed
-    spread of either FID is far larger than their gap."""
+    raw FID with their mean and standard error: the paired figure a shipped-never-worse
+    claim rests on, since the seed-to-seed spread of either FID is far larger than their
+    gap."""
     summary = []
     for recipe, ema in dict.fromkeys((r["recipe"], r.get("ema")) for r in rows):
         runs = [r for r in rows if r["recipe"] == recipe and r.get("ema") == ema]
         line = {"recipe": recipe, "ema": ema, "seeds": [r["seed"] for r in runs],
                 "fid_gaps": [(r["seed"], r["fid"] - r["raw_fid"]) for r in runs
                              if "fid" in r and "raw_fid" in r]}
+        gaps = [gap for _, gap in line["fid_gaps"]]
+        if len(gaps) > 1:
+            line["fid_gap"] = statistics.mean(gaps)
+            line["fid_gap_se"] = statistics.stdev(gaps) / math.sqrt(len(gaps))
         for key in SUMMARIZED:
             values = [_number(r[key]) for r in runs
                       if key in r and not (key == "train_cpu_s" and "resumed_at_kimg" in r)]
@@ -217,15 +222,16 @@ def table(summary: list[dict]) -> str:
     """The summary as a Markdown table: mean ± spread over the seeds."""
     shown = [c for c in METRIC_COLUMNS if any(c[0] in s for s in summary)]
     lines = ["| recipe | moving average | seeds | " + " | ".join(h for _, h, _ in shown)
-             + " | FID minus raw, per seed | CPU min / run |",
-             "|---|---|---|" + "---|" * len(shown) + "---|---|"]
+             + " | FID minus raw, mean ± s.e. | FID minus raw, per seed | CPU min / run |",
+             "|---|---|---|" + "---|" * len(shown) + "---|---|---|"]
     for s in summary:
         cells = [f"{k * s[key]:.1f} ± {k * s[f'{key}_spread']:.1f}" if key in s else "-"
                  for key, _, k in shown]
+        gap = f"{s['fid_gap']:+.1f} ± {s['fid_gap_se']:.1f}" if "fid_gap" in s else "-"
         gaps = " / ".join(f"{gap:+.1f}" for _, gap in s["fid_gaps"]) or "-"
         cpu = f"{s['train_cpu_s'] / 60:.1f}" if "train_cpu_s" in s else "-"
         lines.append(f"| {s['recipe']} | {s['ema'] or '-'} | {len(s['seeds'])} | "
-                     + " | ".join(cells) + f" | {gaps} | {cpu} |")
+                     + " | ".join(cells) + f" | {gap} | {gaps} | {cpu} |")
     return "\n".join(lines)
 
 

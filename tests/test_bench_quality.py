@@ -44,11 +44,17 @@ def test_quality_benchmark_smoke_trains_measures_resumes_and_tabulates(tmp_path)
 
 
 def test_the_table_gives_each_seeds_shipped_minus_raw_fid():
-    rows = [{"recipe": "r", "ema": "e", "seed": 0, "fid": 10.0, "raw_fid": 12.5},
+    """Gaps -3 and +1: mean -1, standard deviation 2 sqrt(2), standard error 2; one seed
+    has no standard error."""
+    rows = [{"recipe": "r", "ema": "e", "seed": 0, "fid": 10.0, "raw_fid": 13.0},
             {"recipe": "r", "ema": "e", "seed": 1, "fid": 20.0, "raw_fid": 19.0},
             {"recipe": "r", "ema": "e", "seed": 2, "fid": 30.0}]
     line = table(summarize(rows)).splitlines()[-1]
-    assert line.startswith("| r | e | 3 | 20.0 ± 10.0 | 15.8 ± 4.6 | -2.5 / +1.0 |"), line
+    line = line.split(" | ")
+    assert line[:7] == ["| r", "e", "3", "20.0 ± 10.0", "16.0 ± 4.2", "-1.0 ± 2.0",
+                        "-3.0 / +1.0"], line
+    alone = table(summarize(rows[:1])).splitlines()[-1]
+    assert alone.startswith("| r | e | 1 | 10.0 ± 0.0 | 13.0 ± 0.0 | - | -3.0 |"), alone
 
 
 def _idx(path: Path, header: bytes, payload: bytes) -> Path:
@@ -103,3 +109,16 @@ def test_averages_side_by_side_follow_the_run_as_the_shipped_one_does(faces, tmp
     shipped = trainer.ema.model.state_dict()
     assert all(torch.equal(v, same.model.state_dict()[k]) for k, v in shipped.items())
     assert not all(torch.equal(v, phase.model.state_dict()[k]) for k, v in shipped.items())
+
+
+def test_ema_study_names_the_averages_when_asked_for_an_unknown_one(capsys):
+    """bench/ema_study.py --averages: a name it does not carry stops it before any training,
+    with the names it does carry."""
+    from ema_study import AVERAGES, main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--averages", "half-life 10 kimg, ramp-up 0.002;ramp-up 0.003"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "no average named 'ramp-up 0.003'" in error
+    assert all(name in error for name in AVERAGES)
