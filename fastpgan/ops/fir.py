@@ -195,15 +195,16 @@ def fir_resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: b
         return _reference(x, weight, bias, up=up, taps=taps, weight_gain=weight_gain,
                           epilogue=epilogue)
     taps = list(taps)
-    kernel = derived_weight(x, weight, ("fir", up, float(weight_gain), *taps),
+    kernel = derived_weight(x, weight, ("fir", up, float(weight_gain), x.dtype, *taps),
                             lambda: torch.ops.fastpgan.fir_kernel(weight, taps, up,
-                                                                   float(weight_gain)))
+                                                                   float(weight_gain))
+                            .to(x.dtype))
     padding = weight.shape[-1] // 2 + len(taps) // 2 - 1
     conv = F.conv_transpose2d if up else F.conv2d
     if epilogue.is_identity:
-        return conv(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype),
-                    stride=2, padding=padding)
-    h = conv(x, kernel.to(x.dtype), None, stride=2, padding=padding)
+        return conv(x, kernel, None if bias is None else bias.to(x.dtype), stride=2,
+                    padding=padding)
+    h = conv(x, kernel, None, stride=2, padding=padding)
     return apply_epilogue(h, bias, epilogue, backend=backend, op=op)
 
 

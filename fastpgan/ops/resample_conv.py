@@ -117,7 +117,7 @@ def resample_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, up: bool,
     _validate(op, x, weight, bias, weight_gain, epilogue, up=up)
     if not use_fused(op, x, backend):
         return _reference(x, weight, bias, up=up, weight_gain=weight_gain, epilogue=epilogue)
-    kernel = _stride2_kernel(x, weight, up, float(weight_gain)).to(x.dtype)
+    kernel = _stride2_kernel(x, weight, up, float(weight_gain))
     conv = F.conv_transpose2d if up else F.conv2d
     padding = weight.shape[-1] // 2
     if epilogue.is_identity:
@@ -156,10 +156,11 @@ def frozen_weights() -> Iterator[None]:
 
 
 def _stride2_kernel(x: Tensor, weight: Tensor, up: bool, weight_gain: float) -> Tensor:
-    """``fastpgan::resample_kernel`` of weight, from the :func:`frozen_weights` block's
-    store where it applies."""
-    return derived_weight(x, weight, ("nearest", up, weight_gain),
-                          lambda: torch.ops.fastpgan.resample_kernel(weight, up, weight_gain))
+    """``fastpgan::resample_kernel`` of weight in x's dtype (built in float32 or float64,
+    rounded once), from the :func:`frozen_weights` block's store where it applies."""
+    return derived_weight(x, weight, ("nearest", up, weight_gain, x.dtype),
+                          lambda: torch.ops.fastpgan.resample_kernel(weight, up, weight_gain)
+                          .to(x.dtype))
 
 
 def derived_weight(x: Tensor, weight: Tensor, tag: tuple, build: Callable[[], Tensor]) -> Tensor:
