@@ -85,13 +85,11 @@ class SideBySide:
 
 
 def study(recipe: str, seed: int, work: Path, num: int, names: list[str],
-          kimg: float | None = None) -> list[dict]:
-    """Trains the recipe at a seed (for ``kimg`` thousand images, else the recipe's
-    length) with the named averages side by side; a row per average and one for the raw
-    generator."""
-    length = [] if kimg is None else ["--total-kimg", f"{kimg:g}"]
-    arguments = [*resolve(RECIPES[recipe], work), *length, "--seed", str(seed), "--out",
-                 str(work / f"{recipe}-seed{seed}"), "--overwrite"]
+          kimg: float) -> list[dict]:
+    """Trains the recipe at a seed for ``kimg`` thousand images with the named averages
+    side by side; a row per average and one for the raw generator."""
+    arguments = [*resolve(RECIPES[recipe], work), "--total-kimg", f"{kimg:g}", "--seed",
+                 str(seed), "--out", str(work / f"{recipe}-seed{seed}"), "--overwrite"]
     trainer = Trainer(config_from_args(build_parser().parse_args(arguments)),
                       overwrite=True)
     averages = {name: EMA(trainer.G, **AVERAGES[name]) for name in names}
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"--averages: no average named {', '.join(map(repr, unknown))}; the names "
                 f"are {'; '.join(AVERAGES)}")
-    kimg = args.kimg if args.kimg is not None else recipe_kimg(args.recipe)
+    kimg = args.kimg if args.kimg is not None else recipe_kimg(args.recipe, args.work)
     rows = ([json.loads(line) for line in args.results.open()]
             if args.results.exists() else [])
     same_run = [r for r in rows if r["recipe"] == args.recipe and r["kimg"] == kimg]
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         missing = [name for name in names if name not in {r["average"] for r in done}]
         if not missing:
             continue
-        new = study(args.recipe, seed, args.work, args.num, missing, args.kimg)
+        new = study(args.recipe, seed, args.work, args.num, missing, kimg)
         raw_before = [r["fid"] for r in done if r["average"] == "raw G" and r["num"] == args.num]
         if raw_before and raw_before[0] != new[-1]["fid"]:
             sys.exit(f"ema_study: seed {seed} did not reproduce its raw generator (FID "
@@ -158,10 +156,11 @@ def main(argv: list[str] | None = None) -> None:
               f"({len(fids)} seeds)", file=sys.stdout)
 
 
-def recipe_kimg(recipe: str) -> float:
-    """The images a benchmark recipe shows, in thousands (its --total-kimg)."""
-    arguments = RECIPES[recipe]
-    return float(arguments[arguments.index("--total-kimg") + 1])
+def recipe_kimg(recipe: str, work: Path) -> float:
+    """The images a benchmark recipe shows, in thousands (its --total-kimg, or the demo's
+    where it trains the demo)."""
+    arguments = build_parser().parse_args(resolve(RECIPES[recipe], work))
+    return config_from_args(arguments).total_kimg
 
 
 if __name__ == "__main__":

@@ -122,3 +122,12 @@ def test_ema_study_names_the_averages_when_asked_for_an_unknown_one(capsys):
     error = capsys.readouterr().err
     assert "no average named 'ramp-up 0.003'" in error
     assert all(name in error for name in AVERAGES)
+
+
+def test_ema_study_trains_a_recipe_as_long_as_the_benchmark_unless_told(tmp_path):
+    """Without --kimg the study's run is the benchmark's: 18 kimg for the demo's faces (set
+    by the demo, not the recipe's arguments), 12 for the digits."""
+    from ema_study import recipe_kimg
+
+    assert recipe_kimg("progan-none", tmp_path) == 18.0
+    assert recipe_kimg("digits-progan-none", tmp_path) == 12.0
